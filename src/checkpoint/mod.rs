@@ -1,0 +1,158 @@
+//! Checkpoints in and out: HF Llama and DeciLM directories (safetensors, single or sharded) and
+//! llama2.c `.bin` files. Every format converts to one in-memory form, [`Checkpoint`] (a
+//! `ModelConfig` plus HF-named, rotate-half tensors); only `build` touches the burn model.
+
+pub mod error;
+pub mod hf_config;
+pub mod llama2c;
+pub mod safetensors_dir;
+
+use std::fs;
+use std::path::Path;
+
+use burn::prelude::Device;
+
+pub use error::CheckpointError;
+pub use hf_config::ConfigFlavor;
+pub use llama2c::Llama2cVersion;
+pub use safetensors_dir::StoreDtype;
+
+use crate::model::weights::{TensorMap, check_weights};
+use crate::model::{Llama, ModelConfig, build_model, model_weights};
+
+/// Where a checkpoint came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceFormat {
+    HfLlama,
+    DeciLm,
+    Llama2c,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub config: ModelConfig,
+    pub weights: TensorMap,
+}
+
+/// How tensors are stored on export.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExportOptions {
+    pub dtype: StoreDtype,
+    /// Split into shards of at most this many bytes (with an index file).
+    pub max_shard_bytes: Option<usize>,
+}
+
+impl Checkpoint {
+    /// Reads a checkpoint directory (HF or DeciLM) or a llama2.c `.bin` file, and checks its
+    /// tensors against its config.
+    pub fn read(path: &Path) -> Result<(Self, SourceFormat), CheckpointError> {
+        let (checkpoint, format) = if path.is_dir() {
+            let config_path = path.join("config.json");
+            let text =
+                fs::read_to_string(&config_path).map_err(CheckpointError::io(&config_path))?;
+            let (config, flavor) = hf_config::parse_config(&config_path, &text)?;
+            let weights = safetensors_dir::read_tensors(path)?;
+            let format = match flavor {
+                ConfigFlavor::Llama => SourceFormat::HfLlama,
+                ConfigFlavor::DeciLm => SourceFormat::DeciLm,
+            };
+            (Self { config, weights }, format)
+        } else {
+            let (config, weights) = llama2c::read(path)?;
+            (Self { config, weights }, SourceFormat::Llama2c)
+        };
+        check_weights(&checkpoint.config, &checkpoint.weights).map_err(|source| {
+            CheckpointError::Weights {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        Ok((checkpoint, format))
+    }
+
+    pub fn from_model(model: &Llama) -> Self {
+        Self {
+            config: model.config().clone(),
+            weights: model_weights(model),
+        }
+    }
+
+    pub fn build(&self, device: &Device) -> Result<Llama, crate::model::WeightError> {
+        build_model(&self.config, &self.weights, device)
+    }
+
+    /// Gives the LM head its own copy of the embedding matrix.
+    pub fn untied(mut self) -> Self {
+        if self.config.tie_word_embeddings {
+            let embed = self.weights["model.embed_tokens.weight"].clone();
+            self.weights.insert("lm_head.weight".into(), embed);
+            self.config.tie_word_embeddings = false;
+        }
+        self
+    }
+
+    /// Writes an HF `LlamaForCausalLM` directory; the child must be homogeneous.
+    pub fn write_hf(&self, dir: &Path, options: ExportOptions) -> Result<(), CheckpointError> {
+        let config = hf_config::llama_config_json(&self.config, options.dtype.torch_name()).ok_or_else(|| CheckpointError::Unsupported {
+            path: dir.to_path_buf(),
+            problem: "an HF Llama config needs every layer to be GQA + SwiGLU of one size; export as DeciLM instead".into(),
+        })?;
+        self.write_dir(dir, &config, options)
+    }
+
+    /// Writes a DeciLM / `nemotron-nas` directory (any child).
+    pub fn write_decilm(&self, dir: &Path, options: ExportOptions) -> Result<(), CheckpointError> {
+        self.write_dir(
+            dir,
+            &hf_config::decilm_config_json(&self.config, options.dtype.torch_name()),
+            options,
+        )
+    }
+
+    pub fn write_llama2c(
+        &self,
+        path: &Path,
+        version: Llama2cVersion,
+    ) -> Result<(), CheckpointError> {
+        llama2c::write(path, &self.config, &self.weights, version)
+    }
+
+    fn write_dir(
+        &self,
+        dir: &Path,
+        config: &serde_json::Value,
+        options: ExportOptions,
+    ) -> Result<(), CheckpointError> {
+        // Stale shards from an earlier export would be mixed with the new ones: refuse instead.
+        if dir.exists()
+            && fs::read_dir(dir)
+                .map_err(CheckpointError::io(dir))?
+                .next()
+                .is_some()
+        {
+            return Err(CheckpointError::Unsupported {
+                path: dir.to_path_buf(),
+                problem: "the directory is not empty".into(),
+            });
+        }
+        fs::create_dir_all(dir).map_err(CheckpointError::io(dir))?;
+        let config_path = dir.join("config.json");
+        fs::write(
+            &config_path,
+            serde_json::to_string_pretty(config).expect("config serialises"),
+        )
+        .map_err(CheckpointError::io(&config_path))?;
+        safetensors_dir::write_tensors(dir, &self.weights, options.dtype, options.max_shard_bytes)
+    }
+}
+
+/// Reads any supported checkpoint and builds the model on `device`.
+pub fn load_model(path: &Path, device: &Device) -> Result<Llama, CheckpointError> {
+    let (checkpoint, _) = Checkpoint::read(path)?;
+    checkpoint
+        .build(device)
+        .map_err(|source| CheckpointError::Weights {
+            path: path.to_path_buf(),
+            source,
+        })
+}

@@ -1,0 +1,390 @@
+//! The `tessera` command: parses arguments and calls library functions, nothing more.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use tessera::bench::{bench_forward, gemm_peak_gflops, random_25m_config};
+use tessera::checkpoint::{Checkpoint, ExportOptions, Llama2cVersion, StoreDtype, load_model};
+use tessera::demo::{DemoReport, run_demo};
+use tessera::device::DeviceChoice;
+use tessera::eval::mean_nll;
+use tessera::model::{Llama, Sampling, build_model, generate, random_weights};
+use tessera::tokenizer::Tokenizer;
+
+#[derive(Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Build faster child models from a Llama-style parent"
+)]
+struct Cli {
+    /// Compute device (wgpu / cuda need the cargo feature of that name).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu, global = true)]
+    device: DeviceChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text from a model.
+    Generate(GenerateArgs),
+    /// Evaluate a model.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// Write a model in another checkpoint format.
+    Export(ExportArgs),
+    /// Print a model's configuration and parameter count.
+    Info {
+        #[arg(long)]
+        model: PathBuf,
+    },
+    /// Measure throughput.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// The built-in default job, with no download: build, save, reload and run a heterogeneous model.
+    Demo {
+        #[arg(long, default_value = "runs/demo")]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// A checkpoint directory (HF or DeciLM) or a llama2.c `.bin` file.
+    #[arg(long)]
+    model: PathBuf,
+    /// `tokenizer.json` or llama2.c `tokenizer.bin`; defaults to the model directory's tokenizer.json.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long)]
+    prompt: Option<String>,
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    #[arg(long, conflicts_with_all = ["temperature", "top_p"])]
+    greedy: bool,
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0.9)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print the token ids (BOS first), whitespace-separated.
+    #[arg(long)]
+    print_ids: bool,
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Mean negative log-likelihood in nats per predicted token.
+    Nll(NllArgs),
+}
+
+#[derive(Args)]
+struct NllArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Text file; each piece is encoded with BOS.
+    #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+    text: Option<PathBuf>,
+    /// Separator that splits the text into independent pieces.
+    #[arg(long, requires = "text")]
+    split_on: Option<String>,
+    /// One whitespace-separated token id sequence per line, evaluated as given.
+    #[arg(long)]
+    ids: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Hf,
+    Decilm,
+    Llama2c,
+    Llama2cV1,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// Output directory (HF / DeciLM) or `.bin` file (llama2.c).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value_t = StoreDtype::F32)]
+    dtype: StoreDtype,
+    /// Split safetensors into shards of at most this many bytes.
+    #[arg(long)]
+    shard_bytes: Option<usize>,
+    /// Give the LM head its own copy of tied embeddings.
+    #[arg(long)]
+    untie: bool,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Prefill and decode tokens/s with achieved GFLOP/s, next to the measured GEMM peak.
+    Forward {
+        /// Checkpoints to measure; `random-25m` is a random 25M-parameter Llama.
+        #[arg(long = "model", default_values = ["random-25m"])]
+        models: Vec<String>,
+        #[arg(long, default_value_t = 128)]
+        prompt_len: usize,
+        #[arg(long, default_value_t = 64)]
+        decode_tokens: usize,
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    if let Err(error) = run(Cli::parse()) {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let device = cli.device.device()?;
+    match cli.command {
+        Command::Generate(args) => generate_command(args, &device),
+        Command::Eval(EvalCommand::Nll(args)) => nll_command(args, &device),
+        Command::Export(args) => export_command(args),
+        Command::Info { model } => {
+            let (checkpoint, format) = Checkpoint::read(&model)?;
+            let params = checkpoint.config.num_params();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &json!({ "format": format!("{format:?}"), "params": params, "config": checkpoint.config })
+                )?
+            );
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Forward {
+            models,
+            prompt_len,
+            decode_tokens,
+            repeats,
+            json,
+        }) => bench_command(&models, prompt_len, decode_tokens, repeats, json, &device),
+        Command::Demo { out, json } => {
+            let report = run_demo(&out, &device)?;
+            print_demo(&report, json)
+        }
+    }
+}
+
+fn load_tokenizer(args: &ModelArgs) -> Result<Option<Tokenizer>> {
+    let path = args
+        .tokenizer
+        .clone()
+        .or_else(|| Tokenizer::beside_model(&args.model));
+    path.map(|p| Tokenizer::read(&p).context("loading the tokenizer"))
+        .transpose()
+}
+
+fn load(args: &ModelArgs, device: &burn::prelude::Device) -> Result<(Llama, Option<Tokenizer>)> {
+    let model = load_model(&args.model, device).context("loading the model")?;
+    Ok((model, load_tokenizer(args)?))
+}
+
+fn generate_command(args: GenerateArgs, device: &burn::prelude::Device) -> Result<()> {
+    let (model, tokenizer) = load(&args.model, device)?;
+    let bos = model.config().bos_token_id;
+    let prompt = match (&tokenizer, &args.prompt) {
+        (Some(t), Some(text)) => t.encode(text, true)?,
+        (None, Some(_)) => bail!("--prompt needs a tokenizer: pass --tokenizer"),
+        (_, None) => vec![bos],
+    };
+    let sampling = if args.greedy {
+        Sampling::Greedy
+    } else {
+        Sampling::TopP {
+            temperature: args.temperature,
+            top_p: args.top_p,
+            seed: args.seed,
+        }
+    };
+    let stop = [model.config().eos_token_id, bos];
+    let tokens = generate(&model, &prompt, args.max_tokens, sampling, &stop)?;
+    if args.print_ids {
+        println!(
+            "{}",
+            tokens
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    } else {
+        let tokenizer = tokenizer
+            .context("printing text needs a tokenizer: pass --tokenizer, or use --print-ids")?;
+        println!("{}", tokenizer.decode(&tokens)?);
+    }
+    Ok(())
+}
+
+fn read_id_file(path: &Path) -> Result<Vec<Vec<u32>>> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            line.split_whitespace()
+                .map(|word| {
+                    word.parse::<u32>().with_context(|| {
+                        format!(
+                            "{}: line {}: `{word}` is not a token id",
+                            path.display(),
+                            n + 1
+                        )
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn nll_command(args: NllArgs, device: &burn::prelude::Device) -> Result<()> {
+    let (model, tokenizer) = load(&args.model, device)?;
+    let sequences = match (&args.text, &args.ids) {
+        (Some(path), _) => {
+            let tokenizer = tokenizer.context("--text needs a tokenizer: pass --tokenizer")?;
+            let text =
+                fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let pieces: Vec<&str> = match &args.split_on {
+                Some(sep) => text.split(sep.as_str()).collect(),
+                None => vec![text.as_str()],
+            };
+            pieces
+                .iter()
+                .map(|p| p.trim())
+                .filter(|p| !p.is_empty())
+                .map(|p| tokenizer.encode(p, true))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        (None, Some(path)) => read_id_file(path)?,
+        (None, None) => unreachable!("clap requires --text or --ids"),
+    };
+    let source = args.ids.as_ref().or(args.text.as_ref()).expect("one input");
+    let report =
+        mean_nll(&model, &sequences).with_context(|| format!("evaluating {}", source.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "mean NLL {:.4} nats/token over {} tokens",
+            report.mean_nll, report.tokens
+        );
+    }
+    Ok(())
+}
+
+fn export_command(args: ExportArgs) -> Result<()> {
+    let (mut checkpoint, _) = Checkpoint::read(&args.model).context("reading the model")?;
+    if args.untie {
+        checkpoint = checkpoint.untied();
+    }
+    let options = ExportOptions {
+        dtype: args.dtype,
+        max_shard_bytes: args.shard_bytes,
+    };
+    match args.format {
+        ExportFormat::Hf => checkpoint.write_hf(&args.out, options)?,
+        ExportFormat::Decilm => checkpoint.write_decilm(&args.out, options)?,
+        ExportFormat::Llama2c => checkpoint.write_llama2c(&args.out, Llama2cVersion::Legacy)?,
+        ExportFormat::Llama2cV1 => checkpoint.write_llama2c(&args.out, Llama2cVersion::V1)?,
+    }
+    if let (true, Some(tokenizer)) = (args.out.is_dir(), Tokenizer::beside_model(&args.model)) {
+        fs::copy(&tokenizer, args.out.join("tokenizer.json")).context("copying tokenizer.json")?;
+    }
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn bench_command(
+    models: &[String],
+    prompt_len: usize,
+    decode_tokens: usize,
+    repeats: usize,
+    json: bool,
+    device: &burn::prelude::Device,
+) -> Result<()> {
+    let peak = gemm_peak_gflops(device, 1024, repeats.max(3));
+    let mut rows = Vec::new();
+    for name in models {
+        let model = if name == "random-25m" {
+            let config = random_25m_config();
+            build_model(&config, &random_weights(&config, 0), device)?
+        } else {
+            load_model(Path::new(name), device)?
+        };
+        let prompt_len = prompt_len.min(model.config().max_position_embeddings - decode_tokens);
+        let result = bench_forward(&model, prompt_len, decode_tokens, repeats)?;
+        rows.push((name.clone(), result));
+    }
+    if json {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|(name, r)| json!({ "model": name, "result": r }))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "gemm_peak_gflops": peak, "models": rows }))?
+        );
+        return Ok(());
+    }
+    println!("f32 GEMM peak (1024³, best of runs): {peak:.1} GFLOP/s");
+    println!(
+        "{:<40} {:>10} {:>14} {:>9} {:>7} {:>13} {:>9} {:>7}",
+        "model",
+        "params",
+        "prefill tok/s",
+        "GFLOP/s",
+        "% peak",
+        "decode tok/s",
+        "GFLOP/s",
+        "% peak"
+    );
+    for (name, r) in rows {
+        println!(
+            "{:<40} {:>10} {:>14.1} {:>9.2} {:>6.1}% {:>13.1} {:>9.2} {:>6.1}%",
+            name,
+            r.params,
+            r.prefill_tokens_per_s,
+            r.prefill_gflops,
+            100.0 * r.prefill_gflops / peak,
+            r.decode_tokens_per_s,
+            r.decode_gflops,
+            100.0 * r.decode_gflops / peak
+        );
+    }
+    Ok(())
+}
+
+fn print_demo(report: &DemoReport, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! FFN sub-blocks: SwiGLU (`down(silu(gate(x)) * up(x))`) or a single linear map.
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::activation::silu;
+
+#[derive(Module, Debug)]
+pub struct SwiGlu {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+#[derive(Module, Debug)]
+pub enum Ffn {
+    SwiGlu(SwiGlu),
+    Linear(Linear),
+}
+
+impl Ffn {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            Ffn::SwiGlu(f) => f
+                .down_proj
+                .forward(silu(f.gate_proj.forward(x.clone())) * f.up_proj.forward(x)),
+            Ffn::Linear(linear) => linear.forward(x),
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The heterogeneous Llama decoder: embeddings, one block per layer (each with its own attention
+//! and FFN kind), final norm and LM head. Prefill and incremental decoding share one forward
+//! pass; the residual stream after every layer is returned on request.
+
+use burn::module::Module;
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::prelude::*;
+
+use super::attention::Attention;
+use super::config::ModelConfig;
+use super::ffn::Ffn;
+use super::kv_cache::KvCache;
+use super::rope::Rope;
+
+/// One decoder layer. A removed (no-op) sub-block has neither weights nor norm.
+#[derive(Module, Debug)]
+pub struct Block {
+    pub attention: Option<(RmsNorm, Attention)>,
+    pub ffn: Option<(RmsNorm, Ffn)>,
+}
+
+#[derive(Module, Debug)]
+pub struct Llama {
+    pub embed_tokens: Embedding,
+    pub layers: Vec<Block>,
+    pub norm: RmsNorm,
+    /// `None` when the head is tied to the embeddings.
+    pub lm_head: Option<Linear>,
+    pub rope: Rope,
+    #[module(skip)]
+    pub config: ModelConfig,
+}
+
+/// Logits `[batch, seq, vocab]` and, when asked for, the residual stream: entry 0 is the
+/// embedding output and entry `i + 1` the output of layer `i` (before the final norm).
+#[derive(Debug)]
+pub struct ForwardOutput {
+    pub logits: Tensor<3>,
+    pub hidden_states: Vec<Tensor<3>>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ForwardError {
+    #[error("positions {start}..{end} exceed the model's maximum of {max} positions")]
+    ContextTooLong {
+        start: usize,
+        end: usize,
+        max: usize,
+    },
+    #[error("token id {token} is outside the vocabulary of {vocab} tokens")]
+    TokenOutOfRange { token: u32, vocab: usize },
+}
+
+impl Block {
+    /// Runs this layer on the residual stream `x` at positions starting at `offset`.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        layer: usize,
+        offset: usize,
+        rope: &Rope,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let mut x = x;
+        if let Some((norm, attention)) = &self.attention {
+            x = x.clone() + attention.forward(norm.forward(x), layer, offset, rope, cache);
+        }
+        if let Some((norm, ffn)) = &self.ffn {
+            x = x.clone() + ffn.forward(norm.forward(x));
+        }
+        x
+    }
+}
+
+impl Llama {
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> Device {
+        self.embed_tokens.weight.val().device()
+    }
+
+    /// Turns token id rows into an input tensor, checking every id against the vocabulary.
+    pub fn tokens_tensor(&self, rows: &[Vec<u32>]) -> Result<Tensor<2, Int>, ForwardError> {
+        let vocab = self.config().vocab_size;
+        if let Some(&token) = rows.iter().flatten().find(|&&t| t as usize >= vocab) {
+            return Err(ForwardError::TokenOutOfRange { token, vocab });
+        }
+        let seq = rows.first().map_or(0, Vec::len);
+        let flat: Vec<i64> = rows.iter().flatten().map(|&t| t as i64).collect();
+        Ok(Tensor::from_data(
+            TensorData::new(flat, [rows.len(), seq]),
+            &self.device(),
+        ))
+    }
+
+    pub fn embed(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.embed_tokens.forward(tokens)
+    }
+
+    /// Final norm and LM head.
+    pub fn head(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = self.norm.forward(x);
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => {
+                burn::tensor::module::linear(x, self.embed_tokens.weight.val().transpose(), None)
+            }
+        }
+    }
+
+    /// Full forward pass over `tokens: [batch, seq]`. With a cache, positions continue from
+    /// what it holds and the new keys/values are appended (prefill, then one token per step).
+    pub fn forward(
+        &self,
+        tokens: Tensor<2, Int>,
+        mut cache: Option<&mut KvCache>,
+        keep_hidden: bool,
+    ) -> Result<ForwardOutput, ForwardError> {
+        let [_, seq] = tokens.dims();
+        let offset = cache.as_ref().map_or(0, |c| c.len());
+        let max = self.rope.max_positions();
+        if offset + seq > max {
+            return Err(ForwardError::ContextTooLong {
+                start: offset,
+                end: offset + seq,
+                max,
+            });
+        }
+        let mut x = self.embed(tokens);
+        let mut hidden_states = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            if keep_hidden {
+                hidden_states.push(x.clone());
+            }
+            x = layer.forward(x, i, offset, &self.rope, cache.as_deref_mut());
+        }
+        if keep_hidden {
+            hidden_states.push(x.clone());
+        }
+        if let Some(cache) = cache {
+            cache.advance(seq);
+        }
+        Ok(ForwardOutput {
+            logits: self.head(x),
+            hidden_states,
+        })
+    }
+}

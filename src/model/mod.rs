@@ -1,0 +1,17 @@
+//! The model stage: configuration, the heterogeneous Llama forward pass, its named weights and
+//! text generation. Knows nothing about files (see `checkpoint`) or later pipeline stages.
+
+pub mod attention;
+pub mod config;
+pub mod ffn;
+pub mod generate;
+pub mod kv_cache;
+pub mod llama;
+pub mod rope;
+pub mod weights;
+
+pub use config::{AttentionConfig, BlockConfig, FfnConfig, ModelConfig};
+pub use generate::{Sampling, generate};
+pub use kv_cache::KvCache;
+pub use llama::{ForwardError, ForwardOutput, Llama};
+pub use weights::{HostTensor, TensorMap, WeightError, build_model, model_weights, random_weights};

@@ -1,0 +1,302 @@
+//! Named host tensors in the HF / DeciLM layout (`[out, in]` matrices, rotate-half RoPE), and
+//! the one mapping between those names and the model's modules. Every checkpoint format reads
+//! and writes this map; none of them knows the burn module tree.
+
+use std::collections::BTreeMap;
+
+use burn::module::Param;
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Normal};
+
+use super::attention::{Attention, GqaAttention};
+use super::config::{AttentionConfig, FfnConfig, ModelConfig};
+use super::ffn::{Ffn, SwiGlu};
+use super::llama::{Block, Llama};
+use super::rope::Rope;
+
+/// A dense f32 tensor on the host, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Tensors by checkpoint name, sorted so that files are written deterministically.
+pub type TensorMap = BTreeMap<String, HostTensor>;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum WeightError {
+    #[error("tensor `{name}` is missing")]
+    Missing { name: String },
+    #[error("tensor `{name}` has shape {found:?}, but the config needs {expected:?}")]
+    Shape {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("tensor `{name}` is not part of a model with this config")]
+    Unexpected { name: String },
+}
+
+impl HostTensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Self { shape, data }
+    }
+
+    fn from_tensor<const D: usize>(tensor: Tensor<D>) -> Self {
+        let shape = tensor.dims().to_vec();
+        Self {
+            shape,
+            data: to_host_vec(tensor),
+        }
+    }
+
+    fn to_tensor<const D: usize>(&self, device: &Device) -> Tensor<D> {
+        Tensor::from_data(
+            TensorData::new(self.data.clone(), self.shape.clone()),
+            device,
+        )
+    }
+
+    /// Swaps the two axes of a matrix (`[out, in]` <-> burn's `[in, out]`).
+    pub fn transposed(&self) -> Self {
+        let (rows, cols) = (self.shape[0], self.shape[1]);
+        let mut data = vec![0.0; self.data.len()];
+        for r in 0..rows {
+            for c in 0..cols {
+                data[c * rows + r] = self.data[r * cols + c];
+            }
+        }
+        Self {
+            shape: vec![cols, rows],
+            data,
+        }
+    }
+}
+
+/// Copies a float tensor to the host as f32.
+pub fn to_host_vec<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("a float tensor converts to f32")
+}
+
+/// Every tensor name a model with `config` has, with its shape, in checkpoint order.
+pub fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let h = config.hidden_size;
+    let q = config.num_attention_heads * config.head_dim;
+    let mut out = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![config.vocab_size, h],
+    )];
+    for (i, block) in config.blocks.iter().enumerate() {
+        let p = format!("model.layers.{i}");
+        if block.attention != AttentionConfig::NoOp {
+            out.push((format!("{p}.input_layernorm.weight"), vec![h]));
+        }
+        match block.attention {
+            AttentionConfig::Gqa { kv_heads } => {
+                let kv = kv_heads * config.head_dim;
+                out.push((format!("{p}.self_attn.q_proj.weight"), vec![q, h]));
+                out.push((format!("{p}.self_attn.k_proj.weight"), vec![kv, h]));
+                out.push((format!("{p}.self_attn.v_proj.weight"), vec![kv, h]));
+                out.push((format!("{p}.self_attn.o_proj.weight"), vec![h, q]));
+            }
+            AttentionConfig::Linear => {
+                out.push((format!("{p}.self_attn.linear_attn.weight"), vec![h, h]))
+            }
+            AttentionConfig::NoOp => {}
+        }
+        if block.ffn != FfnConfig::NoOp {
+            out.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
+        }
+        match block.ffn {
+            FfnConfig::SwiGlu { intermediate: n } => {
+                out.push((format!("{p}.mlp.gate_proj.weight"), vec![n, h]));
+                out.push((format!("{p}.mlp.up_proj.weight"), vec![n, h]));
+                out.push((format!("{p}.mlp.down_proj.weight"), vec![h, n]));
+            }
+            FfnConfig::Linear => out.push((format!("{p}.mlp.linear_mlp.weight"), vec![h, h])),
+            FfnConfig::NoOp => {}
+        }
+    }
+    out.push(("model.norm.weight".to_string(), vec![h]));
+    if !config.tie_word_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![config.vocab_size, h]));
+    }
+    out
+}
+
+/// Checks that `weights` holds exactly the tensors of `config` with the right shapes. Buffers
+/// HF stores for RoPE (`rotary_emb.inv_freq`) are recomputed, so they are allowed and ignored.
+pub fn check_weights(config: &ModelConfig, weights: &TensorMap) -> Result<(), WeightError> {
+    let expected = expected_tensors(config);
+    for (name, shape) in &expected {
+        let found = weights
+            .get(name)
+            .ok_or_else(|| WeightError::Missing { name: name.clone() })?;
+        if &found.shape != shape {
+            return Err(WeightError::Shape {
+                name: name.clone(),
+                expected: shape.clone(),
+                found: found.shape.clone(),
+            });
+        }
+    }
+    let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+    if let Some(name) = weights
+        .keys()
+        .find(|n| !known.contains(n.as_str()) && !n.ends_with("rotary_emb.inv_freq"))
+    {
+        return Err(WeightError::Unexpected { name: name.clone() });
+    }
+    Ok(())
+}
+
+/// Builds the model from checkpoint tensors after checking them against the config.
+pub fn build_model(
+    config: &ModelConfig,
+    weights: &TensorMap,
+    device: &Device,
+) -> Result<Llama, WeightError> {
+    check_weights(config, weights)?;
+    let get = |name: String| &weights[&name];
+    let linear = |name: String| Linear {
+        weight: Param::from_tensor(get(name).transposed().to_tensor(device)),
+        bias: None,
+    };
+    let norm = |name: String| RmsNorm {
+        gamma: Param::from_tensor(get(name).to_tensor(device)),
+        epsilon: config.rms_norm_eps,
+    };
+    let layers = config
+        .blocks
+        .iter()
+        .enumerate()
+        .map(|(i, block)| {
+            let p = format!("model.layers.{i}");
+            let attention_op = match block.attention {
+                AttentionConfig::Gqa { kv_heads } => Some(Attention::Gqa(GqaAttention {
+                    q_proj: linear(format!("{p}.self_attn.q_proj.weight")),
+                    k_proj: linear(format!("{p}.self_attn.k_proj.weight")),
+                    v_proj: linear(format!("{p}.self_attn.v_proj.weight")),
+                    o_proj: linear(format!("{p}.self_attn.o_proj.weight")),
+                    num_heads: config.num_attention_heads,
+                    kv_heads,
+                    head_dim: config.head_dim,
+                })),
+                AttentionConfig::Linear => Some(Attention::Linear(linear(format!(
+                    "{p}.self_attn.linear_attn.weight"
+                )))),
+                AttentionConfig::NoOp => None,
+            };
+            let ffn_op = match block.ffn {
+                FfnConfig::SwiGlu { .. } => Some(Ffn::SwiGlu(SwiGlu {
+                    gate_proj: linear(format!("{p}.mlp.gate_proj.weight")),
+                    up_proj: linear(format!("{p}.mlp.up_proj.weight")),
+                    down_proj: linear(format!("{p}.mlp.down_proj.weight")),
+                })),
+                FfnConfig::Linear => {
+                    Some(Ffn::Linear(linear(format!("{p}.mlp.linear_mlp.weight"))))
+                }
+                FfnConfig::NoOp => None,
+            };
+            Block {
+                attention: attention_op.map(|op| (norm(format!("{p}.input_layernorm.weight")), op)),
+                ffn: ffn_op.map(|op| (norm(format!("{p}.post_attention_layernorm.weight")), op)),
+            }
+        })
+        .collect();
+    Ok(Llama {
+        embed_tokens: Embedding {
+            weight: Param::from_tensor(get("model.embed_tokens.weight".into()).to_tensor(device)),
+        },
+        layers,
+        norm: norm("model.norm.weight".into()),
+        lm_head: (!config.tie_word_embeddings).then(|| linear("lm_head.weight".into())),
+        rope: Rope::new(
+            config.head_dim,
+            config.max_position_embeddings,
+            config.rope_theta,
+            device,
+        ),
+        config: config.clone(),
+    })
+}
+
+/// The model's tensors under their checkpoint names, in the checkpoint layout.
+pub fn model_weights(model: &Llama) -> TensorMap {
+    let mut out = TensorMap::new();
+    let put_linear = |out: &mut TensorMap, name: String, l: &Linear| {
+        out.insert(name, HostTensor::from_tensor(l.weight.val()).transposed());
+    };
+    let put_norm = |out: &mut TensorMap, name: String, n: &RmsNorm| {
+        out.insert(name, HostTensor::from_tensor(n.gamma.val()));
+    };
+    out.insert(
+        "model.embed_tokens.weight".into(),
+        HostTensor::from_tensor(model.embed_tokens.weight.val()),
+    );
+    for (i, block) in model.layers.iter().enumerate() {
+        let p = format!("model.layers.{i}");
+        if let Some((norm, attention)) = &block.attention {
+            put_norm(&mut out, format!("{p}.input_layernorm.weight"), norm);
+            match attention {
+                Attention::Gqa(a) => {
+                    put_linear(&mut out, format!("{p}.self_attn.q_proj.weight"), &a.q_proj);
+                    put_linear(&mut out, format!("{p}.self_attn.k_proj.weight"), &a.k_proj);
+                    put_linear(&mut out, format!("{p}.self_attn.v_proj.weight"), &a.v_proj);
+                    put_linear(&mut out, format!("{p}.self_attn.o_proj.weight"), &a.o_proj);
+                }
+                Attention::Linear(l) => {
+                    put_linear(&mut out, format!("{p}.self_attn.linear_attn.weight"), l)
+                }
+            }
+        }
+        if let Some((norm, ffn)) = &block.ffn {
+            put_norm(
+                &mut out,
+                format!("{p}.post_attention_layernorm.weight"),
+                norm,
+            );
+            match ffn {
+                Ffn::SwiGlu(f) => {
+                    put_linear(&mut out, format!("{p}.mlp.gate_proj.weight"), &f.gate_proj);
+                    put_linear(&mut out, format!("{p}.mlp.up_proj.weight"), &f.up_proj);
+                    put_linear(&mut out, format!("{p}.mlp.down_proj.weight"), &f.down_proj);
+                }
+                Ffn::Linear(l) => put_linear(&mut out, format!("{p}.mlp.linear_mlp.weight"), l),
+            }
+        }
+    }
+    put_norm(&mut out, "model.norm.weight".into(), &model.norm);
+    if let Some(head) = &model.lm_head {
+        put_linear(&mut out, "lm_head.weight".into(), head);
+    }
+    out
+}
+
+/// Seeded random weights for `config`: N(0, 0.02) matrices, unit norms (tests, benchmarks,
+/// training from scratch).
+pub fn random_weights(config: &ModelConfig, seed: u64) -> TensorMap {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let normal = Normal::new(0.0f32, 0.02).expect("valid normal");
+    expected_tensors(config)
+        .into_iter()
+        .map(|(name, shape)| {
+            let len = shape.iter().product();
+            let data = if shape.len() == 1 {
+                vec![1.0; len]
+            } else {
+                (0..len).map(|_| normal.sample(&mut rng)).collect()
+            };
+            (name, HostTensor::new(shape, data))
+        })
+        .collect()
+}

@@ -1,0 +1,83 @@
+//! Tokenizers: HF `tokenizer.json` (through the `tokenizers` crate) and llama2.c
+//! `tokenizer.bin` (implemented here). Chosen by file name; both encode with or without BOS.
+
+pub mod llama2c;
+
+use std::path::{Path, PathBuf};
+
+pub use llama2c::Llama2cTokenizer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {problem}", path.display())]
+    Format { path: PathBuf, problem: String },
+    #[error("cannot encode text: {0}")]
+    Encode(String),
+}
+
+pub enum Tokenizer {
+    Llama2c(Llama2cTokenizer),
+    Hf {
+        inner: Box<tokenizers::Tokenizer>,
+        bos: Option<u32>,
+    },
+}
+
+impl Tokenizer {
+    /// `*.json` is an HF tokenizer; anything else is read as a llama2.c `tokenizer.bin`.
+    pub fn read(path: &Path) -> Result<Self, TokenizerError> {
+        if path.extension().is_some_and(|e| e == "json") {
+            let inner =
+                tokenizers::Tokenizer::from_file(path).map_err(|e| TokenizerError::Format {
+                    path: path.to_path_buf(),
+                    problem: e.to_string(),
+                })?;
+            let bos = ["<s>", "<|begin_of_text|>", "<bos>"]
+                .iter()
+                .find_map(|t| inner.token_to_id(t));
+            Ok(Tokenizer::Hf {
+                inner: Box::new(inner),
+                bos,
+            })
+        } else {
+            Ok(Tokenizer::Llama2c(Llama2cTokenizer::read(path)?))
+        }
+    }
+
+    /// The tokenizer that belongs to a model: `tokenizer.json` inside a checkpoint directory.
+    pub fn beside_model(model: &Path) -> Option<PathBuf> {
+        let candidate = model.join("tokenizer.json");
+        candidate.is_file().then_some(candidate)
+    }
+
+    pub fn encode(&self, text: &str, bos: bool) -> Result<Vec<u32>, TokenizerError> {
+        match self {
+            Tokenizer::Llama2c(t) => Ok(t.encode(text, bos)),
+            Tokenizer::Hf { inner, bos: bos_id } => {
+                let encoding = inner
+                    .encode(text, false)
+                    .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+                Ok(bos
+                    .then_some(*bos_id)
+                    .flatten()
+                    .into_iter()
+                    .chain(encoding.get_ids().iter().copied())
+                    .collect())
+            }
+        }
+    }
+
+    pub fn decode(&self, tokens: &[u32]) -> Result<String, TokenizerError> {
+        match self {
+            Tokenizer::Llama2c(t) => Ok(t.decode(tokens)),
+            Tokenizer::Hf { inner, .. } => inner
+                .decode(tokens, true)
+                .map_err(|e| TokenizerError::Encode(e.to_string())),
+        }
+    }
+}
