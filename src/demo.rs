@@ -77,11 +77,7 @@ impl fmt::Display for DemoReport {
         for (i, layer) in self.layers.iter().enumerate() {
             writeln!(f, "  layer {i}: {layer}")?;
         }
-        writeln!(
-            f,
-            "DeciLM checkpoint written to {}",
-            self.checkpoint.display()
-        )?;
+        writeln!(f, "DeciLM checkpoint written to {}", self.checkpoint.display())?;
         writeln!(f, "reloaded bit-identically: {}", self.reload_bit_identical)?;
         writeln!(
             f,

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use tessera::bench::{bench_forward, gemm_peak_gflops, random_25m_config};
+use tessera::bench::{bench_forward, gemm_peak_gflops, random_25m_config, read_bandwidth_gbs};
 use tessera::checkpoint::{Checkpoint, ExportOptions, Llama2cVersion, StoreDtype, load_model};
 use tessera::demo::{DemoReport, run_demo};
 use tessera::device::DeviceChoice;
@@ -193,10 +193,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn load_tokenizer(args: &ModelArgs) -> Result<Option<Tokenizer>> {
-    let path = args
-        .tokenizer
-        .clone()
-        .or_else(|| Tokenizer::beside_model(&args.model));
+    let path = args.tokenizer.clone().or_else(|| Tokenizer::beside_model(&args.model));
     path.map(|p| Tokenizer::read(&p).context("loading the tokenizer"))
         .transpose()
 }
@@ -226,17 +223,9 @@ fn generate_command(args: GenerateArgs, device: &burn::prelude::Device) -> Resul
     let stop = [model.config().eos_token_id, bos];
     let tokens = generate(&model, &prompt, args.max_tokens, sampling, &stop)?;
     if args.print_ids {
-        println!(
-            "{}",
-            tokens
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        println!("{}", tokens.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
     } else {
-        let tokenizer = tokenizer
-            .context("printing text needs a tokenizer: pass --tokenizer, or use --print-ids")?;
+        let tokenizer = tokenizer.context("printing text needs a tokenizer: pass --tokenizer, or use --print-ids")?;
         println!("{}", tokenizer.decode(&tokens)?);
     }
     Ok(())
@@ -250,13 +239,8 @@ fn read_id_file(path: &Path) -> Result<Vec<Vec<u32>>> {
         .map(|(n, line)| {
             line.split_whitespace()
                 .map(|word| {
-                    word.parse::<u32>().with_context(|| {
-                        format!(
-                            "{}: line {}: `{word}` is not a token id",
-                            path.display(),
-                            n + 1
-                        )
-                    })
+                    word.parse::<u32>()
+                        .with_context(|| format!("{}: line {}: `{word}` is not a token id", path.display(), n + 1))
                 })
                 .collect()
         })
@@ -268,8 +252,7 @@ fn nll_command(args: NllArgs, device: &burn::prelude::Device) -> Result<()> {
     let sequences = match (&args.text, &args.ids) {
         (Some(path), _) => {
             let tokenizer = tokenizer.context("--text needs a tokenizer: pass --tokenizer")?;
-            let text =
-                fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let pieces: Vec<&str> = match &args.split_on {
                 Some(sep) => text.split(sep.as_str()).collect(),
                 None => vec![text.as_str()],
@@ -285,8 +268,7 @@ fn nll_command(args: NllArgs, device: &burn::prelude::Device) -> Result<()> {
         (None, None) => unreachable!("clap requires --text or --ids"),
     };
     let source = args.ids.as_ref().or(args.text.as_ref()).expect("one input");
-    let report =
-        mean_nll(&model, &sequences).with_context(|| format!("evaluating {}", source.display()))?;
+    let report = mean_nll(&model, &sequences).with_context(|| format!("evaluating {}", source.display()))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -329,6 +311,7 @@ fn bench_command(
     device: &burn::prelude::Device,
 ) -> Result<()> {
     let peak = gemm_peak_gflops(device, 1024, repeats.max(3));
+    let bandwidth = read_bandwidth_gbs(device, repeats.max(3));
     let mut rows = Vec::new();
     for name in models {
         let model = if name == "random-25m" {
@@ -348,35 +331,47 @@ fn bench_command(
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({ "gemm_peak_gflops": peak, "models": rows }))?
+            serde_json::to_string_pretty(
+                &json!({ "gemm_peak_gflops": peak, "read_bandwidth_gbs": bandwidth, "models": rows })
+            )?
         );
         return Ok(());
     }
-    println!("f32 GEMM peak (1024³, best of runs): {peak:.1} GFLOP/s");
+    println!("machine: f32 GEMM peak {peak:.1} GFLOP/s (1024³, best run); read bandwidth {bandwidth:.1} GB/s");
     println!(
-        "{:<40} {:>10} {:>14} {:>9} {:>7} {:>13} {:>9} {:>7}",
+        "{:<22} {:>10} | {:>13} {:>8} {:>6} | {:>12} {:>8} {:>6} {:>12} {:>6}",
         "model",
         "params",
         "prefill tok/s",
         "GFLOP/s",
-        "% peak",
+        "%peak",
         "decode tok/s",
         "GFLOP/s",
-        "% peak"
+        "%peak",
+        "weights GB/s",
+        "%bw"
     );
     for (name, r) in rows {
+        let short = Path::new(&name)
+            .file_name()
+            .map_or(name.clone(), |f| f.to_string_lossy().into_owned());
         println!(
-            "{:<40} {:>10} {:>14.1} {:>9.2} {:>6.1}% {:>13.1} {:>9.2} {:>6.1}%",
-            name,
+            "{:<22} {:>10} | {:>13.1} {:>8.2} {:>5.1}% | {:>12.1} {:>8.2} {:>5.1}% {:>12.2} {:>5.1}%",
+            short,
             r.params,
             r.prefill_tokens_per_s,
             r.prefill_gflops,
             100.0 * r.prefill_gflops / peak,
             r.decode_tokens_per_s,
             r.decode_gflops,
-            100.0 * r.decode_gflops / peak
+            100.0 * r.decode_gflops / peak,
+            r.decode_weight_gbs,
+            100.0 * r.decode_weight_gbs / bandwidth
         );
     }
+    println!(
+        "(medians of {repeats} runs; prefill of {prompt_len} tokens at batch 1, then {decode_tokens} cached decode steps)"
+    );
     Ok(())
 }
 

@@ -34,6 +34,23 @@ pub fn gemm_peak_gflops(device: &Device, size: usize, repeats: usize) -> f64 {
     best
 }
 
+/// Best read bandwidth in GB/s of summing a 256 MiB tensor (decode streams every weight once
+/// per token, so this, not the GEMM peak, bounds decode speed).
+pub fn read_bandwidth_gbs(device: &Device, repeats: usize) -> f64 {
+    let elements = 64 << 20;
+    let t = Tensor::<1>::ones([elements], device);
+    let mut best = 0.0f64;
+    for run in 0..=repeats {
+        let start = Instant::now();
+        let _ = t.clone().sum().into_data();
+        let seconds = start.elapsed().as_secs_f64();
+        if run > 0 {
+            best = best.max(4.0 * elements as f64 / seconds / 1e9);
+        }
+    }
+    best
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ForwardBench {
     pub params: usize,
@@ -43,6 +60,8 @@ pub struct ForwardBench {
     pub prefill_gflops: f64,
     pub decode_tokens_per_s: f64,
     pub decode_gflops: f64,
+    /// f32 weight bytes read per second while decoding.
+    pub decode_weight_gbs: f64,
 }
 
 /// Median over `repeats` of: one prefill of `prompt_len` tokens (batch 1), and `decode_tokens`
@@ -55,9 +74,7 @@ pub fn bench_forward(
 ) -> Result<ForwardBench, ForwardError> {
     let config = model.config();
     let vocab = config.vocab_size as u32;
-    let prompt: Vec<u32> = (0..prompt_len as u32)
-        .map(|i| (i * 7 + 3) % vocab)
-        .collect();
+    let prompt: Vec<u32> = (0..prompt_len as u32).map(|i| (i * 7 + 3) % vocab).collect();
     let mut prefill = Vec::new();
     let mut decode = Vec::new();
     for run in 0..=repeats {
@@ -65,7 +82,7 @@ pub fn bench_forward(
         let start = Instant::now();
         let logits = model
             .forward(
-                model.tokens_tensor(&[prompt.clone()])?,
+                model.tokens_tensor(std::slice::from_ref(&prompt))?,
                 Some(&mut cache),
                 false,
             )?
@@ -102,5 +119,6 @@ pub fn bench_forward(
         prefill_gflops: prefill_tokens_per_s * prefill_flops / 1e9,
         decode_tokens_per_s,
         decode_gflops: decode_tokens_per_s * decode_flops / 1e9,
+        decode_weight_gbs: decode_tokens_per_s * 4.0 * config.num_params() as f64 / 1e9,
     })
 }

@@ -3,4 +3,4 @@
 
 pub mod forward;
 
-pub use forward::{ForwardBench, bench_forward, gemm_peak_gflops, random_25m_config};
+pub use forward::{ForwardBench, bench_forward, gemm_peak_gflops, random_25m_config, read_bandwidth_gbs};

@@ -8,10 +8,7 @@ use crate::model::weights::WeightError;
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// The bytes are not a valid file of the expected kind (truncated, bad header, dtype …).
     #[error("{}: {problem}", path.display())]
     Format { path: PathBuf, problem: String },
@@ -44,11 +41,7 @@ impl CheckpointError {
         }
     }
 
-    pub(crate) fn field(
-        path: impl Into<PathBuf>,
-        field: impl Into<String>,
-        problem: impl Into<String>,
-    ) -> Self {
+    pub(crate) fn field(path: impl Into<PathBuf>, field: impl Into<String>, problem: impl Into<String>) -> Self {
         Self::Field {
             path: path.into(),
             field: field.into(),

@@ -105,33 +105,21 @@ pub fn ffn_mult_to_intermediate(ffn_mult: f64, hidden: usize) -> usize {
     raw.div_ceil(256) * 256
 }
 
-fn token_id(
-    path: &Path,
-    field: &str,
-    value: Option<Value>,
-    default: u32,
-) -> Result<u32, CheckpointError> {
+fn token_id(path: &Path, field: &str, value: Option<Value>, default: u32) -> Result<u32, CheckpointError> {
     let bad = || CheckpointError::field(path, field, "expected a token id or a list of token ids");
     match value {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Number(n)) => n.as_u64().map(|n| n as u32).ok_or_else(bad),
         // Llama 3 lists several end tokens; the first is the canonical one.
-        Some(Value::Array(items)) => items
-            .first()
-            .and_then(Value::as_u64)
-            .map(|n| n as u32)
-            .ok_or_else(bad),
+        Some(Value::Array(items)) => items.first().and_then(Value::as_u64).map(|n| n as u32).ok_or_else(bad),
         Some(_) => Err(bad()),
     }
 }
 
 /// Parses a `config.json`; `path` is used in errors only.
-pub fn parse_config(
-    path: &Path,
-    text: &str,
-) -> Result<(ModelConfig, ConfigFlavor), CheckpointError> {
-    let raw: RawConfig = serde_json::from_str(text)
-        .map_err(|e| CheckpointError::format(path, format!("invalid config: {e}")))?;
+pub fn parse_config(path: &Path, text: &str) -> Result<(ModelConfig, ConfigFlavor), CheckpointError> {
+    let raw: RawConfig =
+        serde_json::from_str(text).map_err(|e| CheckpointError::format(path, format!("invalid config: {e}")))?;
     if let Some(act) = &raw.hidden_act
         && act != "silu"
     {
@@ -148,16 +136,9 @@ pub fn parse_config(
             "RoPE scaling is not supported",
         ));
     }
-    for (field, set) in [
-        ("attention_bias", raw.attention_bias),
-        ("mlp_bias", raw.mlp_bias),
-    ] {
+    for (field, set) in [("attention_bias", raw.attention_bias), ("mlp_bias", raw.mlp_bias)] {
         if set {
-            return Err(CheckpointError::field(
-                path,
-                field,
-                "biases are not supported",
-            ));
+            return Err(CheckpointError::field(path, field, "biases are not supported"));
         }
     }
     let heads = raw.num_attention_heads;
@@ -173,9 +154,9 @@ pub fn parse_config(
         || raw.model_type.as_deref() == Some("nemotron-nas")
         || raw.architectures.iter().any(|a| a == "DeciLMForCausalLM");
     let blocks = if is_decilm {
-        let entries = raw.block_configs.ok_or_else(|| {
-            CheckpointError::field(path, "block_configs", "missing in a DeciLM config")
-        })?;
+        let entries = raw
+            .block_configs
+            .ok_or_else(|| CheckpointError::field(path, "block_configs", "missing in a DeciLM config"))?;
         if entries.len() != raw.num_hidden_layers {
             return Err(CheckpointError::field(
                 path,
@@ -194,7 +175,7 @@ pub fn parse_config(
             .collect::<Result<Vec<_>, _>>()?
     } else {
         let kv_heads = raw.num_key_value_heads.unwrap_or(heads);
-        if kv_heads == 0 || heads % kv_heads != 0 {
+        if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
             return Err(CheckpointError::field(
                 path,
                 "num_key_value_heads",
@@ -225,12 +206,10 @@ pub fn parse_config(
         eos_token_id: token_id(path, "eos_token_id", raw.eos_token_id, 2)?,
         blocks,
     };
-    config
-        .validate()
-        .map_err(|source| CheckpointError::Config {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    config.validate().map_err(|source| CheckpointError::Config {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok((
         config,
         if is_decilm {
@@ -260,10 +239,11 @@ fn decilm_block(
         (true, false) => AttentionConfig::NoOp,
         (false, true) => AttentionConfig::Linear,
         (false, false) => {
-            let group = b.attention.n_heads_in_group.ok_or_else(|| {
-                CheckpointError::field(path, field("attention.n_heads_in_group"), "missing")
-            })?;
-            if group == 0 || heads % group != 0 {
+            let group = b
+                .attention
+                .n_heads_in_group
+                .ok_or_else(|| CheckpointError::field(path, field("attention.n_heads_in_group"), "missing"))?;
+            if group == 0 || !heads.is_multiple_of(group) {
                 return Err(CheckpointError::field(
                     path,
                     field("attention.n_heads_in_group"),
@@ -297,11 +277,7 @@ fn decilm_block(
                     ));
                 }
                 (None, None) => {
-                    return Err(CheckpointError::field(
-                        path,
-                        field("ffn.ffn_mult"),
-                        "missing",
-                    ));
+                    return Err(CheckpointError::field(path, field("ffn.ffn_mult"), "missing"));
                 }
             };
             FfnConfig::SwiGlu { intermediate }
@@ -366,9 +342,7 @@ pub fn decilm_config_json(config: &ModelConfig, torch_dtype: &str) -> Value {
                 no_op: b.attention == AttentionConfig::NoOp,
                 replace_with_linear: b.attention == AttentionConfig::Linear,
                 n_heads_in_group: match b.attention {
-                    AttentionConfig::Gqa { kv_heads } => {
-                        Some(config.num_attention_heads / kv_heads)
-                    }
+                    AttentionConfig::Gqa { kv_heads } => Some(config.num_attention_heads / kv_heads),
                     _ => None,
                 },
             },

@@ -49,8 +49,7 @@ fn permute_rope_rows(t: &HostTensor, heads: usize, to_rotate_half: bool) -> Host
                 } else {
                     (rotate_half, interleaved)
                 };
-                data[dst * cols..(dst + 1) * cols]
-                    .copy_from_slice(&t.data[src * cols..(src + 1) * cols]);
+                data[dst * cols..(dst + 1) * cols].copy_from_slice(&t.data[src * cols..(src + 1) * cols]);
             }
         }
     }
@@ -62,12 +61,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, usize), Checkpoint
         bytes
             .get(i * 4..i * 4 + 4)
             .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .ok_or_else(|| {
-                CheckpointError::format(
-                    path,
-                    format!("truncated llama2.c header: {} bytes", bytes.len()),
-                )
-            })
+            .ok_or_else(|| CheckpointError::format(path, format!("truncated llama2.c header: {} bytes", bytes.len())))
     };
     let is_v1 = int(0)? as u32 == MAGIC;
     let (first, data_start) = if is_v1 {
@@ -98,11 +92,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, usize), Checkpoint
     for (k, name) in names.iter().enumerate() {
         let v = values[k];
         if v == 0 || (v < 0 && *name != "vocab_size") {
-            return Err(CheckpointError::field(
-                path,
-                *name,
-                format!("{v} is not a valid size"),
-            ));
+            return Err(CheckpointError::field(path, *name, format!("{v} is not a valid size")));
         }
     }
     let shared_classifier = if is_v1 {
@@ -113,8 +103,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, usize), Checkpoint
     } else {
         values[5] > 0
     };
-    let [dim, hidden, layers, heads, kv_heads, vocab, seq_len] =
-        values.map(|v| v.unsigned_abs() as usize);
+    let [dim, hidden, layers, heads, kv_heads, vocab, seq_len] = values.map(|v| v.unsigned_abs() as usize);
     if bytes.len() < data_start {
         return Err(CheckpointError::format(
             path,
@@ -157,12 +146,8 @@ fn config_of(h: &Header) -> ModelConfig {
         eos_token_id: 2,
         blocks: vec![
             BlockConfig {
-                attention: AttentionConfig::Gqa {
-                    kv_heads: h.kv_heads
-                },
-                ffn: FfnConfig::SwiGlu {
-                    intermediate: h.hidden
-                }
+                attention: AttentionConfig::Gqa { kv_heads: h.kv_heads },
+                ffn: FfnConfig::SwiGlu { intermediate: h.hidden }
             };
             h.layers
         ],
@@ -231,8 +216,7 @@ fn layout(version: Llama2cVersion, h: &Header) -> Vec<Entry> {
 }
 
 fn file_order(version: Llama2cVersion, h: &Header, config: &ModelConfig) -> Vec<Item> {
-    let shapes: std::collections::HashMap<String, Vec<usize>> =
-        expected_tensors(config).into_iter().collect();
+    let shapes: std::collections::HashMap<String, Vec<usize>> = expected_tensors(config).into_iter().collect();
     let mut order = Vec::new();
     for entry in layout(version, h) {
         match entry {
@@ -335,8 +319,7 @@ pub fn write(
         || config.rms_norm_eps != 1e-5
     {
         return Err(unsupported(
-            "llama2.c fixes head_dim = dim / n_heads, rope_theta = 10000 and rms_norm_eps = 1e-5"
-                .into(),
+            "llama2.c fixes head_dim = dim / n_heads, rope_theta = 10000 and rms_norm_eps = 1e-5".into(),
         ));
     }
     let header = Header {
@@ -391,8 +374,7 @@ pub fn write(
                 let t = tensors
                     .get(&name)
                     .ok_or_else(|| unsupported(format!("tensor `{name}` is missing")))?;
-                let permuted = rope_row_permutation(&name, &header)
-                    .map(|heads| permute_rope_rows(t, heads, false));
+                let permuted = rope_row_permutation(&name, &header).map(|heads| permute_rope_rows(t, heads, false));
                 permuted
                     .as_ref()
                     .unwrap_or(t)

@@ -48,8 +48,7 @@ impl Checkpoint {
     pub fn read(path: &Path) -> Result<(Self, SourceFormat), CheckpointError> {
         let (checkpoint, format) = if path.is_dir() {
             let config_path = path.join("config.json");
-            let text =
-                fs::read_to_string(&config_path).map_err(CheckpointError::io(&config_path))?;
+            let text = fs::read_to_string(&config_path).map_err(CheckpointError::io(&config_path))?;
             let (config, flavor) = hf_config::parse_config(&config_path, &text)?;
             let weights = safetensors_dir::read_tensors(path)?;
             let format = match flavor {
@@ -61,11 +60,9 @@ impl Checkpoint {
             let (config, weights) = llama2c::read(path)?;
             (Self { config, weights }, SourceFormat::Llama2c)
         };
-        check_weights(&checkpoint.config, &checkpoint.weights).map_err(|source| {
-            CheckpointError::Weights {
-                path: path.to_path_buf(),
-                source,
-            }
+        check_weights(&checkpoint.config, &checkpoint.weights).map_err(|source| CheckpointError::Weights {
+            path: path.to_path_buf(),
+            source,
         })?;
         Ok((checkpoint, format))
     }
@@ -93,9 +90,13 @@ impl Checkpoint {
 
     /// Writes an HF `LlamaForCausalLM` directory; the child must be homogeneous.
     pub fn write_hf(&self, dir: &Path, options: ExportOptions) -> Result<(), CheckpointError> {
-        let config = hf_config::llama_config_json(&self.config, options.dtype.torch_name()).ok_or_else(|| CheckpointError::Unsupported {
-            path: dir.to_path_buf(),
-            problem: "an HF Llama config needs every layer to be GQA + SwiGLU of one size; export as DeciLM instead".into(),
+        let config = hf_config::llama_config_json(&self.config, options.dtype.torch_name()).ok_or_else(|| {
+            CheckpointError::Unsupported {
+                path: dir.to_path_buf(),
+                problem:
+                    "an HF Llama config needs every layer to be GQA + SwiGLU of one size; export as DeciLM instead"
+                        .into(),
+            }
         })?;
         self.write_dir(dir, &config, options)
     }
@@ -109,27 +110,13 @@ impl Checkpoint {
         )
     }
 
-    pub fn write_llama2c(
-        &self,
-        path: &Path,
-        version: Llama2cVersion,
-    ) -> Result<(), CheckpointError> {
+    pub fn write_llama2c(&self, path: &Path, version: Llama2cVersion) -> Result<(), CheckpointError> {
         llama2c::write(path, &self.config, &self.weights, version)
     }
 
-    fn write_dir(
-        &self,
-        dir: &Path,
-        config: &serde_json::Value,
-        options: ExportOptions,
-    ) -> Result<(), CheckpointError> {
+    fn write_dir(&self, dir: &Path, config: &serde_json::Value, options: ExportOptions) -> Result<(), CheckpointError> {
         // Stale shards from an earlier export would be mixed with the new ones: refuse instead.
-        if dir.exists()
-            && fs::read_dir(dir)
-                .map_err(CheckpointError::io(dir))?
-                .next()
-                .is_some()
-        {
+        if dir.exists() && fs::read_dir(dir).map_err(CheckpointError::io(dir))?.next().is_some() {
             return Err(CheckpointError::Unsupported {
                 path: dir.to_path_buf(),
                 problem: "the directory is not empty".into(),
@@ -149,10 +136,8 @@ impl Checkpoint {
 /// Reads any supported checkpoint and builds the model on `device`.
 pub fn load_model(path: &Path, device: &Device) -> Result<Llama, CheckpointError> {
     let (checkpoint, _) = Checkpoint::read(path)?;
-    checkpoint
-        .build(device)
-        .map_err(|source| CheckpointError::Weights {
-            path: path.to_path_buf(),
-            source,
-        })
+    checkpoint.build(device).map_err(|source| CheckpointError::Weights {
+        path: path.to_path_buf(),
+        source,
+    })
 }

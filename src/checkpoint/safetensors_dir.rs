@@ -97,11 +97,7 @@ fn decode(path: &Path, name: &str, view: &TensorView<'_>) -> Result<HostTensor, 
     Ok(HostTensor::new(view.shape().to_vec(), data))
 }
 
-fn read_file(
-    path: &Path,
-    wanted: Option<&[&str]>,
-    into: &mut TensorMap,
-) -> Result<(), CheckpointError> {
+fn read_file(path: &Path, wanted: Option<&[&str]>, into: &mut TensorMap) -> Result<(), CheckpointError> {
     let bytes = fs::read(path).map_err(CheckpointError::io(path))?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| CheckpointError::format(path, format!("not a valid safetensors file: {e}")))?;
@@ -124,10 +120,7 @@ pub fn read_tensors(dir: &Path) -> Result<TensorMap, CheckpointError> {
             .map_err(|e| CheckpointError::format(&index_path, format!("invalid index: {e}")))?;
         let mut by_shard: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (tensor, shard) in &index.weight_map {
-            by_shard
-                .entry(shard.as_str())
-                .or_default()
-                .push(tensor.as_str());
+            by_shard.entry(shard.as_str()).or_default().push(tensor.as_str());
         }
         for (shard, names) in by_shard {
             let shard_path = dir.join(shard);
@@ -189,9 +182,7 @@ pub fn write_tensors(
             .collect();
         let views = encoded
             .iter()
-            .map(|(n, bytes, t)| {
-                TensorView::new(dtype.dtype(), t.shape.clone(), bytes).map(|v| (*n, v))
-            })
+            .map(|(n, bytes, t)| TensorView::new(dtype.dtype(), t.shape.clone(), bytes).map(|v| (*n, v)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CheckpointError::format(&path, format!("cannot encode: {e}")))?;
         let bytes = safetensors::serialize(views, metadata.clone())
@@ -205,11 +196,8 @@ pub fn write_tensors(
         let total: usize = tensors.values().map(|t| t.data.len() * element).sum();
         let index = json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
         let path = dir.join(INDEX_FILE);
-        fs::write(
-            &path,
-            serde_json::to_string_pretty(&index).expect("index serialises"),
-        )
-        .map_err(CheckpointError::io(&path))?;
+        fs::write(&path, serde_json::to_string_pretty(&index).expect("index serialises"))
+            .map_err(CheckpointError::io(&path))?;
     }
     Ok(())
 }

@@ -16,11 +16,7 @@ pub fn prefill_decode_max_diff(model: &Llama, tokens: &[u32]) -> Result<f32, For
     for &token in tokens {
         steps.extend(to_host_vec(
             model
-                .forward(
-                    model.tokens_tensor(&[vec![token]])?,
-                    Some(&mut cache),
-                    false,
-                )?
+                .forward(model.tokens_tensor(&[vec![token]])?, Some(&mut cache), false)?
                 .logits,
         ));
     }

@@ -29,21 +29,14 @@ pub fn mean_nll(model: &Llama, sequences: &[Vec<u32>]) -> Result<NllReport, Forw
             let [_, seq, vocab] = logits.dims();
             let log_probs = log_softmax(logits.slice([0..1, 0..seq - 1, 0..vocab]), 2);
             let targets: Vec<i64> = chunk[1..].iter().map(|&t| t as i64).collect();
-            let targets = Tensor::<3, Int>::from_data(
-                TensorData::new(targets, [1, seq - 1, 1]),
-                &log_probs.device(),
-            );
+            let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, seq - 1, 1]), &log_probs.device());
             let picked = log_probs.gather(2, targets).sum().into_scalar::<f32>();
             total -= picked as f64;
             tokens += seq - 1;
         }
     }
     Ok(NllReport {
-        mean_nll: if tokens == 0 {
-            f64::NAN
-        } else {
-            total / tokens as f64
-        },
+        mean_nll: if tokens == 0 { f64::NAN } else { total / tokens as f64 },
         tokens,
     })
 }

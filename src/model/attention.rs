@@ -20,6 +20,8 @@ pub struct GqaAttention {
     pub head_dim: usize,
 }
 
+// One value per layer, so the size gap between variants costs nothing; burn modules cannot box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Attention {
     Gqa(GqaAttention),
@@ -75,10 +77,9 @@ impl GqaAttention {
         let scale = (self.head_dim as f64).powf(-0.5);
         let mut scores = q.matmul(k.swap_dims(2, 3)) * scale;
         if seq > 1 {
-            let mask =
-                Tensor::<2, Bool>::tril_mask([seq, context], offset as i64, &scores.device())
-                    .repeat_dim(0, group)
-                    .unsqueeze::<4>();
+            let mask = Tensor::<2, Bool>::tril_mask([seq, context], offset as i64, &scores.device())
+                .repeat_dim(0, group)
+                .unsqueeze::<4>();
             scores = scores.mask_fill(mask, f32::NEG_INFINITY);
         }
         let out = softmax(scores, 3).matmul(v);

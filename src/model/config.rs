@@ -142,7 +142,7 @@ impl ModelConfig {
         }
         for (layer, block) in self.blocks.iter().enumerate() {
             if let AttentionConfig::Gqa { kv_heads } = block.attention
-                && (kv_heads == 0 || self.num_attention_heads % kv_heads != 0)
+                && (kv_heads == 0 || !self.num_attention_heads.is_multiple_of(kv_heads))
             {
                 return Err(ConfigError::KvHeads {
                     layer,
@@ -179,9 +179,7 @@ impl ModelConfig {
         let h = self.hidden_size;
         let q = self.num_attention_heads * self.head_dim;
         let attention = match block.attention {
-            AttentionConfig::Gqa { kv_heads } => {
-                h + h * q + 2 * h * kv_heads * self.head_dim + q * h
-            }
+            AttentionConfig::Gqa { kv_heads } => h + h * q + 2 * h * kv_heads * self.head_dim + q * h,
             AttentionConfig::Linear => h + h * h,
             AttentionConfig::NoOp => 0,
         };

@@ -12,6 +12,8 @@ pub struct SwiGlu {
     pub down_proj: Linear,
 }
 
+// One value per layer, so the size gap between variants costs nothing; burn modules cannot box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Ffn {
     SwiGlu(SwiGlu),

@@ -45,10 +45,7 @@ impl Sampler {
     }
 
     fn pick(&mut self, logits: &[f32]) -> usize {
-        let Sampling::TopP {
-            temperature, top_p, ..
-        } = self.sampling
-        else {
+        let Sampling::TopP { temperature, top_p, .. } = self.sampling else {
             return argmax(logits);
         };
         if temperature <= 0.0 {

@@ -28,17 +28,9 @@ impl KvCache {
 
     /// Appends `k, v: [batch, kv_heads, new, head_dim]` to `layer` and returns the full keys and
     /// values seen so far.
-    pub(crate) fn append(
-        &mut self,
-        layer: usize,
-        k: Tensor<4>,
-        v: Tensor<4>,
-    ) -> (Tensor<4>, Tensor<4>) {
+    pub(crate) fn append(&mut self, layer: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let (k, v) = match self.layers[layer].take() {
-            Some((old_k, old_v)) => (
-                Tensor::cat(vec![old_k, k], 2),
-                Tensor::cat(vec![old_v, v], 2),
-            ),
+            Some((old_k, old_v)) => (Tensor::cat(vec![old_k, k], 2), Tensor::cat(vec![old_v, v], 2)),
             None => (k, v),
         };
         self.layers[layer] = Some((k.clone(), v.clone()));

@@ -40,16 +40,8 @@ impl Rope {
     pub fn apply(&self, x: Tensor<4>, offset: usize) -> Tensor<4> {
         let [_, _, seq, head_dim] = x.dims();
         let half = head_dim / 2;
-        let cos = self
-            .cos
-            .clone()
-            .slice([offset..offset + seq])
-            .unsqueeze::<4>();
-        let sin = self
-            .sin
-            .clone()
-            .slice([offset..offset + seq])
-            .unsqueeze::<4>();
+        let cos = self.cos.clone().narrow(0, offset, seq).unsqueeze::<4>();
+        let sin = self.sin.clone().narrow(0, offset, seq).unsqueeze::<4>();
         let x1 = x.clone().slice_dim(3, 0..half);
         let x2 = x.clone().slice_dim(3, half..head_dim);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3);

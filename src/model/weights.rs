@@ -56,10 +56,7 @@ impl HostTensor {
     }
 
     fn to_tensor<const D: usize>(&self, device: &Device) -> Tensor<D> {
-        Tensor::from_data(
-            TensorData::new(self.data.clone(), self.shape.clone()),
-            device,
-        )
+        Tensor::from_data(TensorData::new(self.data.clone(), self.shape.clone()), device)
     }
 
     /// Swaps the two axes of a matrix (`[out, in]` <-> burn's `[in, out]`).
@@ -91,10 +88,7 @@ pub fn to_host_vec<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
 pub fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let h = config.hidden_size;
     let q = config.num_attention_heads * config.head_dim;
-    let mut out = vec![(
-        "model.embed_tokens.weight".to_string(),
-        vec![config.vocab_size, h],
-    )];
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![config.vocab_size, h])];
     for (i, block) in config.blocks.iter().enumerate() {
         let p = format!("model.layers.{i}");
         if block.attention != AttentionConfig::NoOp {
@@ -108,9 +102,7 @@ pub fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
                 out.push((format!("{p}.self_attn.v_proj.weight"), vec![kv, h]));
                 out.push((format!("{p}.self_attn.o_proj.weight"), vec![h, q]));
             }
-            AttentionConfig::Linear => {
-                out.push((format!("{p}.self_attn.linear_attn.weight"), vec![h, h]))
-            }
+            AttentionConfig::Linear => out.push((format!("{p}.self_attn.linear_attn.weight"), vec![h, h])),
             AttentionConfig::NoOp => {}
         }
         if block.ffn != FfnConfig::NoOp {
@@ -160,11 +152,7 @@ pub fn check_weights(config: &ModelConfig, weights: &TensorMap) -> Result<(), We
 }
 
 /// Builds the model from checkpoint tensors after checking them against the config.
-pub fn build_model(
-    config: &ModelConfig,
-    weights: &TensorMap,
-    device: &Device,
-) -> Result<Llama, WeightError> {
+pub fn build_model(config: &ModelConfig, weights: &TensorMap, device: &Device) -> Result<Llama, WeightError> {
     check_weights(config, weights)?;
     let get = |name: String| &weights[&name];
     let linear = |name: String| Linear {
@@ -191,9 +179,7 @@ pub fn build_model(
                     kv_heads,
                     head_dim: config.head_dim,
                 })),
-                AttentionConfig::Linear => Some(Attention::Linear(linear(format!(
-                    "{p}.self_attn.linear_attn.weight"
-                )))),
+                AttentionConfig::Linear => Some(Attention::Linear(linear(format!("{p}.self_attn.linear_attn.weight")))),
                 AttentionConfig::NoOp => None,
             };
             let ffn_op = match block.ffn {
@@ -202,9 +188,7 @@ pub fn build_model(
                     up_proj: linear(format!("{p}.mlp.up_proj.weight")),
                     down_proj: linear(format!("{p}.mlp.down_proj.weight")),
                 })),
-                FfnConfig::Linear => {
-                    Some(Ffn::Linear(linear(format!("{p}.mlp.linear_mlp.weight"))))
-                }
+                FfnConfig::Linear => Some(Ffn::Linear(linear(format!("{p}.mlp.linear_mlp.weight")))),
                 FfnConfig::NoOp => None,
             };
             Block {
@@ -254,17 +238,11 @@ pub fn model_weights(model: &Llama) -> TensorMap {
                     put_linear(&mut out, format!("{p}.self_attn.v_proj.weight"), &a.v_proj);
                     put_linear(&mut out, format!("{p}.self_attn.o_proj.weight"), &a.o_proj);
                 }
-                Attention::Linear(l) => {
-                    put_linear(&mut out, format!("{p}.self_attn.linear_attn.weight"), l)
-                }
+                Attention::Linear(l) => put_linear(&mut out, format!("{p}.self_attn.linear_attn.weight"), l),
             }
         }
         if let Some((norm, ffn)) = &block.ffn {
-            put_norm(
-                &mut out,
-                format!("{p}.post_attention_layernorm.weight"),
-                norm,
-            );
+            put_norm(&mut out, format!("{p}.post_attention_layernorm.weight"), norm);
             match ffn {
                 Ffn::SwiGlu(f) => {
                     put_linear(&mut out, format!("{p}.mlp.gate_proj.weight"), &f.gate_proj);

@@ -47,8 +47,7 @@ impl Llama2cTokenizer {
             let score = f32::from_le_bytes(field(at)?);
             let len = i32::from_le_bytes(field(at + 4)?);
             let start = at + 8;
-            let len = usize::try_from(len)
-                .map_err(|_| format!("token {} has negative length {len}", pieces.len()))?;
+            let len = usize::try_from(len).map_err(|_| format!("token {} has negative length {len}", pieces.len()))?;
             let piece = bytes
                 .get(start..start + len)
                 .ok_or_else(|| format!("token {} is truncated", pieces.len()))?;
@@ -66,11 +65,7 @@ impl Llama2cTokenizer {
         for (id, piece) in pieces.iter().enumerate() {
             lookup.entry(piece.clone()).or_insert(id as u32);
         }
-        Ok(Self {
-            pieces,
-            scores,
-            lookup,
-        })
+        Ok(Self { pieces, scores, lookup })
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -131,8 +126,7 @@ impl Llama2cTokenizer {
         if piece.len() == 6
             && piece.starts_with(b"<0x")
             && piece.ends_with(b">")
-            && let Ok(byte) =
-                u8::from_str_radix(std::str::from_utf8(&piece[3..5]).unwrap_or(""), 16)
+            && let Ok(byte) = u8::from_str_radix(std::str::from_utf8(&piece[3..5]).unwrap_or(""), 16)
         {
             return vec![byte];
         }

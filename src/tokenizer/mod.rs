@@ -10,10 +10,7 @@ pub use llama2c::Llama2cTokenizer;
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{}: {problem}", path.display())]
     Format { path: PathBuf, problem: String },
     #[error("cannot encode text: {0}")]
@@ -32,11 +29,10 @@ impl Tokenizer {
     /// `*.json` is an HF tokenizer; anything else is read as a llama2.c `tokenizer.bin`.
     pub fn read(path: &Path) -> Result<Self, TokenizerError> {
         if path.extension().is_some_and(|e| e == "json") {
-            let inner =
-                tokenizers::Tokenizer::from_file(path).map_err(|e| TokenizerError::Format {
-                    path: path.to_path_buf(),
-                    problem: e.to_string(),
-                })?;
+            let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| TokenizerError::Format {
+                path: path.to_path_buf(),
+                problem: e.to_string(),
+            })?;
             let bos = ["<s>", "<|begin_of_text|>", "<bos>"]
                 .iter()
                 .find_map(|t| inner.token_to_id(t));

@@ -1,0 +1,143 @@
+//! Import → export → import round trips: weights bit-identical and configs equal, for HF,
+//! DeciLM and llama2.c sources (random models here; the real stories260K when it is present).
+
+mod common;
+
+use burn::prelude::Device;
+use tessera::checkpoint::{Checkpoint, ExportOptions, Llama2cVersion, SourceFormat, StoreDtype};
+use tessera::model::{AttentionConfig, BlockConfig, FfnConfig, ModelConfig, random_weights};
+
+fn random_checkpoint(config: ModelConfig, seed: u64) -> Checkpoint {
+    let weights = random_weights(&config, seed);
+    Checkpoint { config, weights }
+}
+
+fn rounded(checkpoint: &Checkpoint, dtype: StoreDtype) -> Checkpoint {
+    let mut out = checkpoint.clone();
+    out.weights
+        .values_mut()
+        .for_each(|t| t.data.iter_mut().for_each(|v| *v = dtype.round_trip(*v)));
+    out
+}
+
+/// Writes `checkpoint` in `format`, reads it back, writes that again and reads it again: both
+/// reads must equal the source (after rounding to `dtype`).
+fn round_trip(checkpoint: &Checkpoint, format: SourceFormat, dtype: StoreDtype, shard: Option<usize>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = ExportOptions {
+        dtype,
+        max_shard_bytes: shard,
+    };
+    let write = |c: &Checkpoint, path: &std::path::Path| match format {
+        SourceFormat::HfLlama => c.write_hf(path, options).unwrap(),
+        SourceFormat::DeciLm => c.write_decilm(path, options).unwrap(),
+        SourceFormat::Llama2c => c.write_llama2c(path, Llama2cVersion::V1).unwrap(),
+    };
+    let expected = rounded(checkpoint, dtype);
+    let first = tmp.path().join("first");
+    write(checkpoint, &first);
+    let (read1, found) = Checkpoint::read(&first).unwrap();
+    assert_eq!(found, format);
+    assert_eq!(read1.config, expected.config);
+    assert!(
+        read1.weights == expected.weights,
+        "weights changed on the first round trip"
+    );
+    let second = tmp.path().join("second");
+    write(&read1, &second);
+    let (read2, _) = Checkpoint::read(&second).unwrap();
+    assert_eq!(read2, read1, "the second round trip is not bit-identical");
+}
+
+#[test]
+fn decilm_round_trips_every_block_kind_exactly() {
+    let checkpoint = random_checkpoint(ModelConfig::tiny_heterogeneous(300), 1);
+    round_trip(&checkpoint, SourceFormat::DeciLm, StoreDtype::F32, None);
+    round_trip(&checkpoint, SourceFormat::DeciLm, StoreDtype::Bf16, Some(40_000));
+    round_trip(&checkpoint, SourceFormat::DeciLm, StoreDtype::F16, None);
+}
+
+#[test]
+fn decilm_writes_ffn_mult_alone_when_the_width_rule_reproduces_it() {
+    let mut config = ModelConfig::uniform(128, 128, 2, 4, 2, 512, 32);
+    config.blocks[1] = BlockConfig {
+        attention: AttentionConfig::Gqa { kv_heads: 1 },
+        ffn: FfnConfig::SwiGlu { intermediate: 300 },
+    };
+    let checkpoint = random_checkpoint(config, 2);
+    let tmp = tempfile::tempdir().unwrap();
+    checkpoint
+        .write_decilm(&tmp.path().join("d"), ExportOptions::default())
+        .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("d/config.json")).unwrap()).unwrap();
+    let blocks = json["block_configs"].as_array().unwrap();
+    assert_eq!(blocks[0]["ffn"]["ffn_mult"], 6.0);
+    assert!(blocks[0]["ffn"].get("intermediate_size").is_none());
+    assert_eq!(blocks[1]["ffn"]["intermediate_size"], 300);
+    assert_eq!(blocks[1]["attention"]["n_heads_in_group"], 4);
+    round_trip(&checkpoint, SourceFormat::DeciLm, StoreDtype::F32, None);
+}
+
+#[test]
+fn hf_round_trips_tied_and_untied_in_every_dtype() {
+    let tied = random_checkpoint(ModelConfig::uniform(200, 64, 3, 4, 2, 160, 48), 3);
+    let untied = tied.clone().untied();
+    for dtype in [StoreDtype::F32, StoreDtype::F16, StoreDtype::Bf16] {
+        round_trip(&tied, SourceFormat::HfLlama, dtype, None);
+        round_trip(&untied, SourceFormat::HfLlama, dtype, Some(30_000));
+    }
+}
+
+#[test]
+fn llama2c_round_trips_in_both_versions() {
+    let tied = random_checkpoint(ModelConfig::uniform(100, 32, 2, 4, 2, 72, 16), 4);
+    let untied = tied.clone().untied();
+    round_trip(&tied, SourceFormat::Llama2c, StoreDtype::F32, None);
+    round_trip(&untied, SourceFormat::Llama2c, StoreDtype::F32, None);
+    let tmp = tempfile::tempdir().unwrap();
+    for (checkpoint, name) in [(&tied, "tied.bin"), (&untied, "untied.bin")] {
+        let path = tmp.path().join(name);
+        checkpoint.write_llama2c(&path, Llama2cVersion::Legacy).unwrap();
+        let (read, format) = Checkpoint::read(&path).unwrap();
+        assert_eq!(format, SourceFormat::Llama2c);
+        assert_eq!(&read, checkpoint);
+    }
+}
+
+#[test]
+fn hf_export_refuses_a_heterogeneous_child() {
+    let checkpoint = random_checkpoint(ModelConfig::tiny_heterogeneous(64), 5);
+    let tmp = tempfile::tempdir().unwrap();
+    let error = checkpoint
+        .write_hf(&tmp.path().join("hf"), ExportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("DeciLM"), "{error}");
+}
+
+#[test]
+fn stories260k_round_trips_through_every_format() {
+    let Some(data) = common::shared_data("stories260k_round_trips_through_every_format") else {
+        return;
+    };
+    let (source, format) = Checkpoint::read(&common::stories_bin(&data)).unwrap();
+    assert_eq!(format, SourceFormat::Llama2c);
+    assert!(source.config.tie_word_embeddings);
+    // llama2.c source → llama2.c, HF and DeciLM.
+    round_trip(&source, SourceFormat::Llama2c, StoreDtype::F32, None);
+    round_trip(&source, SourceFormat::HfLlama, StoreDtype::F32, Some(300_000));
+    round_trip(&source, SourceFormat::DeciLm, StoreDtype::F32, None);
+    // The legacy file tessera writes equals the original in every weight byte (RoPE tables aside).
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("legacy.bin");
+    source.write_llama2c(&path, Llama2cVersion::Legacy).unwrap();
+    let (original, written) = (
+        std::fs::read(common::stories_bin(&data)).unwrap(),
+        std::fs::read(&path).unwrap(),
+    );
+    assert_eq!(original.len(), written.len());
+    let rope_start = original.len() - 2 * 512 * 4 * 4;
+    assert_eq!(original[..rope_start], written[..rope_start]);
+    assert!(source.build(&Device::flex()).is_ok());
+}
