@@ -131,6 +131,47 @@ fn sampling_is_reproducible_from_its_seed() {
 }
 
 #[test]
+fn a_batch_computes_what_each_row_computes_alone() {
+    let model = heterogeneous();
+    let rows: Vec<Vec<u32>> = vec![
+        (0..12).map(|i| (i * 5 + 1) % 97).collect(),
+        (0..12).map(|i| (i * 11 + 4) % 97).collect(),
+    ];
+    let batched = to_host_vec(
+        model
+            .forward(model.tokens_tensor(&rows).unwrap(), None, false)
+            .unwrap()
+            .logits,
+    );
+    let alone: Vec<f32> = rows
+        .iter()
+        .flat_map(|r| {
+            to_host_vec(
+                model
+                    .forward(model.tokens_tensor(std::slice::from_ref(r)).unwrap(), None, false)
+                    .unwrap()
+                    .logits,
+            )
+        })
+        .collect();
+    let diff = batched
+        .iter()
+        .zip(&alone)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff <= 1e-4, "{diff}");
+}
+
+#[test]
+fn ragged_batches_and_unknown_tokens_are_errors() {
+    let model = heterogeneous();
+    let error = model.tokens_tensor(&[vec![1, 2, 3], vec![1, 2]]).unwrap_err();
+    assert!(error.to_string().contains("row 1 has 2 tokens"), "{error}");
+    let error = model.tokens_tensor(&[vec![1, 97]]).unwrap_err();
+    assert!(error.to_string().contains("token id 97"), "{error}");
+}
+
+#[test]
 fn context_beyond_the_maximum_is_an_error() {
     let model = heterogeneous();
     let tokens = vec![3u32; model.config().max_position_embeddings + 1];

@@ -45,6 +45,8 @@ pub enum ForwardError {
     ContextTooLong { start: usize, end: usize, max: usize },
     #[error("token id {token} is outside the vocabulary of {vocab} tokens")]
     TokenOutOfRange { token: u32, vocab: usize },
+    #[error("batch rows must have one length: row {row} has {found} tokens, row 0 has {expected}")]
+    RaggedBatch { row: usize, found: usize, expected: usize },
 }
 
 impl Block {
@@ -84,6 +86,13 @@ impl Llama {
             return Err(ForwardError::TokenOutOfRange { token, vocab });
         }
         let seq = rows.first().map_or(0, Vec::len);
+        if let Some((row, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != seq) {
+            return Err(ForwardError::RaggedBatch {
+                row,
+                found: r.len(),
+                expected: seq,
+            });
+        }
         let flat: Vec<i64> = rows.iter().flatten().map(|&t| t as i64).collect();
         Ok(Tensor::from_data(
             TensorData::new(flat, [rows.len(), seq]),
