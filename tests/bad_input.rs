@@ -14,6 +14,15 @@ fn checkpoint(config: ModelConfig) -> Checkpoint {
     Checkpoint { config, weights }
 }
 
+/// A temporary directory holding a small HF checkpoint (vocab 64, 2 layers).
+fn small_hf_checkpoint() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    checkpoint(ModelConfig::uniform(64, 32, 2, 4, 2, 48, 16))
+        .write_hf(tmp.path(), ExportOptions::default())
+        .unwrap();
+    tmp
+}
+
 fn read_error(path: &Path) -> String {
     Checkpoint::read(path).map(|_| ()).unwrap_err().to_string()
 }
@@ -81,10 +90,7 @@ fn llama2c_header_with_impossible_sizes() {
 
 #[test]
 fn safetensors_missing_a_tensor() {
-    let tmp = tempfile::tempdir().unwrap();
-    checkpoint(ModelConfig::uniform(64, 32, 2, 4, 2, 48, 16))
-        .write_hf(tmp.path(), ExportOptions::default())
-        .unwrap();
+    let tmp = small_hf_checkpoint();
     edit_tensors(tmp.path(), |t| {
         t.retain(|(n, ..)| n != "model.layers.1.mlp.up_proj.weight")
     });
@@ -100,10 +106,7 @@ fn safetensors_missing_a_tensor() {
 
 #[test]
 fn safetensors_with_a_mis_shaped_tensor() {
-    let tmp = tempfile::tempdir().unwrap();
-    checkpoint(ModelConfig::uniform(64, 32, 2, 4, 2, 48, 16))
-        .write_hf(tmp.path(), ExportOptions::default())
-        .unwrap();
+    let tmp = small_hf_checkpoint();
     edit_tensors(tmp.path(), |t| {
         let entry = t
             .iter_mut()
@@ -119,10 +122,7 @@ fn safetensors_with_a_mis_shaped_tensor() {
 
 #[test]
 fn safetensors_with_an_unsupported_dtype() {
-    let tmp = tempfile::tempdir().unwrap();
-    checkpoint(ModelConfig::uniform(64, 32, 2, 4, 2, 48, 16))
-        .write_hf(tmp.path(), ExportOptions::default())
-        .unwrap();
+    let tmp = small_hf_checkpoint();
     edit_tensors(tmp.path(), |t| {
         let entry = t.iter_mut().find(|(n, ..)| n == "model.norm.weight").unwrap();
         entry.1 = Dtype::I32;
@@ -167,10 +167,7 @@ fn n_heads_in_group_does_not_divide_num_attention_heads() {
 
 #[test]
 fn malformed_config_json() {
-    let tmp = tempfile::tempdir().unwrap();
-    checkpoint(ModelConfig::uniform(64, 32, 2, 4, 2, 48, 16))
-        .write_hf(tmp.path(), ExportOptions::default())
-        .unwrap();
+    let tmp = small_hf_checkpoint();
     std::fs::write(tmp.path().join("config.json"), "{\"vocab_size\": 64").unwrap();
     assert_mentions(&read_error(tmp.path()), &["config.json", "invalid config"]);
     let missing = tmp.path().join("nowhere");
@@ -178,34 +175,33 @@ fn malformed_config_json() {
     assert_mentions(&read_error(&missing), &["nowhere/config.json"]);
 }
 
+/// Runs `tessera eval nll --ids` on `model` with an id file holding `ids`.
+fn eval_ids(model: &Path, ids: &str, json: bool) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ids.txt");
+    std::fs::write(&path, ids).unwrap();
+    let mut command = common::tessera();
+    command
+        .args(["eval", "nll"])
+        .arg("--model")
+        .arg(model)
+        .arg("--ids")
+        .arg(&path);
+    if json {
+        command.arg("--json");
+    }
+    command.output().unwrap()
+}
+
 #[test]
 fn token_id_beyond_the_vocabulary_in_ids_file() {
-    let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("m");
-    checkpoint(ModelConfig::uniform(64, 32, 2, 4, 2, 48, 16))
-        .write_hf(&model, ExportOptions::default())
-        .unwrap();
-    let ids = tmp.path().join("ids.txt");
-    std::fs::write(&ids, "1 5 9\n1 70 3\n").unwrap();
-    let output = common::tessera()
-        .args(["eval", "nll", "--model"])
-        .arg(&model)
-        .arg("--ids")
-        .arg(&ids)
-        .output()
-        .unwrap();
+    let model = small_hf_checkpoint();
+    let output = eval_ids(model.path(), "1 5 9\n1 70 3\n", false);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_mentions(&stderr, &["ids.txt", "token id 70", "vocabulary of 64"]);
     assert!(!stderr.contains("panicked"), "{stderr}");
-    std::fs::write(&ids, "1 5 x\n").unwrap();
-    let output = common::tessera()
-        .args(["eval", "nll", "--model"])
-        .arg(&model)
-        .arg("--ids")
-        .arg(&ids)
-        .output()
-        .unwrap();
+    let output = eval_ids(model.path(), "1 5 x\n", false);
     assert_mentions(
         &String::from_utf8_lossy(&output.stderr),
         &["ids.txt", "line 1", "`x` is not a token id"],
@@ -214,25 +210,13 @@ fn token_id_beyond_the_vocabulary_in_ids_file() {
 
 #[test]
 fn ids_file_is_evaluated_as_given() {
-    let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("m");
-    checkpoint(ModelConfig::uniform(64, 32, 2, 4, 2, 48, 16))
-        .write_hf(&model, ExportOptions::default())
-        .unwrap();
-    let ids = tmp.path().join("ids.txt");
-    std::fs::write(&ids, "5 9 4 2\n7 7\n").unwrap();
-    let output = common::tessera()
-        .args(["eval", "nll", "--json", "--model"])
-        .arg(&model)
-        .arg("--ids")
-        .arg(&ids)
-        .output()
-        .unwrap();
+    let model = small_hf_checkpoint();
+    let output = eval_ids(model.path(), "5 9 4 2\n7 7\n", true);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     // No BOS is added: 3 + 1 predicted tokens, and the same NLL as the library on those rows.
     assert_eq!(report["tokens"], 4);
-    let loaded = tessera::checkpoint::load_model(&model, &burn::prelude::Device::flex()).unwrap();
+    let loaded = tessera::checkpoint::load_model(model.path(), &burn::prelude::Device::flex()).unwrap();
     let expected = tessera::eval::mean_nll(&loaded, &[vec![5, 9, 4, 2], vec![7, 7]]).unwrap();
     assert!(
         (report["mean_nll"].as_f64().unwrap() - expected.mean_nll).abs() < 1e-6,
