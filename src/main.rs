@@ -269,6 +269,9 @@ fn nll_command(args: NllArgs, device: &burn::prelude::Device) -> Result<()> {
     };
     let source = args.ids.as_ref().or(args.text.as_ref()).expect("one input");
     let report = mean_nll(&model, &sequences).with_context(|| format!("evaluating {}", source.display()))?;
+    if report.tokens == 0 {
+        bail!("{}: no sequence of two or more tokens to evaluate", source.display());
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -7,8 +7,8 @@ use crate::model::weights::WeightError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {cause}", path.display())]
+    Io { path: PathBuf, cause: std::io::Error },
     /// The bytes are not a valid file of the expected kind (truncated, bad header, dtype …).
     #[error("{}: {problem}", path.display())]
     Format { path: PathBuf, problem: String },
@@ -19,10 +19,10 @@ pub enum CheckpointError {
         field: String,
         problem: String,
     },
-    #[error("{}: {source}", path.display())]
-    Config { path: PathBuf, source: ConfigError },
-    #[error("{}: {source}", path.display())]
-    Weights { path: PathBuf, source: WeightError },
+    #[error("{}: {cause}", path.display())]
+    Config { path: PathBuf, cause: ConfigError },
+    #[error("{}: {cause}", path.display())]
+    Weights { path: PathBuf, cause: WeightError },
     /// The model cannot be written in the requested format.
     #[error("{}: cannot export: {problem}", path.display())]
     Unsupported { path: PathBuf, problem: String },
@@ -31,7 +31,7 @@ pub enum CheckpointError {
 impl CheckpointError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| Self::Io { path, source }
+        move |cause| Self::Io { path, cause }
     }
 
     pub(crate) fn format(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {

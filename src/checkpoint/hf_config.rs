@@ -206,9 +206,9 @@ pub fn parse_config(path: &Path, text: &str) -> Result<(ModelConfig, ConfigFlavo
         eos_token_id: token_id(path, "eos_token_id", raw.eos_token_id, 2)?,
         blocks,
     };
-    config.validate().map_err(|source| CheckpointError::Config {
+    config.validate().map_err(|cause| CheckpointError::Config {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     Ok((
         config,

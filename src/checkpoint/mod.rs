@@ -60,9 +60,9 @@ impl Checkpoint {
             let (config, weights) = llama2c::read(path)?;
             (Self { config, weights }, SourceFormat::Llama2c)
         };
-        check_weights(&checkpoint.config, &checkpoint.weights).map_err(|source| CheckpointError::Weights {
+        check_weights(&checkpoint.config, &checkpoint.weights).map_err(|cause| CheckpointError::Weights {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Ok((checkpoint, format))
     }
@@ -136,8 +136,8 @@ impl Checkpoint {
 /// Reads any supported checkpoint and builds the model on `device`.
 pub fn load_model(path: &Path, device: &Device) -> Result<Llama, CheckpointError> {
     let (checkpoint, _) = Checkpoint::read(path)?;
-    checkpoint.build(device).map_err(|source| CheckpointError::Weights {
+    checkpoint.build(device).map_err(|cause| CheckpointError::Weights {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }

@@ -20,9 +20,9 @@ pub struct Llama2cTokenizer {
 
 impl Llama2cTokenizer {
     pub fn read(path: &Path) -> Result<Self, TokenizerError> {
-        let bytes = fs::read(path).map_err(|source| TokenizerError::Io {
+        let bytes = fs::read(path).map_err(|cause| TokenizerError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Self::parse(&bytes).map_err(|problem| TokenizerError::Format {
             path: path.to_path_buf(),

@@ -9,8 +9,8 @@ pub use llama2c::Llama2cTokenizer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {cause}", path.display())]
+    Io { path: PathBuf, cause: std::io::Error },
     #[error("{}: {problem}", path.display())]
     Format { path: PathBuf, problem: String },
     #[error("cannot encode text: {0}")]
