@@ -377,3 +377,17 @@ pub fn decilm_config_json(config: &ModelConfig, torch_dtype: &str) -> Value {
     map.insert("torch_dtype".into(), json!(torch_dtype));
     Value::Object(map)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ffn_mult_rule_matches_nemotron_checkpoints() {
+        // Llama-3.1-Nemotron-70B-derived children: hidden 8192, ffn_mult 5.25 is the parent's 28672.
+        assert_eq!(ffn_mult_to_intermediate(5.25, 8192), 28672);
+        // A width the rule rounds up to the next multiple of 256.
+        assert_eq!(ffn_mult_to_intermediate(1.0, 4096), 2816);
+        assert_eq!(ffn_mult_to_intermediate(0.5, 64), 256);
+    }
+}
