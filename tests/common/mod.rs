@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests: where the real data lives, and tiny fixtures.
+// Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -9,10 +10,12 @@ pub fn shared_data(test: &str) -> Option<PathBuf> {
     if dir.join("models/stories260K/stories260K.bin").is_file() {
         Some(dir)
     } else {
-        println!(
-            "SKIPPED {test}: {} is absent (it holds the real checkpoints and text)",
+        // Written to the stream itself: libtest captures `println!`, so the reason would vanish.
+        let reason = format!(
+            "SKIPPED {test}: {} is absent (it holds the real checkpoints and text)\n",
             dir.display()
         );
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), reason.as_bytes());
         None
     }
 }
