@@ -171,9 +171,9 @@ fn hf_export_is_rotate_half_untied_sharded_and_computes_the_same_logits() {
     let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let tmp = tempfile::tempdir().unwrap();
     let untied = checkpoint.untied();
-    // bf16 keeps 8 significant bits (relative rounding ≤ 2^-9 per weight); through five layers
-    // that moves logits by well under 2% of their largest magnitude.
-    for (dtype, bound) in [(StoreDtype::F32, 1e-5f32), (StoreDtype::Bf16, 0.02 * scale)] {
+    // bf16 keeps 8 significant bits (relative rounding ≤ 2^-9 ≈ 0.2% per weight); through five
+    // layers the logits move by under 1% of their largest magnitude (measured: 0.6%).
+    for (dtype, bound) in [(StoreDtype::F32, 1e-5f32), (StoreDtype::Bf16, 0.01 * scale)] {
         let dir = tmp.path().join(format!("{dtype:?}"));
         untied
             .write_hf(
