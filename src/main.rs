@@ -323,7 +323,9 @@ fn bench_command(
         } else {
             load_model(Path::new(name), device)?
         };
-        let prompt_len = prompt_len.min(model.config().max_position_embeddings - decode_tokens);
+        let prompt_len = prompt_len
+            .min(model.config().max_position_embeddings.saturating_sub(decode_tokens))
+            .max(1);
         let result = bench_forward(&model, prompt_len, decode_tokens, repeats)?;
         rows.push((name.clone(), result));
     }
@@ -354,7 +356,7 @@ fn bench_command(
         "weights GB/s",
         "%bw"
     );
-    for (name, r) in rows {
+    for (name, r) in &rows {
         let short = Path::new(&name)
             .file_name()
             .map_or(name.clone(), |f| f.to_string_lossy().into_owned());
@@ -372,9 +374,12 @@ fn bench_command(
             100.0 * r.decode_weight_gbs / bandwidth
         );
     }
-    println!(
-        "(medians of {repeats} runs; prefill of {prompt_len} tokens at batch 1, then {decode_tokens} cached decode steps)"
-    );
+    if let Some((_, r)) = rows.first() {
+        println!(
+            "(medians of {} runs; prefill of {} tokens at batch 1, then {} cached decode steps)",
+            r.runs, r.prompt_len, r.decode_tokens
+        );
+    }
     Ok(())
 }
 

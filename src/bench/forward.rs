@@ -56,6 +56,8 @@ pub struct ForwardBench {
     pub params: usize,
     pub prompt_len: usize,
     pub decode_tokens: usize,
+    /// Timed runs the medians are taken over.
+    pub runs: usize,
     pub prefill_tokens_per_s: f64,
     pub prefill_gflops: f64,
     pub decode_tokens_per_s: f64,
@@ -64,14 +66,15 @@ pub struct ForwardBench {
     pub decode_weight_gbs: f64,
 }
 
-/// Median over `repeats` of: one prefill of `prompt_len` tokens (batch 1), and `decode_tokens`
-/// cached single-token steps after it.
+/// Median over `repeats` (at least 1) of: one prefill of `prompt_len` (at least 1) tokens at
+/// batch 1, and `decode_tokens` cached single-token steps after it.
 pub fn bench_forward(
     model: &Llama,
     prompt_len: usize,
     decode_tokens: usize,
     repeats: usize,
 ) -> Result<ForwardBench, ForwardError> {
+    let (prompt_len, repeats) = (prompt_len.max(1), repeats.max(1));
     let config = model.config();
     let vocab = config.vocab_size as u32;
     let prompt: Vec<u32> = (0..prompt_len as u32).map(|i| (i * 7 + 3) % vocab).collect();
@@ -115,6 +118,7 @@ pub fn bench_forward(
         params: config.num_params(),
         prompt_len,
         decode_tokens,
+        runs: repeats,
         prefill_tokens_per_s,
         prefill_gflops: prefill_tokens_per_s * prefill_flops / 1e9,
         decode_tokens_per_s,
