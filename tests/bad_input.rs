@@ -23,6 +23,15 @@ fn small_hf_checkpoint() -> tempfile::TempDir {
     tmp
 }
 
+/// A temporary directory holding a DeciLM checkpoint with every block kind (6 layers, 8 heads).
+fn small_decilm_checkpoint() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    checkpoint(ModelConfig::tiny_heterogeneous(64))
+        .write_decilm(tmp.path(), ExportOptions::default())
+        .unwrap();
+    tmp
+}
+
 fn read_error(path: &Path) -> String {
     Checkpoint::read(path).map(|_| ()).unwrap_err().to_string()
 }
@@ -135,10 +144,7 @@ fn safetensors_with_an_unsupported_dtype() {
 
 #[test]
 fn block_configs_length_differs_from_num_hidden_layers() {
-    let tmp = tempfile::tempdir().unwrap();
-    checkpoint(ModelConfig::tiny_heterogeneous(64))
-        .write_decilm(tmp.path(), ExportOptions::default())
-        .unwrap();
+    let tmp = small_decilm_checkpoint();
     edit_config(tmp.path(), |c| c["num_hidden_layers"] = 5.into());
     assert_mentions(
         &read_error(tmp.path()),
@@ -148,10 +154,7 @@ fn block_configs_length_differs_from_num_hidden_layers() {
 
 #[test]
 fn n_heads_in_group_does_not_divide_num_attention_heads() {
-    let tmp = tempfile::tempdir().unwrap();
-    checkpoint(ModelConfig::tiny_heterogeneous(64))
-        .write_decilm(tmp.path(), ExportOptions::default())
-        .unwrap();
+    let tmp = small_decilm_checkpoint();
     edit_config(tmp.path(), |c| {
         c["block_configs"][1]["attention"]["n_heads_in_group"] = 3.into()
     });

@@ -2,7 +2,7 @@
 //! model with every attention kind and every FFN kind; sampling is reproducible from its seed.
 
 use burn::prelude::Device;
-use tessera::eval::prefill_decode_max_diff;
+use tessera::eval::{max_abs_diff, prefill_decode_max_diff};
 use tessera::model::weights::to_host_vec;
 use tessera::model::{
     AttentionConfig, FfnConfig, KvCache, ModelConfig, Sampling, build_model, generate, random_weights,
@@ -68,11 +68,7 @@ fn chunked_prefill_continues_from_the_cache() {
                 .logits,
         ));
     }
-    let diff = full
-        .iter()
-        .zip(&chunked)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let diff = max_abs_diff(&full, &chunked);
     assert!(diff <= 1e-4, "{diff}");
     assert_eq!(cache.len(), 30);
 }
@@ -154,11 +150,7 @@ fn a_batch_computes_what_each_row_computes_alone() {
             )
         })
         .collect();
-    let diff = batched
-        .iter()
-        .zip(&alone)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let diff = max_abs_diff(&batched, &alone);
     assert!(diff <= 1e-4, "{diff}");
 }
 

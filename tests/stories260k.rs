@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use burn::prelude::Device;
 use tessera::checkpoint::{Checkpoint, ExportOptions, StoreDtype};
-use tessera::eval::mean_nll;
+use tessera::eval::{max_abs_diff, mean_nll};
 use tessera::model::weights::to_host_vec;
 use tessera::model::{Llama, Sampling, generate};
 use tessera::tokenizer::Tokenizer;
@@ -19,11 +19,6 @@ fn logits(model: &Llama, tokens: &[u32]) -> Vec<f32> {
             .unwrap()
             .logits,
     )
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[test]

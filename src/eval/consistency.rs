@@ -20,9 +20,11 @@ pub fn prefill_decode_max_diff(model: &Llama, tokens: &[u32]) -> Result<f32, For
                 .logits,
         ));
     }
-    Ok(prefill
-        .iter()
-        .zip(&steps)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max))
+    Ok(max_abs_diff(&prefill, &steps))
+}
+
+/// Largest `|a[i] − b[i]|`; the slices must have one length.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "comparing slices of different lengths");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }

@@ -3,5 +3,5 @@
 pub mod consistency;
 pub mod nll;
 
-pub use consistency::prefill_decode_max_diff;
+pub use consistency::{max_abs_diff, prefill_decode_max_diff};
 pub use nll::{NllReport, mean_nll};

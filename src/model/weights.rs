@@ -55,8 +55,8 @@ impl HostTensor {
         }
     }
 
-    fn to_tensor<const D: usize>(&self, device: &Device) -> Tensor<D> {
-        Tensor::from_data(TensorData::new(self.data.clone(), self.shape.clone()), device)
+    fn into_tensor<const D: usize>(self, device: &Device) -> Tensor<D> {
+        Tensor::from_data(TensorData::new(self.data, self.shape), device)
     }
 
     /// Swaps the two axes of a matrix (`[out, in]` <-> burn's `[in, out]`).
@@ -156,11 +156,11 @@ pub fn build_model(config: &ModelConfig, weights: &TensorMap, device: &Device) -
     check_weights(config, weights)?;
     let get = |name: String| &weights[&name];
     let linear = |name: String| Linear {
-        weight: Param::from_tensor(get(name).transposed().to_tensor(device)),
+        weight: Param::from_tensor(get(name).transposed().into_tensor(device)),
         bias: None,
     };
     let norm = |name: String| RmsNorm {
-        gamma: Param::from_tensor(get(name).to_tensor(device)),
+        gamma: Param::from_tensor(get(name).clone().into_tensor(device)),
         epsilon: config.rms_norm_eps,
     };
     let layers = config
@@ -199,7 +199,7 @@ pub fn build_model(config: &ModelConfig, weights: &TensorMap, device: &Device) -
         .collect();
     Ok(Llama {
         embed_tokens: Embedding {
-            weight: Param::from_tensor(get("model.embed_tokens.weight".into()).to_tensor(device)),
+            weight: Param::from_tensor(get("model.embed_tokens.weight".into()).clone().into_tensor(device)),
         },
         layers,
         norm: norm("model.norm.weight".into()),
