@@ -1,11 +1,16 @@
 //! tessera: build a faster child model from a Llama-style parent, following NVIDIA's Puzzle
 //! and FFN-Fusion methods. Modules follow the pipeline (see DESIGN.md §1):
-//! model → checkpoint/tokenizer → eval → … ; a stage never reaches into a later one.
+//! model → checkpoint/tokenizer → data → world → train → eval → parent → … ; a stage never
+//! reaches into a later one.
 
 pub mod bench;
 pub mod checkpoint;
+pub mod data;
 pub mod demo;
 pub mod device;
 pub mod eval;
 pub mod model;
+pub mod parent;
 pub mod tokenizer;
+pub mod train;
+pub mod world;

@@ -1,5 +1,10 @@
 //! The `tessera` command: parses arguments and calls library functions, nothing more.
 
+// burn-flex allocates and frees large tensor buffers at every op; glibc returns them to the
+// system each time, and re-faulting the pages cost about a quarter of a training step.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -7,13 +12,16 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use tessera::bench::{bench_forward, gemm_peak_gflops, random_25m_config, read_bandwidth_gbs};
+use tessera::bench::{bench_forward, bench_train, gemm_peak_gflops, random_25m_config, read_bandwidth_gbs, shape_8m};
 use tessera::checkpoint::{Checkpoint, ExportOptions, Llama2cVersion, StoreDtype, load_model};
+use tessera::data::{read_documents, tokenize_corpus};
 use tessera::demo::{DemoReport, run_demo};
 use tessera::device::DeviceChoice;
-use tessera::eval::mean_nll;
+use tessera::eval::{mean_nll, read_task_file, task_accuracy};
 use tessera::model::{Llama, Sampling, build_model, generate, random_weights};
+use tessera::parent::{ParentOptions, default_parent_config, train_parent};
 use tessera::tokenizer::Tokenizer;
+use tessera::world::{Split, Thinking, World};
 
 #[derive(Parser)]
 #[command(
@@ -46,13 +54,84 @@ enum Command {
     /// Measure throughput.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// The built-in default job, with no download: build, save, reload and run a heterogeneous model.
+    /// Train the default parent on the built-in world.
+    #[command(subcommand)]
+    Parent(ParentCommand),
+    /// Turn text into token shards for training.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// The built-in default job, with no download: train the default parent and evaluate it.
     Demo {
         #[arg(long, default_value = "runs/demo")]
         out: PathBuf,
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ParentCommand {
+    /// Train (or resume) the default parent and report held-out NLL and task accuracy.
+    Train(ParentTrainArgs),
+}
+
+#[derive(Args)]
+struct ParentTrainArgs {
+    /// Output directory; a run interrupted there resumes from its last checkpoint.
+    #[arg(long, default_value = "runs/parent")]
+    out: PathBuf,
+    #[arg(long)]
+    layers: Option<usize>,
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Sequences per optimizer step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Micro-batches per step (run on parallel threads; gradients accumulated).
+    #[arg(long)]
+    micro_batches: Option<usize>,
+    #[arg(long)]
+    seq_len: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Held-out tasks scored per thinking mode.
+    #[arg(long)]
+    eval_tasks: Option<usize>,
+    /// Stop after this many steps (with a checkpoint), as if interrupted.
+    #[arg(long)]
+    stop_after: Option<usize>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Text files to `train.tokens` / `heldout.tokens` shards (documents split by content hash).
+    Tokenize {
+        #[arg(long)]
+        tokenizer: PathBuf,
+        #[arg(long = "text", required = true)]
+        texts: Vec<PathBuf>,
+        /// Separator that splits each file into documents.
+        #[arg(long)]
+        split_on: Option<String>,
+        /// One document in this many goes to the held-out shard (0 = none).
+        #[arg(long, default_value_t = 20)]
+        held_out_every: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ThinkingChoice {
+    On,
+    Off,
+    Both,
 }
 
 #[derive(Args)]
@@ -90,6 +169,31 @@ struct GenerateArgs {
 enum EvalCommand {
     /// Mean negative log-likelihood in nats per predicted token.
     Nll(NllArgs),
+    /// Exact-match accuracy of greedy answers to tasks, with thinking on and/or off.
+    Accuracy(AccuracyArgs),
+}
+
+#[derive(Args)]
+struct AccuracyArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// `builtin` (held-out tasks of the built-in world) or a JSONL file of {"question", "answer"}.
+    #[arg(long, default_value = "builtin")]
+    tasks: String,
+    /// How many built-in tasks.
+    #[arg(long, default_value_t = 200)]
+    count: usize,
+    /// Seed of the built-in world.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = ThinkingChoice::Both)]
+    thinking: ThinkingChoice,
+    #[arg(long, default_value_t = 96)]
+    max_tokens: usize,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -152,6 +256,34 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Training tokens/s (forward, backward, clip, AdamW) of the default parent and an 8M shape.
+    Train {
+        #[arg(long = "shape", value_enum, default_values_t = [TrainShape::Parent, TrainShape::EightM])]
+        shapes: Vec<TrainShape>,
+        /// Sequences per step.
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// The step's sequences are split into this many micro-batches, run on parallel threads.
+        #[arg(long, default_value_t = 2)]
+        micro_batches: usize,
+        #[arg(long, default_value_t = 128)]
+        seq_len: usize,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 8)]
+        steps: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+enum TrainShape {
+    /// The default parent.
+    Parent,
+    /// About 8M parameters.
+    #[value(name = "8m")]
+    EightM,
 }
 
 fn main() {
@@ -185,11 +317,201 @@ fn run(cli: Cli) -> Result<()> {
             repeats,
             json,
         }) => bench_command(&models, prompt_len, decode_tokens, repeats, json, &device),
+        Command::Bench(BenchCommand::Train {
+            shapes,
+            batch_size,
+            micro_batches,
+            seq_len,
+            warmup,
+            steps,
+            json,
+        }) => {
+            let sizes = TrainBenchSizes {
+                batch_size,
+                micro_batches,
+                seq_len,
+                warmup,
+                steps,
+            };
+            bench_train_command(&shapes, &sizes, json, &device)
+        }
+        Command::Parent(ParentCommand::Train(args)) => parent_train_command(args, &device),
+        Command::Eval(EvalCommand::Accuracy(args)) => accuracy_command(args, &device),
+        Command::Data(DataCommand::Tokenize {
+            tokenizer,
+            texts,
+            split_on,
+            held_out_every,
+            out,
+            json,
+        }) => {
+            let tok = Tokenizer::read(&tokenizer).context("loading the tokenizer")?;
+            let mut documents = Vec::new();
+            for path in &texts {
+                documents.extend(
+                    read_documents(path, split_on.as_deref())?
+                        .into_iter()
+                        .map(|d| (path.clone(), d)),
+                );
+            }
+            let report = tokenize_corpus(
+                &tok,
+                tok.vocab_size(),
+                documents.iter().map(|(p, d)| (p.as_path(), d.as_str())),
+                held_out_every,
+                &out,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "{} documents, {} tokens -> {}\n{} documents, {} tokens -> {}",
+                    report.train_documents,
+                    report.train_tokens,
+                    report.train.display(),
+                    report.held_out_documents,
+                    report.held_out_tokens,
+                    report.held_out.display()
+                );
+            }
+            Ok(())
+        }
         Command::Demo { out, json } => {
-            let report = run_demo(&out, &device)?;
+            let report = run_demo(&out, !json, &device)?;
             print_demo(&report, json)
         }
     }
+}
+
+fn parent_train_command(args: ParentTrainArgs, device: &burn::prelude::Device) -> Result<()> {
+    let defaults = ParentOptions::default();
+    let options = ParentOptions {
+        layers: args.layers.unwrap_or(defaults.layers),
+        steps: args.steps.unwrap_or(defaults.steps),
+        batch_size: args.batch_size.unwrap_or(defaults.batch_size),
+        micro_batches: args.micro_batches.unwrap_or(defaults.micro_batches),
+        seq_len: args.seq_len.unwrap_or(defaults.seq_len),
+        peak_lr: args.lr.unwrap_or(defaults.peak_lr),
+        seed: args.seed.unwrap_or(defaults.seed),
+        eval_tasks: args.eval_tasks.unwrap_or(defaults.eval_tasks),
+        stop_after: args.stop_after,
+        progress: !args.json,
+        ..defaults
+    };
+    let report = train_parent(&args.out, &options, device)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}
+
+fn accuracy_command(args: AccuracyArgs, device: &burn::prelude::Device) -> Result<()> {
+    let (model, tokenizer) = load(&args.model, device)?;
+    let tokenizer = tokenizer.context("task accuracy needs a tokenizer: pass --tokenizer")?;
+    let tasks = if args.tasks == "builtin" {
+        World::new(args.seed).tasks(Split::HeldOut, args.count)
+    } else {
+        read_task_file(Path::new(&args.tasks))?
+    };
+    let modes: &[Thinking] = match args.thinking {
+        ThinkingChoice::On => &[Thinking::On],
+        ThinkingChoice::Off => &[Thinking::Off],
+        ThinkingChoice::Both => &[Thinking::On, Thinking::Off],
+    };
+    let mut reports = Vec::new();
+    for &mode in modes {
+        reports.push(task_accuracy(
+            &model,
+            &tokenizer,
+            &tasks,
+            mode,
+            args.max_tokens,
+            args.batch_size,
+        )?);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "tasks": args.tasks, "results": reports }))?
+        );
+    } else {
+        for r in &reports {
+            println!(
+                "thinking {:?}: accuracy {:.1}% ({}/{}), format ok {:.1}%",
+                r.thinking,
+                100.0 * r.accuracy,
+                r.correct,
+                r.tasks,
+                100.0 * r.format_ok
+            );
+        }
+    }
+    Ok(())
+}
+
+struct TrainBenchSizes {
+    batch_size: usize,
+    micro_batches: usize,
+    seq_len: usize,
+    warmup: usize,
+    steps: usize,
+}
+
+fn bench_train_command(
+    shapes: &[TrainShape],
+    sizes: &TrainBenchSizes,
+    json: bool,
+    device: &burn::prelude::Device,
+) -> Result<()> {
+    let TrainBenchSizes {
+        batch_size,
+        micro_batches,
+        seq_len,
+        warmup,
+        steps,
+    } = *sizes;
+    let mut rows = Vec::new();
+    for &shape in shapes {
+        let parent = default_parent_config(ParentOptions::default().layers);
+        let config = match shape {
+            TrainShape::Parent => parent,
+            TrainShape::EightM => shape_8m(parent.vocab_size),
+        };
+        rows.push((
+            shape,
+            bench_train(&config, batch_size, micro_batches, seq_len, warmup, steps, device)?,
+        ));
+    }
+    if json {
+        let rows: Vec<_> = rows.iter().map(|(s, r)| json!({ "shape": s, "result": r })).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "engine": "tessera", "shapes": rows }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<8} {:>10} {:>7} {:>12} {:>14} {:>9}",
+        "shape", "params", "tokens", "step ms", "tokens/s", "GFLOP/s"
+    );
+    for (shape, r) in &rows {
+        let name = if *shape == TrainShape::Parent { "parent" } else { "8m" };
+        println!(
+            "{:<8} {:>10} {:>7} {:>12.1} {:>14.0} {:>9.1}",
+            name,
+            r.params,
+            r.batch_size * r.seq_len,
+            r.median_step_ms,
+            r.median_tokens_per_s,
+            r.gflops
+        );
+    }
+    println!(
+        "(medians of {steps} steps after {warmup} warm-up steps; batch {batch_size} x {seq_len} tokens in {micro_batches} micro-batches)"
+    );
+    Ok(())
 }
 
 fn load_tokenizer(args: &ModelArgs) -> Result<Option<Tokenizer>> {

@@ -1,6 +1,9 @@
 //! Throughput benchmarks printed by `tessera bench`: the machine's f32 GEMM peak on the chosen
-//! device, and prefill / decode tokens per second of a model with the GFLOP/s they reach.
+//! device, prefill / decode tokens per second of a model with the GFLOP/s they reach, and
+//! training tokens per second.
 
 pub mod forward;
+pub mod train;
 
 pub use forward::{ForwardBench, bench_forward, gemm_peak_gflops, random_25m_config, read_bandwidth_gbs};
+pub use train::{TrainBench, bench_train, shape_8m};

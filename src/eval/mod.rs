@@ -1,7 +1,11 @@
-//! Evaluation of a model on token data. Knows the model, not how checkpoints or text are read.
+//! Evaluation of a model: NLL on token data, prefill/decode consistency, and task accuracy with
+//! the reasoning switch. Knows the model and the world's task format, not how checkpoints are
+//! read or how models are trained.
 
+pub mod accuracy;
 pub mod consistency;
 pub mod nll;
 
+pub use accuracy::{AccuracyError, AccuracyReport, read_task_file, task_accuracy};
 pub use consistency::{max_abs_diff, prefill_decode_max_diff};
-pub use nll::{NllReport, mean_nll};
+pub use nll::{NllReport, mean_nll, unigram_entropy};

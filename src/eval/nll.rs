@@ -40,3 +40,20 @@ pub fn mean_nll(model: &Llama, sequences: &[Vec<u32>]) -> Result<NllReport, Forw
         tokens,
     })
 }
+
+/// Entropy (nats/token) of the unigram distribution of `sequences`: what a model that knows
+/// only token frequencies would score; a trained model's NLL should be well below it.
+pub fn unigram_entropy(sequences: &[Vec<u32>]) -> f64 {
+    let mut counts = std::collections::HashMap::<u32, usize>::new();
+    for &t in sequences.iter().flatten() {
+        *counts.entry(t).or_default() += 1;
+    }
+    let total = counts.values().sum::<usize>() as f64;
+    counts
+        .values()
+        .map(|&c| {
+            let p = c as f64 / total;
+            -p * p.ln()
+        })
+        .sum()
+}

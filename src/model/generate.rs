@@ -89,20 +89,54 @@ pub fn generate(
     sampling: Sampling,
     stop_tokens: &[u32],
 ) -> Result<Vec<u32>, ForwardError> {
-    let mut tokens = prompt.to_vec();
+    let mut rows = generate_batch(model, &[prompt.to_vec()], max_new_tokens, sampling, stop_tokens)?;
+    Ok(rows.remove(0))
+}
+
+/// [`generate`] for several prompts of one length at once, sharing each forward pass. Row `r`
+/// samples with seed `seed + r`; a row that has stopped keeps its tokens while the others go on.
+pub fn generate_batch(
+    model: &Llama,
+    prompts: &[Vec<u32>],
+    max_new_tokens: usize,
+    sampling: Sampling,
+    stop_tokens: &[u32],
+) -> Result<Vec<Vec<u32>>, ForwardError> {
+    let mut rows: Vec<Vec<u32>> = prompts.to_vec();
     let mut cache = KvCache::new(model.config().num_layers());
-    let mut sampler = Sampler::new(sampling);
-    let mut input = model.tokens_tensor(&[prompt.to_vec()])?;
+    let mut samplers: Vec<Sampler> = (0..rows.len() as u64)
+        .map(|r| match sampling {
+            Sampling::TopP {
+                temperature,
+                top_p,
+                seed,
+            } => Sampler::new(Sampling::TopP {
+                temperature,
+                top_p,
+                seed: seed.wrapping_add(r),
+            }),
+            Sampling::Greedy => Sampler::new(Sampling::Greedy),
+        })
+        .collect();
+    let mut done = vec![false; rows.len()];
+    let mut input = model.tokens_tensor(prompts)?;
     for _ in 0..max_new_tokens {
-        let logits = model.forward(input, Some(&mut cache), false)?.logits;
-        let [_, seq, vocab] = logits.dims();
-        let last = to_host_vec(logits.slice([0..1, seq - 1..seq, 0..vocab]));
-        let next = sampler.pick(&last) as u32;
-        tokens.push(next);
-        if stop_tokens.contains(&next) {
+        if rows.is_empty() || done.iter().all(|&d| d) {
             break;
         }
-        input = model.tokens_tensor(&[vec![next]])?;
+        let logits = model.forward(input, Some(&mut cache), false)?.logits;
+        let [batch, seq, vocab] = logits.dims();
+        let last = to_host_vec(logits.slice([0..batch, seq - 1..seq, 0..vocab]));
+        let mut next_inputs = Vec::with_capacity(batch);
+        for (r, row_logits) in last.chunks(vocab).enumerate() {
+            let next = samplers[r].pick(row_logits) as u32;
+            if !done[r] {
+                rows[r].push(next);
+                done[r] = stop_tokens.contains(&next);
+            }
+            next_inputs.push(vec![next]);
+        }
+        input = model.tokens_tensor(&next_inputs)?;
     }
-    Ok(tokens)
+    Ok(rows)
 }

@@ -11,7 +11,7 @@ pub mod rope;
 pub mod weights;
 
 pub use config::{AttentionConfig, BlockConfig, FfnConfig, ModelConfig};
-pub use generate::{Sampling, generate};
+pub use generate::{Sampling, generate, generate_batch};
 pub use kv_cache::KvCache;
 pub use llama::{ForwardError, ForwardOutput, Llama};
 pub use weights::{HostTensor, TensorMap, WeightError, build_model, model_weights, random_weights};

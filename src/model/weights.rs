@@ -47,7 +47,7 @@ impl HostTensor {
         Self { shape, data }
     }
 
-    fn from_tensor<const D: usize>(tensor: Tensor<D>) -> Self {
+    pub fn from_tensor<const D: usize>(tensor: Tensor<D>) -> Self {
         let shape = tensor.dims().to_vec();
         Self {
             shape,
@@ -55,7 +55,7 @@ impl HostTensor {
         }
     }
 
-    fn into_tensor<const D: usize>(self, device: &Device) -> Tensor<D> {
+    pub fn into_tensor<const D: usize>(self, device: &Device) -> Tensor<D> {
         Tensor::from_data(TensorData::new(self.data, self.shape), device)
     }
 

@@ -68,6 +68,14 @@ impl Tokenizer {
         }
     }
 
+    /// One past the largest token id this tokenizer produces.
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Tokenizer::Llama2c(t) => t.vocab_size(),
+            Tokenizer::Hf { inner, .. } => inner.get_vocab_size(true),
+        }
+    }
+
     pub fn decode(&self, tokens: &[u32]) -> Result<String, TokenizerError> {
         match self {
             Tokenizer::Llama2c(t) => Ok(t.decode(tokens)),

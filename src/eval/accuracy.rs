@@ -1,0 +1,136 @@
+//! Task accuracy: greedy answers to verifiable tasks, scored by exact match of the final answer
+//! (the text after `</think>`), with the reasoning switch on or off. Prompts of equal token
+//! length are decoded together in batches.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::model::{ForwardError, Llama, Sampling, generate_batch};
+use crate::tokenizer::{Tokenizer, TokenizerError};
+use crate::world::{Task, Thinking, final_answer, format_matches};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccuracyError {
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error("{}: {cause}", path.display())]
+    Io { path: PathBuf, cause: std::io::Error },
+    #[error("{}:{line}: {problem}", path.display())]
+    TaskFile {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Answer {
+    pub question: String,
+    pub expected: String,
+    pub reply: String,
+    pub correct: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AccuracyReport {
+    pub thinking: Thinking,
+    pub tasks: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+    /// Share of replies whose think tags match the switch (present iff thinking is on).
+    pub format_ok: f64,
+    pub answers: Vec<Answer>,
+}
+
+/// Reads a task file: one JSON object per line with `question` and `answer` (and optionally
+/// `thinking`, the worked solution); blank lines are skipped.
+pub fn read_task_file(path: &Path) -> Result<Vec<Task>, AccuracyError> {
+    let text = std::fs::read_to_string(path).map_err(|cause| AccuracyError::Io {
+        path: path.to_path_buf(),
+        cause,
+    })?;
+    let mut tasks = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |problem: String| AccuracyError::TaskFile {
+            path: path.to_path_buf(),
+            line: i + 1,
+            problem,
+        };
+        let task: Task =
+            serde_json::from_str(line).map_err(|e| bad(format!("expected {{\"question\": …, \"answer\": …}}: {e}")))?;
+        if task.answer.trim().is_empty() {
+            return Err(bad("`answer` is empty".into()));
+        }
+        tasks.push(task);
+    }
+    if tasks.is_empty() {
+        return Err(AccuracyError::TaskFile {
+            path: path.to_path_buf(),
+            line: 0,
+            problem: "the task file holds no tasks".into(),
+        });
+    }
+    Ok(tasks)
+}
+
+/// Greedy replies of `model` to `tasks` with the switch set to `thinking`, each up to
+/// `max_new_tokens` long, scored by exact match.
+pub fn task_accuracy(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    tasks: &[Task],
+    thinking: Thinking,
+    max_new_tokens: usize,
+    batch_size: usize,
+) -> Result<AccuracyReport, AccuracyError> {
+    let mut by_length: BTreeMap<usize, Vec<(usize, Vec<u32>)>> = BTreeMap::new();
+    for (i, task) in tasks.iter().enumerate() {
+        let prompt = tokenizer.encode(&task.prompt(thinking), false)?;
+        by_length.entry(prompt.len()).or_default().push((i, prompt));
+    }
+    let max_new_tokens = max_new_tokens.min(
+        model
+            .config()
+            .max_position_embeddings
+            .saturating_sub(by_length.keys().last().copied().unwrap_or(0)),
+    );
+    let eos = model.config().eos_token_id;
+    let mut replies = vec![String::new(); tasks.len()];
+    for group in by_length.values() {
+        for chunk in group.chunks(batch_size.max(1)) {
+            let prompts: Vec<Vec<u32>> = chunk.iter().map(|(_, p)| p.clone()).collect();
+            let rows = generate_batch(model, &prompts, max_new_tokens, Sampling::Greedy, &[eos])?;
+            for ((index, prompt), row) in chunk.iter().zip(rows) {
+                replies[*index] = tokenizer.decode(&row[prompt.len()..])?;
+            }
+        }
+    }
+    let answers: Vec<Answer> = tasks
+        .iter()
+        .zip(replies)
+        .map(|(task, reply)| Answer {
+            question: task.question.clone(),
+            expected: task.answer.clone(),
+            correct: final_answer(&reply) == task.answer.trim(),
+            reply,
+        })
+        .collect();
+    let correct = answers.iter().filter(|a| a.correct).count();
+    let format_ok = answers.iter().filter(|a| format_matches(&a.reply, thinking)).count();
+    let total = tasks.len().max(1) as f64;
+    Ok(AccuracyReport {
+        thinking,
+        tasks: tasks.len(),
+        correct,
+        accuracy: correct as f64 / total,
+        format_ok: format_ok as f64 / total,
+        answers,
+    })
+}

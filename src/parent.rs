@@ -1,0 +1,312 @@
+//! The default parent: a small GQA Llama trained from scratch on the built-in world, so that
+//! the whole pipeline runs on a fresh machine with no download. Writes the world's token shards,
+//! trains with the shared engine (resuming an interrupted run in the same output directory),
+//! exports an HF checkpoint with its tokenizer, and reports held-out NLL against the corpus's
+//! unigram entropy and task accuracy with thinking on and off.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::module::Module;
+use burn::prelude::Device;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::checkpoint::{Checkpoint, ExportOptions};
+use crate::data::{ShardWriter, TokenWindows};
+use crate::eval::{AccuracyReport, mean_nll, task_accuracy, unigram_entropy};
+use crate::model::{AttentionConfig, BlockConfig, FfnConfig, Llama, ModelConfig, build_model, random_weights};
+use crate::tokenizer::Tokenizer;
+use crate::train::{TrainConfig, lm_micro_batch, train};
+use crate::world::tokenizer::{BOS, EOS, VOCAB_SIZE, token_id, write_tokenizer};
+use crate::world::{Split, Thinking, World};
+
+/// The default parent's shape: 8 layers, d_model 128, 4 query heads sharing 2 KV heads, SwiGLU
+/// 384 wide, tied embeddings, on the world's byte-level vocabulary.
+pub fn default_parent_config(layers: usize) -> ModelConfig {
+    ModelConfig {
+        bos_token_id: token_id(BOS),
+        eos_token_id: token_id(EOS),
+        blocks: vec![
+            BlockConfig {
+                attention: AttentionConfig::Gqa { kv_heads: 2 },
+                ffn: FfnConfig::SwiGlu { intermediate: 384 },
+            };
+            layers
+        ],
+        ..ModelConfig::uniform(VOCAB_SIZE, 128, layers, 4, 2, 384, 256)
+    }
+}
+
+/// Everything `tessera parent train` can set; `Default` is the built-in default run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ParentOptions {
+    pub layers: usize,
+    pub steps: usize,
+    /// Sequences per optimizer step, split evenly over `micro_batches`.
+    pub batch_size: usize,
+    pub micro_batches: usize,
+    pub seq_len: usize,
+    pub peak_lr: f64,
+    pub seed: u64,
+    /// Training documents: arithmetic chats (half with thinking on) and stories.
+    pub train_tasks: usize,
+    pub train_stories: usize,
+    pub eval_tasks: usize,
+    pub eval_stories: usize,
+    #[serde(skip)]
+    pub checkpoint_every: usize,
+    #[serde(skip)]
+    pub stop_after: Option<usize>,
+    #[serde(skip)]
+    pub progress: bool,
+}
+
+impl Default for ParentOptions {
+    fn default() -> Self {
+        Self {
+            layers: 8,
+            steps: 600,
+            batch_size: 16,
+            micro_batches: 2,
+            seq_len: 128,
+            peak_lr: 3e-3,
+            seed: 1,
+            train_tasks: 30_000,
+            train_stories: 4_000,
+            eval_tasks: 200,
+            eval_stories: 300,
+            checkpoint_every: 50,
+            stop_after: None,
+            progress: true,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ParentReport {
+    pub model_dir: PathBuf,
+    pub params: usize,
+    pub layers: usize,
+    pub steps: usize,
+    pub resumed_from: Option<usize>,
+    pub train_tokens: u64,
+    pub train_seconds: f64,
+    pub median_tokens_per_s: f64,
+    pub final_train_loss: f64,
+    pub held_out_nll: f64,
+    pub held_out_tokens: usize,
+    pub unigram_entropy: f64,
+    pub thinking_on: AccuracySummary,
+    pub thinking_off: AccuracySummary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccuracySummary {
+    pub accuracy: f64,
+    pub correct: usize,
+    pub tasks: usize,
+    pub format_ok: f64,
+    pub example_reply: String,
+}
+
+impl From<&AccuracyReport> for AccuracySummary {
+    fn from(r: &AccuracyReport) -> Self {
+        Self {
+            accuracy: r.accuracy,
+            correct: r.correct,
+            tasks: r.tasks,
+            format_ok: r.format_ok,
+            example_reply: r.answers.first().map(|a| a.reply.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// Writes the world's training documents (shuffled chats and stories) and held-out stories as
+/// token shards in `dir`; returns (train shard, held-out shard).
+pub fn write_world_shards(
+    world: &World,
+    options: &ParentOptions,
+    tokenizer: &Tokenizer,
+    dir: &Path,
+) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut documents: Vec<String> = world
+        .tasks(Split::Train, options.train_tasks)
+        .iter()
+        .enumerate()
+        .map(|(i, t)| t.render(if i % 2 == 0 { Thinking::On } else { Thinking::Off }))
+        .collect();
+    documents.extend(
+        world
+            .stories(Split::Train, options.train_stories)
+            .into_iter()
+            .map(|s| format!("{BOS}{s}{EOS}")),
+    );
+    documents.shuffle(&mut StdRng::seed_from_u64(world.seed));
+    let held_out: Vec<String> = world
+        .stories(Split::HeldOut, options.eval_stories)
+        .into_iter()
+        .map(|s| format!("{BOS}{s}{EOS}"))
+        .collect();
+    let paths = (dir.join("train.tokens"), dir.join("heldout.tokens"));
+    for (path, docs) in [(&paths.0, &documents), (&paths.1, &held_out)] {
+        let mut writer = ShardWriter::create(path, VOCAB_SIZE)?;
+        for doc in docs {
+            writer.push(&tokenizer.encode(doc, false)?)?;
+        }
+        writer.finish()?;
+    }
+    Ok(paths)
+}
+
+/// Held-out NLL on the story shard, the shard's unigram entropy, and task accuracy on held-out
+/// tasks with thinking on and off.
+pub fn evaluate_parent(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    world: &World,
+    held_out: &Path,
+    options: &ParentOptions,
+) -> Result<(f64, usize, f64, AccuracyReport, AccuracyReport)> {
+    let mut windows = TokenWindows::open(held_out)?;
+    let sequences = windows.consecutive(options.seq_len + 1, usize::MAX)?;
+    let nll = mean_nll(model, &sequences)?;
+    let tasks = world.tasks(Split::HeldOut, options.eval_tasks);
+    let on = task_accuracy(model, tokenizer, &tasks, Thinking::On, 96, 64)?;
+    let off = task_accuracy(model, tokenizer, &tasks, Thinking::Off, 16, 64)?;
+    Ok((nll.mean_nll, nll.tokens, unigram_entropy(&sequences), on, off))
+}
+
+/// Trains (or resumes) the default parent into `out` and evaluates it.
+pub fn train_parent(out: &Path, options: &ParentOptions, device: &Device) -> Result<ParentReport> {
+    let config = default_parent_config(options.layers);
+    anyhow::ensure!(
+        options.seq_len <= config.max_position_embeddings,
+        "--seq-len {} is above the model's maximum of {} positions",
+        options.seq_len,
+        config.max_position_embeddings
+    );
+    let world = World::new(options.seed);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let tokenizer_path =
+        write_tokenizer(out).with_context(|| format!("writing the tokenizer into {}", out.display()))?;
+    let tokenizer = Tokenizer::read(&tokenizer_path)?;
+    let (train_shard, held_out_shard) = write_world_shards(&world, options, &tokenizer, &out.join("data"))?;
+
+    anyhow::ensure!(
+        options.micro_batches > 0 && options.batch_size.is_multiple_of(options.micro_batches),
+        "--batch-size {} must be a positive multiple of the {} micro-batches",
+        options.batch_size,
+        options.micro_batches
+    );
+    let windows = TokenWindows::open(&train_shard)?;
+    windows.check(options.seq_len + 1, config.vocab_size)?;
+    let windows = Mutex::new(windows);
+    let model = build_model(
+        &config,
+        &random_weights(&config, options.seed),
+        &device.clone().autodiff(),
+    )?;
+    let train_config = TrainConfig {
+        steps: options.steps,
+        grad_accum: options.micro_batches,
+        peak_lr: options.peak_lr,
+        min_lr: options.peak_lr / 10.0,
+        warmup_steps: (options.steps / 20).max(1),
+        clip_norm: Some(1.0),
+        seed: options.seed,
+        checkpoint_every: options.checkpoint_every,
+        stop_after: options.stop_after,
+        progress: options.progress,
+        ..TrainConfig::default()
+    };
+    let micro_size = options.batch_size / options.micro_batches;
+    let started = Instant::now();
+    let fingerprint = json!({ "model": config, "data": options });
+    let outcome = train(
+        model,
+        &train_config,
+        Some(&out.join("train")),
+        fingerprint,
+        |model, rng| lm_micro_batch(model, &windows, rng, micro_size, options.seq_len),
+    )?;
+    let train_seconds = started.elapsed().as_secs_f64();
+    let model = outcome.model.valid();
+    anyhow::ensure!(
+        outcome.finished,
+        "stopped after step {} of {} as asked; run the same command again to resume",
+        outcome.steps_done,
+        options.steps
+    );
+
+    let model_dir = out.join("parent");
+    if model_dir.exists() {
+        std::fs::remove_dir_all(&model_dir).with_context(|| format!("clearing {}", model_dir.display()))?;
+    }
+    Checkpoint::from_model(&model).write_hf(&model_dir, ExportOptions::default())?;
+    write_tokenizer(&model_dir).with_context(|| format!("writing the tokenizer into {}", model_dir.display()))?;
+
+    let (held_out_nll, held_out_tokens, entropy, on, off) =
+        evaluate_parent(&model, &tokenizer, &world, &held_out_shard, options)?;
+    let mut rates: Vec<f64> = outcome.history.iter().map(|h| h.tokens_per_s).collect();
+    rates.sort_by(f64::total_cmp);
+    let report = ParentReport {
+        model_dir,
+        params: config.num_params(),
+        layers: options.layers,
+        steps: outcome.steps_done,
+        resumed_from: outcome.resumed_from,
+        train_tokens: outcome.tokens_seen,
+        train_seconds,
+        median_tokens_per_s: rates.get(rates.len() / 2).copied().unwrap_or(0.0),
+        final_train_loss: outcome.history.last().map_or(f64::NAN, |h| h.loss),
+        held_out_nll,
+        held_out_tokens,
+        unigram_entropy: entropy,
+        thinking_on: (&on).into(),
+        thinking_off: (&off).into(),
+    };
+    let report_path = out.join("parent_report.json");
+    std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", report_path.display()))?;
+    Ok(report)
+}
+
+impl std::fmt::Display for ParentReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "parent: {} layers, {} parameters, written to {}",
+            self.layers,
+            self.params,
+            self.model_dir.display()
+        )?;
+        writeln!(
+            f,
+            "trained {} steps, {} tokens in {:.0} s (median {:.0} tokens/s), final train loss {:.4}",
+            self.steps, self.train_tokens, self.train_seconds, self.median_tokens_per_s, self.final_train_loss
+        )?;
+        writeln!(
+            f,
+            "held-out NLL {:.4} nats/token over {} tokens (unigram entropy {:.4})",
+            self.held_out_nll, self.held_out_tokens, self.unigram_entropy
+        )?;
+        for (name, a) in [("on", &self.thinking_on), ("off", &self.thinking_off)] {
+            writeln!(
+                f,
+                "task accuracy, thinking {name}: {:.1}% ({}/{}), format ok {:.1}%",
+                100.0 * a.accuracy,
+                a.correct,
+                a.tasks,
+                100.0 * a.format_ok
+            )?;
+        }
+        Ok(())
+    }
+}

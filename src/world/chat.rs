@@ -1,0 +1,98 @@
+//! Chat rendering with the reasoning switch (DESIGN §1.11): the system prompt is exactly
+//! `detailed thinking on` (worked solution inside `<think>…</think>`, then the answer) or
+//! `detailed thinking off` (the answer alone). Also reads the final answer back out of a reply.
+
+use serde::{Deserialize, Serialize};
+
+use super::tokenizer::{ASSISTANT, BOS, EOS, SYSTEM, THINK_CLOSE, THINK_OPEN, USER};
+
+/// A verifiable task: the question, its worked solution and the exact answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub question: String,
+    /// The step-by-step solution shown when thinking is on; may be empty for task files.
+    #[serde(default)]
+    pub thinking: String,
+    pub answer: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Thinking {
+    On,
+    Off,
+}
+
+impl Thinking {
+    pub fn system_prompt(self) -> &'static str {
+        match self {
+            Thinking::On => "detailed thinking on",
+            Thinking::Off => "detailed thinking off",
+        }
+    }
+}
+
+impl Task {
+    /// Everything up to and including the assistant marker: what a model is asked to continue.
+    pub fn prompt(&self, thinking: Thinking) -> String {
+        format!(
+            "{BOS}{SYSTEM}{}{USER}{}{ASSISTANT}",
+            thinking.system_prompt(),
+            self.question
+        )
+    }
+
+    /// The reference reply, ending with EOS.
+    pub fn reply(&self, thinking: Thinking) -> String {
+        match thinking {
+            Thinking::On => format!("{THINK_OPEN}{}{THINK_CLOSE}{}{EOS}", self.thinking, self.answer),
+            Thinking::Off => format!("{}{EOS}", self.answer),
+        }
+    }
+
+    /// Prompt and reply: one training document.
+    pub fn render(&self, thinking: Thinking) -> String {
+        self.prompt(thinking) + &self.reply(thinking)
+    }
+}
+
+/// The final answer in a generated reply: the text after the last `</think>` (or the whole reply
+/// when there is none), up to EOS, trimmed.
+pub fn final_answer(reply: &str) -> &str {
+    let after_think = reply.rsplit_once(THINK_CLOSE).map_or(reply, |(_, rest)| rest);
+    after_think.split(EOS).next().unwrap_or("").trim()
+}
+
+/// Whether the reply's format matches the switch: think tags present iff thinking is on.
+pub fn format_matches(reply: &str, thinking: Thinking) -> bool {
+    let tagged = reply.contains(THINK_OPEN) && reply.contains(THINK_CLOSE);
+    tagged == (thinking == Thinking::On)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_both_modes_and_reads_the_answer_back() {
+        let task = Task {
+            question: "What is 3+4?".into(),
+            thinking: "3+4 = 7".into(),
+            answer: "7".into(),
+        };
+        let on = task.render(Thinking::On);
+        assert_eq!(
+            on,
+            "<s><|system|>detailed thinking on<|user|>What is 3+4?<|assistant|><think>3+4 = 7</think>7</s>"
+        );
+        let off = task.render(Thinking::Off);
+        assert_eq!(
+            off,
+            "<s><|system|>detailed thinking off<|user|>What is 3+4?<|assistant|>7</s>"
+        );
+        assert_eq!(final_answer(&task.reply(Thinking::On)), "7");
+        assert_eq!(final_answer(&task.reply(Thinking::Off)), "7");
+        assert!(format_matches(&task.reply(Thinking::On), Thinking::On));
+        assert!(!format_matches(&task.reply(Thinking::Off), Thinking::On));
+        assert!(format_matches(&task.reply(Thinking::Off), Thinking::Off));
+    }
+}
