@@ -71,14 +71,14 @@ impl Default for ParentOptions {
     fn default() -> Self {
         Self {
             layers: 8,
-            steps: 600,
+            steps: 560,
             batch_size: 16,
             micro_batches: 2,
             seq_len: 128,
             peak_lr: 3e-3,
             seed: 1,
-            train_tasks: 30_000,
-            train_stories: 4_000,
+            train_tasks: 40_000,
+            train_stories: 1_000,
             eval_tasks: 200,
             eval_stories: 300,
             checkpoint_every: 50,

@@ -133,22 +133,21 @@ fn data_tokenize_writes_shards_and_rejects_missing_or_empty_corpora() {
     let documents: Vec<String> = (0..40).map(|i| format!("Story number {i} is short.")).collect();
     std::fs::write(&text, documents.join("\n===\n")).unwrap();
     let shards = dir.path().join("shards");
-    let report: serde_json::Value = serde_json::from_str(&run_ok(&[
-        "data",
-        "tokenize",
-        "--tokenizer",
-        tokenizer.to_str().unwrap(),
-        "--text",
-        text.to_str().unwrap(),
-        "--split-on",
-        "===",
-        "--held-out-every",
-        "4",
-        "--out",
-        shards.to_str().unwrap(),
-        "--json",
-    ]))
-    .unwrap();
+    let tokenize = |text: &std::path::Path, extra: &[&str]| -> Vec<String> {
+        let base = [
+            "data",
+            "tokenize",
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+            "--text",
+            text.to_str().unwrap(),
+        ];
+        let out = ["--out", shards.to_str().unwrap()];
+        base.iter().chain(extra).chain(&out).map(|s| s.to_string()).collect()
+    };
+    let args = tokenize(&text, &["--split-on", "===", "--held-out-every", "4", "--json"]);
+    let report: serde_json::Value =
+        serde_json::from_str(&run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())).unwrap();
     let (train, held_out) = (
         report["train_documents"].as_u64().unwrap(),
         report["held_out_documents"].as_u64().unwrap(),
@@ -159,28 +158,10 @@ fn data_tokenize_writes_shards_and_rejects_missing_or_empty_corpora() {
     assert_eq!(shard.len(), report["train_tokens"].as_u64().unwrap());
 
     let missing = dir.path().join("missing.txt");
-    let err = run_err(&[
-        "data",
-        "tokenize",
-        "--tokenizer",
-        tokenizer.to_str().unwrap(),
-        "--text",
-        missing.to_str().unwrap(),
-        "--out",
-        shards.to_str().unwrap(),
-    ]);
+    let err = run_err(&tokenize(&missing, &[]).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(err.contains("missing.txt"), "{err}");
     let empty = dir.path().join("empty.txt");
     std::fs::write(&empty, "  \n\n").unwrap();
-    let err = run_err(&[
-        "data",
-        "tokenize",
-        "--tokenizer",
-        tokenizer.to_str().unwrap(),
-        "--text",
-        empty.to_str().unwrap(),
-        "--out",
-        shards.to_str().unwrap(),
-    ]);
+    let err = run_err(&tokenize(&empty, &[]).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(err.contains("empty.txt") && err.contains("empty"), "{err}");
 }

@@ -15,8 +15,8 @@ pub struct Chain {
     pub rest: Vec<(bool, u32)>,
 }
 
-pub const MIN_TERMS: usize = 3;
-pub const MAX_TERMS: usize = 6;
+pub const MIN_TERMS: usize = 2;
+pub const MAX_TERMS: usize = 5;
 
 impl Chain {
     pub fn random(rng: &mut impl Rng) -> Self {
