@@ -1,13 +1,15 @@
 //! Verifiable multi-step arithmetic: chains such as `3+5-2+8+1` whose worked solution folds the
 //! first two terms at each step (`3+5-2+8+1 = 8-2+8+1 = 6+8+1 = 14+1 = 15`). Every step is a
 //! small local sum and a copy, so a small model can learn it with thinking on; answering in one
-//! go (thinking off) needs the whole sum at once, which is much harder.
+//! go (thinking off) needs the whole sum at once, which is much harder. The running total stays
+//! within 0..=19, so the step facts are few enough (about 360) for a small model to learn from
+//! minutes of training.
 
 use rand::Rng;
 
 use super::chat::Task;
 
-/// A chain of single-digit terms; the running total never goes below zero.
+/// A chain of single-digit terms; the running total stays within `0..=MAX_TOTAL`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chain {
     pub first: u32,
@@ -17,6 +19,7 @@ pub struct Chain {
 
 pub const MIN_TERMS: usize = 2;
 pub const MAX_TERMS: usize = 5;
+pub const MAX_TOTAL: u32 = 19;
 
 impl Chain {
     pub fn random(rng: &mut impl Rng) -> Self {
@@ -26,7 +29,7 @@ impl Chain {
         let rest = (1..terms)
             .map(|_| {
                 let digit = rng.random_range(1..=9);
-                let add = digit > total || rng.random_bool(0.6);
+                let add = total + digit <= MAX_TOTAL && (digit > total || rng.random_bool(0.6));
                 total = if add { total + digit } else { total - digit };
                 (add, digit)
             })
@@ -90,7 +93,7 @@ mod tests {
             let mut total = chain.first as i64;
             for &(add, d) in &chain.rest {
                 total += if add { d as i64 } else { -(d as i64) };
-                assert!(total >= 0);
+                assert!((0..=MAX_TOTAL as i64).contains(&total));
             }
             assert_eq!(chain.value() as i64, total);
         }
