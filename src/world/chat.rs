@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::tokenizer::{ASSISTANT, BOS, EOS, SYSTEM, THINK_CLOSE, THINK_OPEN, USER};
+use super::tokenizer::{ASSISTANT, BOS, EOS, SYSTEM, THINK_CLOSE, THINK_OPEN, THINKING_OFF, THINKING_ON, USER};
 
 /// A verifiable task: the question, its worked solution and the exact answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,8 +25,8 @@ pub enum Thinking {
 impl Thinking {
     pub fn system_prompt(self) -> &'static str {
         match self {
-            Thinking::On => "detailed thinking on",
-            Thinking::Off => "detailed thinking off",
+            Thinking::On => THINKING_ON,
+            Thinking::Off => THINKING_OFF,
         }
     }
 }

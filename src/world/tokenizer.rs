@@ -1,6 +1,8 @@
 //! The built-in world's tokenizer: byte-level (one id per byte, ids 0–255) plus the chat and
-//! document markers as single tokens. Written as an HF `tokenizer.json` (byte-level BPE without
-//! merges) so that it travels inside checkpoint directories and loads like any HF tokenizer.
+//! document markers, and the two system prompts, as single tokens (the prompts' text is
+//! unchanged; spelled byte by byte they cost 20 tokens per chat, a third of a short one).
+//! Written as an HF `tokenizer.json` (byte-level BPE without merges) so that it travels inside
+//! checkpoint directories and loads like any HF tokenizer.
 
 use serde_json::{Value, json};
 
@@ -12,9 +14,11 @@ pub const ASSISTANT: &str = "<|assistant|>";
 pub const THINK_OPEN: &str = "<think>";
 pub const THINK_CLOSE: &str = "</think>";
 pub const PAD: &str = "<pad>";
+pub const THINKING_ON: &str = "detailed thinking on";
+pub const THINKING_OFF: &str = "detailed thinking off";
 
 /// Added tokens in id order after the 256 bytes, with whether decoding hides them.
-const ADDED: [(&str, bool); 8] = [
+const ADDED: [(&str, bool); 10] = [
     (BOS, true),
     (EOS, true),
     (SYSTEM, false),
@@ -23,6 +27,8 @@ const ADDED: [(&str, bool); 8] = [
     (THINK_OPEN, false),
     (THINK_CLOSE, false),
     (PAD, true),
+    (THINKING_ON, false),
+    (THINKING_OFF, false),
 ];
 
 pub const VOCAB_SIZE: usize = 256 + ADDED.len();
@@ -89,4 +95,33 @@ pub fn write_tokenizer(dir: &std::path::Path) -> std::io::Result<std::path::Path
     let path = dir.join("tokenizer.json");
     std::fs::write(&path, serde_json::to_string_pretty(&tokenizer_json())?)?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+    use crate::world::{Task, Thinking};
+
+    #[test]
+    fn markers_and_system_prompts_are_single_tokens_and_text_round_trips() {
+        let tokenizer = tokenizers::Tokenizer::from_str(&tokenizer_json().to_string()).unwrap();
+        let task = Task {
+            question: "What is 3+4 é?".into(),
+            thinking: "3+4 = 7".into(),
+            answer: "7".into(),
+        };
+        for (thinking, prompt) in [(Thinking::On, THINKING_ON), (Thinking::Off, THINKING_OFF)] {
+            let text = task.render(thinking);
+            let ids = tokenizer.encode(text.as_str(), false).unwrap().get_ids().to_vec();
+            assert_eq!(ids[..3], [token_id(BOS), token_id(SYSTEM), token_id(prompt)]);
+            assert_eq!(
+                ids.iter().filter(|&&id| id >= 256).count(),
+                if thinking == Thinking::On { 8 } else { 6 }
+            );
+            assert_eq!(tokenizer.decode(&ids, false).unwrap(), text);
+        }
+        assert_eq!(tokenizer.get_vocab_size(true), VOCAB_SIZE);
+    }
 }
