@@ -1,6 +1,6 @@
-//! Verifiable multi-step arithmetic: chains such as `3+5-2+8+1` whose worked solution folds the
-//! first two terms at each step (`3+5-2+8+1 = 8-2+8+1 = 6+8+1 = 14+1 = 15`). Every step is a
-//! small local sum and a copy, so a small model can learn it with thinking on; answering in one
+//! Verifiable multi-step arithmetic: chains such as `3+5-2+8+1` whose worked solution adds one
+//! term at a time (`3+5=8, 8-2=6, 6+8=14, 14+1=15`). Every step is a small sum of the last
+//! result and the next term, so a small model can learn it with thinking on; answering in one
 //! go (thinking off) needs the whole sum at once, which is much harder. The running total stays
 //! within 0..=19, so the step facts are few enough (about 360) for a small model to learn from
 //! minutes of training.
@@ -52,15 +52,16 @@ impl Chain {
     }
 
     pub fn to_task(&self) -> Task {
-        let mut steps = vec![Self::expression(self.first, &self.rest)];
+        let mut steps = Vec::new();
         let mut total = self.first;
-        for (i, &(add, d)) in self.rest.iter().enumerate() {
-            total = if add { total + d } else { total - d };
-            steps.push(Self::expression(total, &self.rest[i + 1..]));
+        for &(add, d) in &self.rest {
+            let next = if add { total + d } else { total - d };
+            steps.push(format!("{}={next}", Self::expression(total, &[(add, d)])));
+            total = next;
         }
         Task {
-            question: format!("What is {}?", steps[0]),
-            thinking: steps.join(" = "),
+            question: format!("What is {}?", Self::expression(self.first, &self.rest)),
+            thinking: steps.join(", "),
             answer: self.value().to_string(),
         }
     }
@@ -80,7 +81,7 @@ mod tests {
         };
         let task = chain.to_task();
         assert_eq!(task.question, "What is 3+5-2+8+1?");
-        assert_eq!(task.thinking, "3+5-2+8+1 = 8-2+8+1 = 6+8+1 = 14+1 = 15");
+        assert_eq!(task.thinking, "3+5=8, 8-2=6, 6+8=14, 14+1=15");
         assert_eq!(task.answer, "15");
     }
 
