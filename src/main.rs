@@ -356,7 +356,6 @@ fn run(cli: Cli) -> Result<()> {
             }
             let report = tokenize_corpus(
                 &tok,
-                tok.vocab_size(),
                 documents.iter().map(|(p, d)| (p.as_path(), d.as_str())),
                 held_out_every,
                 &out,

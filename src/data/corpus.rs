@@ -48,7 +48,6 @@ pub fn read_documents(path: &Path, split_on: Option<&str>) -> Result<Vec<String>
 /// `out`. `held_out_every = 0` puts everything in train.
 pub fn tokenize_corpus<'a>(
     tokenizer: &Tokenizer,
-    vocab_size: usize,
     documents: impl IntoIterator<Item = (&'a Path, &'a str)>,
     held_out_every: u64,
     out: &Path,
@@ -57,6 +56,7 @@ pub fn tokenize_corpus<'a>(
         path: out.to_path_buf(),
         cause,
     })?;
+    let vocab_size = tokenizer.vocab_size();
     let train = out.join("train.tokens");
     let held_out = out.join("heldout.tokens");
     let mut writers = [

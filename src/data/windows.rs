@@ -47,10 +47,6 @@ impl TokenWindows {
         self.shards.iter().map(TokenShard::len).sum()
     }
 
-    pub fn vocab_size(&self) -> usize {
-        self.shards.iter().map(TokenShard::vocab_size).max().unwrap_or(0)
-    }
-
     /// Errors unless some shard holds at least one window of `window` tokens and every shard's
     /// vocabulary fits the model's.
     pub fn check(&self, window: usize, model_vocab: usize) -> Result<(), DataError> {
