@@ -4,8 +4,8 @@
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 
+use super::fused::causal_softmax;
 use super::kv_cache::KvCache;
 use super::rope::Rope;
 
@@ -69,20 +69,13 @@ impl GqaAttention {
             Some(cache) => cache.append(layer, k, v),
             None => (k, v),
         };
-        let context = k.dims()[2];
         // Query heads of one KV group are stacked along the sequence axis, so K and V are used
         // as they are instead of being repeated per query head.
         let group = self.num_heads / self.kv_heads;
         let q = q.reshape([batch, self.kv_heads, group * seq, self.head_dim]);
         let scale = (self.head_dim as f64).powf(-0.5);
-        let mut scores = q.matmul(k.swap_dims(2, 3)) * scale;
-        if seq > 1 {
-            let mask = Tensor::<2, Bool>::tril_mask([seq, context], offset as i64, &scores.device())
-                .repeat_dim(0, group)
-                .unsqueeze::<4>();
-            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
-        }
-        let out = softmax(scores, 3).matmul(v);
+        let probs = causal_softmax(q.matmul(k.swap_dims(2, 3)), scale, seq, offset);
+        let out = probs.matmul(v);
         let out = out
             .reshape([batch, self.num_heads, seq, self.head_dim])
             .swap_dims(1, 2)

@@ -3,7 +3,8 @@
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
+
+use super::fused::swiglu;
 
 #[derive(Module, Debug)]
 pub struct SwiGlu {
@@ -25,7 +26,7 @@ impl Ffn {
         match self {
             Ffn::SwiGlu(f) => f
                 .down_proj
-                .forward(silu(f.gate_proj.forward(x.clone())) * f.up_proj.forward(x)),
+                .forward(swiglu(f.gate_proj.forward(x.clone()), f.up_proj.forward(x))),
             Ffn::Linear(linear) => linear.forward(x),
         }
     }

@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod config;
 pub mod ffn;
+pub mod fused;
 pub mod generate;
 pub mod kv_cache;
 pub mod llama;

@@ -4,6 +4,8 @@
 use burn::module::Module;
 use burn::prelude::*;
 
+use super::fused::rope;
+
 /// Precomputed cos/sin tables, `[max_positions, head_dim]`, each half repeated.
 #[derive(Module, Debug)]
 pub struct Rope {
@@ -36,15 +38,17 @@ impl Rope {
         self.cos.dims()[0]
     }
 
+    /// The cos and sin rows `[seq, head_dim]` of positions `offset..offset + seq`.
+    pub fn tables(&self, offset: usize, seq: usize) -> (Tensor<2>, Tensor<2>) {
+        (
+            self.cos.clone().narrow(0, offset, seq),
+            self.sin.clone().narrow(0, offset, seq),
+        )
+    }
+
     /// Rotates `x: [batch, heads, seq, head_dim]` whose first position is `offset`.
     pub fn apply(&self, x: Tensor<4>, offset: usize) -> Tensor<4> {
-        let [_, _, seq, head_dim] = x.dims();
-        let half = head_dim / 2;
-        let cos = self.cos.clone().narrow(0, offset, seq).unsqueeze::<4>();
-        let sin = self.sin.clone().narrow(0, offset, seq).unsqueeze::<4>();
-        let x1 = x.clone().slice_dim(3, 0..half);
-        let x2 = x.clone().slice_dim(3, half..head_dim);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        x * cos + rotated * sin
+        let (cos, sin) = self.tables(offset, x.dims()[2]);
+        rope(x, cos, sin)
     }
 }
