@@ -71,7 +71,7 @@ impl Default for ParentOptions {
     fn default() -> Self {
         Self {
             layers: 8,
-            steps: 560,
+            steps: 800,
             batch_size: 16,
             micro_batches: 2,
             seq_len: 128,

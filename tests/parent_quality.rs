@@ -1,4 +1,4 @@
-//! The default parent against the same recipe at half depth (about 8 minutes on two cores, so
+//! The default parent against the same recipe at half depth (about 7 minutes on two cores, so
 //! it is ignored by default; run with `cargo test --release --test parent_quality -- --ignored`).
 //! The parent must answer held-out tasks (thinking on) better than the half-depth model, and its
 //! held-out NLL must be well below the corpus's unigram entropy.
@@ -7,7 +7,7 @@ use burn::prelude::Device;
 use tessera::parent::{ParentOptions, train_parent};
 
 #[test]
-#[ignore = "trains two models for about 8 minutes"]
+#[ignore = "trains two models for about 7 minutes"]
 fn default_parent_beats_half_depth_and_the_unigram_baseline() {
     let dir = tempfile::tempdir().unwrap();
     let device = Device::flex();
@@ -23,7 +23,7 @@ fn default_parent_beats_half_depth_and_the_unigram_baseline() {
     let half = train_parent(&dir.path().join("half"), &half_options, &device).unwrap();
     println!("{full}\n{half}");
     assert!(
-        full.thinking_on.accuracy > half.thinking_on.accuracy + 0.03,
+        full.thinking_on.accuracy > half.thinking_on.accuracy + 0.10,
         "parent {:.3} vs half depth {:.3}",
         full.thinking_on.accuracy,
         half.thinking_on.accuracy

@@ -260,21 +260,62 @@ pub fn model_weights(model: &Llama) -> TensorMap {
     out
 }
 
-/// Seeded random weights for `config`: N(0, 0.02) matrices, unit norms (tests, benchmarks,
-/// training from scratch).
+/// Seeded random weights for `config` (tests, benchmarks, training from scratch): unit norms and
+/// N(0, 0.02) matrices, except that the maps writing into the residual stream (`o_proj`,
+/// `down_proj`) are scaled by 1/√(2·layers), GPT-2's scheme, so that a deep stack starts as
+/// close to the identity as a shallow one (with plain N(0, 0.02) the default 8-layer parent
+/// answered 3.5% of held-out tasks after its run, with this 75%, same seed and steps).
 pub fn random_weights(config: &ModelConfig, seed: u64) -> TensorMap {
     let mut rng = StdRng::seed_from_u64(seed);
     let normal = Normal::new(0.0f32, 0.02).expect("valid normal");
+    let residual_scale = (2.0 * config.num_layers().max(1) as f32).powf(-0.5);
     expected_tensors(config)
         .into_iter()
         .map(|(name, shape)| {
             let len = shape.iter().product();
+            let scale = if name.ends_with("o_proj.weight") || name.ends_with("down_proj.weight") {
+                residual_scale
+            } else {
+                1.0
+            };
             let data = if shape.len() == 1 {
                 vec![1.0; len]
             } else {
-                (0..len).map(|_| normal.sample(&mut rng)).collect()
+                (0..len).map(|_| scale * normal.sample(&mut rng)).collect()
             };
             (name, HostTensor::new(shape, data))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn std_of(weights: &TensorMap, name: &str) -> f64 {
+        let data = &weights[name].data;
+        let mean_square = data.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / data.len() as f64;
+        mean_square.sqrt()
+    }
+
+    #[test]
+    fn residual_outputs_start_smaller_the_deeper_the_model() {
+        for layers in [2, 8] {
+            let config = ModelConfig::uniform(64, 64, layers, 4, 2, 128, 32);
+            let weights = random_weights(&config, 5);
+            let residual = 0.02 / (2.0 * layers as f64).sqrt();
+            for (name, expected) in [
+                ("model.layers.0.self_attn.q_proj.weight", 0.02),
+                ("model.layers.0.mlp.up_proj.weight", 0.02),
+                ("model.layers.1.self_attn.o_proj.weight", residual),
+                ("model.layers.1.mlp.down_proj.weight", residual),
+            ] {
+                let measured = std_of(&weights, name);
+                assert!(
+                    (measured / expected - 1.0).abs() < 0.05,
+                    "{name}: {measured} vs {expected}"
+                );
+            }
+        }
+    }
 }
