@@ -43,7 +43,7 @@ pub fn rope(x: Tensor<4>, cos: Tensor<2>, sin: Tensor<2>) -> Tensor<4> {
 
 /// `silu(gate) * up`.
 pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
-    if !fusable(&gate) {
+    if !fusable(&gate) || gate.dims() != up.dims() {
         return silu(gate) * up;
     }
     Tensor::from_dispatch(<Dispatch as FusedOps>::swiglu(gate.into_dispatch(), up.into_dispatch()))
@@ -184,7 +184,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     }
 }
 
-/// RoPE is a rotation by `+angle` per pair `(i, i + half)`; its gradient is the rotation by `-angle`.
+/// RoPE rotates each pair `(i, i + half)` by `+angle`; its gradient is the rotation by `-angle`.
 fn rope_grad(grad: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor) -> FlexTensor {
     let mut out = values(grad).into_owned();
     let head_dim = cos.layout().shape()[1];
@@ -321,8 +321,9 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
 }
 
-/// `e^x` to about 2 ulp on [-87, 88] (saturating outside), branch-free so loops over slices vectorise: `x = n·ln2 + r`, a degree-7
-/// polynomial for `e^r` on `|r| ≤ ln2/2` (Cephes `expf`), and `2^n` built in the exponent bits.
+/// `e^x` within 4e-7 relative on [-87, 88] (saturating outside), branch-free so that loops over
+/// slices vectorise: `x = n·ln2 + r`, Cephes' `expf` polynomial for `e^r` on `|r| ≤ ln2/2`, and
+/// `2^n` built in the exponent bits.
 #[inline(always)]
 fn exp(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding and subtracting it rounds to an integer

@@ -263,8 +263,8 @@ pub fn model_weights(model: &Llama) -> TensorMap {
 /// Seeded random weights for `config` (tests, benchmarks, training from scratch): unit norms and
 /// N(0, 0.02) matrices, except that the maps writing into the residual stream (`o_proj`,
 /// `down_proj`) are scaled by 1/√(2·layers), GPT-2's scheme, so that a deep stack starts as
-/// close to the identity as a shallow one (with plain N(0, 0.02) the default 8-layer parent
-/// answered 3.5% of held-out tasks after its run, with this 75%, same seed and steps).
+/// close to the identity as a shallow one (the default 8-layer parent after 560 steps, seed 1,
+/// answered 3.5% of held-out tasks with plain N(0, 0.02), 33.5% with these two scaled by ¼).
 pub fn random_weights(config: &ModelConfig, seed: u64) -> TensorMap {
     let mut rng = StdRng::seed_from_u64(seed);
     let normal = Normal::new(0.0f32, 0.02).expect("valid normal");
