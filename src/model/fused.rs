@@ -101,10 +101,7 @@ impl FusedOps for Flex {
     }
 
     fn rope(x: FlexTensor, cos: FlexTensor, sin: FlexTensor) -> FlexTensor {
-        let mut out = values(&x).into_owned();
-        let head_dim = cos.layout().shape()[1];
-        rotate_rows(&mut out, &values(&cos), &values(&sin), head_dim, Direction::Forward);
-        like(&x, out)
+        rotate(&x, &cos, &sin, Direction::Forward)
     }
 }
 
@@ -130,13 +127,8 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
 
         let prep = SwiGlu.prepare::<C>([gate.node(), up.node()]).compute_bound().stateful();
         let (gate, up) = (gate.into_primitive(), up.into_primitive());
-        match prep {
-            OpsKind::Tracked(prep) => {
-                let output = Flex::swiglu(gate.clone(), up.clone());
-                prep.finish((gate, up), output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::swiglu(gate, up)),
-        }
+        let output = Flex::swiglu(gate.clone(), up.clone());
+        record(prep, (gate, up), output)
     }
 
     fn causal_softmax(scores: FloatTensor<Self>, scale: f32, seq: usize, offset: usize) -> FloatTensor<Self> {
@@ -154,10 +146,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
 
         let prep = CausalSoftmax.prepare::<C>([scores.node()]).compute_bound().stateful();
         let probs = Flex::causal_softmax(scores.into_primitive(), scale, seq, offset);
-        match prep {
-            OpsKind::Tracked(prep) => prep.finish((probs.clone(), scale), probs),
-            OpsKind::UnTracked(prep) => prep.finish(probs),
-        }
+        record(prep, (probs.clone(), scale), probs)
     }
 
     /// The tables are constants: no gradient flows into them.
@@ -170,26 +159,43 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
 
             fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
                 let (cos, sin) = ops.state;
-                unary::<Flex, _>(ops.parents, ops.node, grads, |grad| rope_grad(&grad, &cos, &sin));
+                unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+                    rotate(&grad, &cos, &sin, Direction::Backward)
+                });
             }
         }
 
         let prep = Rope.prepare::<C>([x.node()]).compute_bound().stateful();
         let (cos, sin) = (cos.into_primitive(), sin.into_primitive());
         let output = Flex::rope(x.into_primitive(), cos.clone(), sin.clone());
-        match prep {
-            OpsKind::Tracked(prep) => prep.finish((cos, sin), output),
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        }
+        record(prep, (cos, sin), output)
     }
 }
 
-/// RoPE rotates each pair `(i, i + half)` by `+angle`; its gradient is the rotation by `-angle`.
-fn rope_grad(grad: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor) -> FlexTensor {
-    let mut out = values(grad).into_owned();
+/// Puts `output` on the autodiff graph, keeping `state` for the backward pass only when some
+/// input is tracked. The state holds clones of Flex tensors, which share their buffers.
+fn record<O, C, const N: usize>(
+    prep: OpsKind<O, Flex, O::State, C, N>,
+    state: O::State,
+    output: FlexTensor,
+) -> FloatTensor<Autodiff<Flex, C>>
+where
+    O: Backward<Flex, N>,
+    C: CheckpointStrategy,
+{
+    match prep {
+        OpsKind::Tracked(prep) => prep.finish(state, output),
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    }
+}
+
+/// RoPE rotates each pair `(i, i + half)` by `+angle` (`Forward`); its gradient is the rotation
+/// by `-angle` (`Backward`).
+fn rotate(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, direction: Direction) -> FlexTensor {
+    let mut out = values(x).into_owned();
     let head_dim = cos.layout().shape()[1];
-    rotate_rows(&mut out, &values(cos), &values(sin), head_dim, Direction::Backward);
-    like(grad, out)
+    rotate_rows(&mut out, &values(cos), &values(sin), head_dim, direction);
+    like(x, out)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -303,12 +309,13 @@ kernel! {
 fn values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match tensor.as_slice::<f32>() {
         Some(slice) => std::borrow::Cow::Borrowed(slice),
+        // One copy: the contiguous tensor owns its buffer, which becomes the Vec.
         None => std::borrow::Cow::Owned(
             tensor
                 .to_contiguous()
-                .as_slice::<f32>()
-                .expect("contiguous f32 tensor")
-                .to_vec(),
+                .into_data()
+                .try_into_vec::<f32>()
+                .expect("f32 tensor"),
         ),
     }
 }
