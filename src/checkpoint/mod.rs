@@ -15,7 +15,7 @@ use burn::prelude::Device;
 pub use error::CheckpointError;
 pub use hf_config::ConfigFlavor;
 pub use llama2c::Llama2cVersion;
-pub use safetensors_dir::StoreDtype;
+pub use safetensors_dir::{StoreDtype, read_tensor_file, write_tensor_file};
 
 use crate::model::weights::{TensorMap, check_weights};
 use crate::model::{Llama, ModelConfig, build_model, model_weights};

@@ -176,18 +176,7 @@ pub fn write_tensors(
             format!("model-{:05}-of-{count:05}.safetensors", i + 1)
         };
         let path = dir.join(&file_name);
-        let encoded: Vec<(&str, Vec<u8>, &HostTensor)> = names
-            .iter()
-            .map(|n| (*n, dtype.encode(&tensors[*n].data), &tensors[*n]))
-            .collect();
-        let views = encoded
-            .iter()
-            .map(|(n, bytes, t)| TensorView::new(dtype.dtype(), t.shape.clone(), bytes).map(|v| (*n, v)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| CheckpointError::format(&path, format!("cannot encode: {e}")))?;
-        let bytes = safetensors::serialize(views, metadata.clone())
-            .map_err(|e| CheckpointError::format(&path, format!("cannot encode: {e}")))?;
-        fs::write(&path, bytes).map_err(CheckpointError::io(&path))?;
+        write_file(&path, names, tensors, dtype, metadata.clone())?;
         for n in names {
             weight_map.insert(n.to_string(), file_name.clone());
         }
@@ -200,4 +189,41 @@ pub fn write_tensors(
             .map_err(CheckpointError::io(&path))?;
     }
     Ok(())
+}
+
+fn write_file(
+    path: &Path,
+    names: &[&str],
+    tensors: &TensorMap,
+    dtype: StoreDtype,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<(), CheckpointError> {
+    let encoded: Vec<(&str, Vec<u8>, &HostTensor)> = names
+        .iter()
+        .map(|n| (*n, dtype.encode(&tensors[*n].data), &tensors[*n]))
+        .collect();
+    let views = encoded
+        .iter()
+        .map(|(n, bytes, t)| TensorView::new(dtype.dtype(), t.shape.clone(), bytes).map(|v| (*n, v)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CheckpointError::format(path, format!("cannot encode: {e}")))?;
+    let bytes = safetensors::serialize(views, metadata)
+        .map_err(|e| CheckpointError::format(path, format!("cannot encode: {e}")))?;
+    fs::write(path, bytes).map_err(CheckpointError::io(path))
+}
+
+/// Writes `tensors` (f32) as one safetensors file at `path`, atomically: a reader sees the old
+/// file or the whole new one, never a part.
+pub fn write_tensor_file(path: &Path, tensors: &TensorMap) -> Result<(), CheckpointError> {
+    let partial = path.with_extension("safetensors.partial");
+    let names: Vec<&str> = tensors.keys().map(String::as_str).collect();
+    write_file(&partial, &names, tensors, StoreDtype::F32, None)?;
+    fs::rename(&partial, path).map_err(CheckpointError::io(path))
+}
+
+/// Reads every tensor of one safetensors file.
+pub fn read_tensor_file(path: &Path) -> Result<TensorMap, CheckpointError> {
+    let mut tensors = TensorMap::new();
+    read_file(path, None, &mut tensors)?;
+    Ok(tensors)
 }

@@ -59,14 +59,30 @@ impl Block {
         rope: &Rope,
         cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
-        let mut x = x;
-        if let Some((norm, attention)) = &self.attention {
-            x = x.clone() + attention.forward(norm.forward(x), layer, offset, rope, cache);
+        self.forward_ffn(self.forward_attention(x, layer, offset, rope, cache))
+    }
+
+    /// The attention half with its residual: `x + attention(norm(x))` (`x` when removed).
+    pub fn forward_attention(
+        &self,
+        x: Tensor<3>,
+        layer: usize,
+        offset: usize,
+        rope: &Rope,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        match &self.attention {
+            Some((norm, attention)) => x.clone() + attention.forward(norm.forward(x), layer, offset, rope, cache),
+            None => x,
         }
-        if let Some((norm, ffn)) = &self.ffn {
-            x = x.clone() + ffn.forward(norm.forward(x));
+    }
+
+    /// The FFN half with its residual: `x + ffn(norm(x))` (`x` when removed).
+    pub fn forward_ffn(&self, x: Tensor<3>) -> Tensor<3> {
+        match &self.ffn {
+            Some((norm, ffn)) => x.clone() + ffn.forward(norm.forward(x)),
+            None => x,
         }
-        x
     }
 }
 
@@ -121,6 +137,13 @@ impl Llama {
                     .reshape([batch, seq, vocab])
             }
         }
+    }
+
+    /// Runs `layers` (a range of layer indices, in order) on the residual stream `x` entering the
+    /// first of them, at positions from 0 without a cache: the tail of a forward pass that
+    /// starts from hidden states computed earlier.
+    pub fn run_layers(&self, x: Tensor<3>, layers: std::ops::Range<usize>) -> Tensor<3> {
+        layers.fold(x, |x, i| self.layers[i].forward(x, i, 0, &self.rope, None))
     }
 
     /// Full forward pass over `tokens: [batch, seq]`. With a cache, positions continue from

@@ -14,5 +14,9 @@ pub mod weights;
 pub use config::{AttentionConfig, BlockConfig, FfnConfig, ModelConfig};
 pub use generate::{Sampling, generate, generate_batch};
 pub use kv_cache::KvCache;
+pub use llama::Block;
 pub use llama::{ForwardError, ForwardOutput, Llama};
-pub use weights::{HostTensor, TensorMap, WeightError, build_model, model_weights, random_weights};
+pub use weights::{
+    HostTensor, TensorMap, WeightError, block_tensors, block_weights, build_block, build_model, model_weights,
+    random_weights,
+};

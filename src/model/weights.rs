@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
 
 use super::attention::{Attention, GqaAttention};
-use super::config::{AttentionConfig, FfnConfig, ModelConfig};
+use super::config::{AttentionConfig, BlockConfig, FfnConfig, ModelConfig};
 use super::ffn::{Ffn, SwiGlu};
 use super::llama::{Block, Llama};
 use super::rope::Rope;
@@ -87,36 +87,9 @@ pub fn to_host_vec<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
 /// Every tensor name a model with `config` has, with its shape, in checkpoint order.
 pub fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let h = config.hidden_size;
-    let q = config.num_attention_heads * config.head_dim;
     let mut out = vec![("model.embed_tokens.weight".to_string(), vec![config.vocab_size, h])];
     for (i, block) in config.blocks.iter().enumerate() {
-        let p = format!("model.layers.{i}");
-        if block.attention != AttentionConfig::NoOp {
-            out.push((format!("{p}.input_layernorm.weight"), vec![h]));
-        }
-        match block.attention {
-            AttentionConfig::Gqa { kv_heads } => {
-                let kv = kv_heads * config.head_dim;
-                out.push((format!("{p}.self_attn.q_proj.weight"), vec![q, h]));
-                out.push((format!("{p}.self_attn.k_proj.weight"), vec![kv, h]));
-                out.push((format!("{p}.self_attn.v_proj.weight"), vec![kv, h]));
-                out.push((format!("{p}.self_attn.o_proj.weight"), vec![h, q]));
-            }
-            AttentionConfig::Linear => out.push((format!("{p}.self_attn.linear_attn.weight"), vec![h, h])),
-            AttentionConfig::NoOp => {}
-        }
-        if block.ffn != FfnConfig::NoOp {
-            out.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
-        }
-        match block.ffn {
-            FfnConfig::SwiGlu { intermediate: n } => {
-                out.push((format!("{p}.mlp.gate_proj.weight"), vec![n, h]));
-                out.push((format!("{p}.mlp.up_proj.weight"), vec![n, h]));
-                out.push((format!("{p}.mlp.down_proj.weight"), vec![h, n]));
-            }
-            FfnConfig::Linear => out.push((format!("{p}.mlp.linear_mlp.weight"), vec![h, h])),
-            FfnConfig::NoOp => {}
-        }
+        out.extend(block_tensors(config, i, block));
     }
     out.push(("model.norm.weight".to_string(), vec![h]));
     if !config.tie_word_embeddings {
@@ -125,11 +98,51 @@ pub fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     out
 }
 
+/// The tensors of `block` placed at layer `layer` of a model shaped like `config` (the block's
+/// own entry in `config.blocks` is not consulted): names and shapes, in checkpoint order.
+pub fn block_tensors(config: &ModelConfig, layer: usize, block: &BlockConfig) -> Vec<(String, Vec<usize>)> {
+    let h = config.hidden_size;
+    let q = config.num_attention_heads * config.head_dim;
+    let p = format!("model.layers.{layer}");
+    let mut out = Vec::new();
+    if block.attention != AttentionConfig::NoOp {
+        out.push((format!("{p}.input_layernorm.weight"), vec![h]));
+    }
+    match block.attention {
+        AttentionConfig::Gqa { kv_heads } => {
+            let kv = kv_heads * config.head_dim;
+            out.push((format!("{p}.self_attn.q_proj.weight"), vec![q, h]));
+            out.push((format!("{p}.self_attn.k_proj.weight"), vec![kv, h]));
+            out.push((format!("{p}.self_attn.v_proj.weight"), vec![kv, h]));
+            out.push((format!("{p}.self_attn.o_proj.weight"), vec![h, q]));
+        }
+        AttentionConfig::Linear => out.push((format!("{p}.self_attn.linear_attn.weight"), vec![h, h])),
+        AttentionConfig::NoOp => {}
+    }
+    if block.ffn != FfnConfig::NoOp {
+        out.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
+    }
+    match block.ffn {
+        FfnConfig::SwiGlu { intermediate: n } => {
+            out.push((format!("{p}.mlp.gate_proj.weight"), vec![n, h]));
+            out.push((format!("{p}.mlp.up_proj.weight"), vec![n, h]));
+            out.push((format!("{p}.mlp.down_proj.weight"), vec![h, n]));
+        }
+        FfnConfig::Linear => out.push((format!("{p}.mlp.linear_mlp.weight"), vec![h, h])),
+        FfnConfig::NoOp => {}
+    }
+    out
+}
+
 /// Checks that `weights` holds exactly the tensors of `config` with the right shapes. Buffers
 /// HF stores for RoPE (`rotary_emb.inv_freq`) are recomputed, so they are allowed and ignored.
 pub fn check_weights(config: &ModelConfig, weights: &TensorMap) -> Result<(), WeightError> {
-    let expected = expected_tensors(config);
-    for (name, shape) in &expected {
+    check_tensors(&expected_tensors(config), weights)
+}
+
+/// Checks that `weights` holds exactly the `expected` tensors (RoPE buffers aside).
+pub fn check_tensors(expected: &[(String, Vec<usize>)], weights: &TensorMap) -> Result<(), WeightError> {
+    for (name, shape) in expected {
         let found = weights
             .get(name)
             .ok_or_else(|| WeightError::Missing { name: name.clone() })?;
@@ -154,56 +167,19 @@ pub fn check_weights(config: &ModelConfig, weights: &TensorMap) -> Result<(), We
 /// Builds the model from checkpoint tensors after checking them against the config.
 pub fn build_model(config: &ModelConfig, weights: &TensorMap, device: &Device) -> Result<Llama, WeightError> {
     check_weights(config, weights)?;
-    let get = |name: String| &weights[&name];
-    let linear = |name: String| Linear {
-        weight: Param::from_tensor(get(name).transposed().into_tensor(device)),
-        bias: None,
-    };
-    let norm = |name: String| RmsNorm {
-        gamma: Param::from_tensor(get(name).clone().into_tensor(device)),
-        epsilon: config.rms_norm_eps,
-    };
     let layers = config
         .blocks
         .iter()
         .enumerate()
-        .map(|(i, block)| {
-            let p = format!("model.layers.{i}");
-            let attention_op = match block.attention {
-                AttentionConfig::Gqa { kv_heads } => Some(Attention::Gqa(GqaAttention {
-                    q_proj: linear(format!("{p}.self_attn.q_proj.weight")),
-                    k_proj: linear(format!("{p}.self_attn.k_proj.weight")),
-                    v_proj: linear(format!("{p}.self_attn.v_proj.weight")),
-                    o_proj: linear(format!("{p}.self_attn.o_proj.weight")),
-                    num_heads: config.num_attention_heads,
-                    kv_heads,
-                    head_dim: config.head_dim,
-                })),
-                AttentionConfig::Linear => Some(Attention::Linear(linear(format!("{p}.self_attn.linear_attn.weight")))),
-                AttentionConfig::NoOp => None,
-            };
-            let ffn_op = match block.ffn {
-                FfnConfig::SwiGlu { .. } => Some(Ffn::SwiGlu(SwiGlu {
-                    gate_proj: linear(format!("{p}.mlp.gate_proj.weight")),
-                    up_proj: linear(format!("{p}.mlp.up_proj.weight")),
-                    down_proj: linear(format!("{p}.mlp.down_proj.weight")),
-                })),
-                FfnConfig::Linear => Some(Ffn::Linear(linear(format!("{p}.mlp.linear_mlp.weight")))),
-                FfnConfig::NoOp => None,
-            };
-            Block {
-                attention: attention_op.map(|op| (norm(format!("{p}.input_layernorm.weight")), op)),
-                ffn: ffn_op.map(|op| (norm(format!("{p}.post_attention_layernorm.weight")), op)),
-            }
-        })
+        .map(|(i, block)| assemble_block(config, i, block, weights, device))
         .collect();
     Ok(Llama {
         embed_tokens: Embedding {
-            weight: Param::from_tensor(get("model.embed_tokens.weight".into()).clone().into_tensor(device)),
+            weight: Param::from_tensor(weights["model.embed_tokens.weight"].clone().into_tensor(device)),
         },
         layers,
-        norm: norm("model.norm.weight".into()),
-        lm_head: (!config.tie_word_embeddings).then(|| linear("lm_head.weight".into())),
+        norm: norm_module(config, &weights["model.norm.weight"], device),
+        lm_head: (!config.tie_word_embeddings).then(|| linear_module(&weights["lm_head.weight"], device)),
         rope: Rope::new(
             config.head_dim,
             config.max_position_embeddings,
@@ -214,48 +190,133 @@ pub fn build_model(config: &ModelConfig, weights: &TensorMap, device: &Device) -
     })
 }
 
+/// Builds `block` as layer `layer` of a model shaped like `config` from its tensors (named as in
+/// a checkpoint, `model.layers.{layer}.…`); `weights` must hold exactly those tensors.
+pub fn build_block(
+    config: &ModelConfig,
+    layer: usize,
+    block: &BlockConfig,
+    weights: &TensorMap,
+    device: &Device,
+) -> Result<Block, WeightError> {
+    check_tensors(&block_tensors(config, layer, block), weights)?;
+    Ok(assemble_block(config, layer, block, weights, device))
+}
+
+fn linear_module(weight: &HostTensor, device: &Device) -> Linear {
+    Linear {
+        weight: Param::from_tensor(weight.transposed().into_tensor(device)),
+        bias: None,
+    }
+}
+
+fn norm_module(config: &ModelConfig, gamma: &HostTensor, device: &Device) -> RmsNorm {
+    RmsNorm {
+        gamma: Param::from_tensor(gamma.clone().into_tensor(device)),
+        epsilon: config.rms_norm_eps,
+    }
+}
+
+/// Builds one block from tensors already checked against its config.
+fn assemble_block(
+    config: &ModelConfig,
+    layer: usize,
+    block: &BlockConfig,
+    weights: &TensorMap,
+    device: &Device,
+) -> Block {
+    let p = format!("model.layers.{layer}");
+    let linear = |name: &str| linear_module(&weights[&format!("{p}.{name}")], device);
+    let norm = |name: &str| norm_module(config, &weights[&format!("{p}.{name}")], device);
+    let attention_op = match block.attention {
+        AttentionConfig::Gqa { kv_heads } => Some(Attention::Gqa(GqaAttention {
+            q_proj: linear("self_attn.q_proj.weight"),
+            k_proj: linear("self_attn.k_proj.weight"),
+            v_proj: linear("self_attn.v_proj.weight"),
+            o_proj: linear("self_attn.o_proj.weight"),
+            num_heads: config.num_attention_heads,
+            kv_heads,
+            head_dim: config.head_dim,
+        })),
+        AttentionConfig::Linear => Some(Attention::Linear(linear("self_attn.linear_attn.weight"))),
+        AttentionConfig::NoOp => None,
+    };
+    let ffn_op = match block.ffn {
+        FfnConfig::SwiGlu { .. } => Some(Ffn::SwiGlu(SwiGlu {
+            gate_proj: linear("mlp.gate_proj.weight"),
+            up_proj: linear("mlp.up_proj.weight"),
+            down_proj: linear("mlp.down_proj.weight"),
+        })),
+        FfnConfig::Linear => Some(Ffn::Linear(linear("mlp.linear_mlp.weight"))),
+        FfnConfig::NoOp => None,
+    };
+    Block {
+        attention: attention_op.map(|op| (norm("input_layernorm.weight"), op)),
+        ffn: ffn_op.map(|op| (norm("post_attention_layernorm.weight"), op)),
+    }
+}
+
 /// The model's tensors under their checkpoint names, in the checkpoint layout.
 pub fn model_weights(model: &Llama) -> TensorMap {
     let mut out = TensorMap::new();
-    let put_linear = |out: &mut TensorMap, name: String, l: &Linear| {
-        out.insert(name, HostTensor::from_tensor(l.weight.val()).transposed());
-    };
-    let put_norm = |out: &mut TensorMap, name: String, n: &RmsNorm| {
-        out.insert(name, HostTensor::from_tensor(n.gamma.val()));
-    };
     out.insert(
         "model.embed_tokens.weight".into(),
         HostTensor::from_tensor(model.embed_tokens.weight.val()),
     );
     for (i, block) in model.layers.iter().enumerate() {
-        let p = format!("model.layers.{i}");
-        if let Some((norm, attention)) = &block.attention {
-            put_norm(&mut out, format!("{p}.input_layernorm.weight"), norm);
-            match attention {
-                Attention::Gqa(a) => {
-                    put_linear(&mut out, format!("{p}.self_attn.q_proj.weight"), &a.q_proj);
-                    put_linear(&mut out, format!("{p}.self_attn.k_proj.weight"), &a.k_proj);
-                    put_linear(&mut out, format!("{p}.self_attn.v_proj.weight"), &a.v_proj);
-                    put_linear(&mut out, format!("{p}.self_attn.o_proj.weight"), &a.o_proj);
-                }
-                Attention::Linear(l) => put_linear(&mut out, format!("{p}.self_attn.linear_attn.weight"), l),
+        out.extend(block_weights(block, i));
+    }
+    out.insert(
+        "model.norm.weight".into(),
+        HostTensor::from_tensor(model.norm.gamma.val()),
+    );
+    if let Some(head) = &model.lm_head {
+        out.insert(
+            "lm_head.weight".into(),
+            HostTensor::from_tensor(head.weight.val()).transposed(),
+        );
+    }
+    out
+}
+
+/// One block's tensors under the checkpoint names of layer `layer`.
+pub fn block_weights(block: &Block, layer: usize) -> TensorMap {
+    let p = format!("model.layers.{layer}");
+    let mut out = TensorMap::new();
+    let put_linear = |out: &mut TensorMap, name: &str, l: &Linear| {
+        out.insert(
+            format!("{p}.{name}"),
+            HostTensor::from_tensor(l.weight.val()).transposed(),
+        );
+    };
+    if let Some((norm, attention)) = &block.attention {
+        out.insert(
+            format!("{p}.input_layernorm.weight"),
+            HostTensor::from_tensor(norm.gamma.val()),
+        );
+        match attention {
+            Attention::Gqa(a) => {
+                put_linear(&mut out, "self_attn.q_proj.weight", &a.q_proj);
+                put_linear(&mut out, "self_attn.k_proj.weight", &a.k_proj);
+                put_linear(&mut out, "self_attn.v_proj.weight", &a.v_proj);
+                put_linear(&mut out, "self_attn.o_proj.weight", &a.o_proj);
             }
-        }
-        if let Some((norm, ffn)) = &block.ffn {
-            put_norm(&mut out, format!("{p}.post_attention_layernorm.weight"), norm);
-            match ffn {
-                Ffn::SwiGlu(f) => {
-                    put_linear(&mut out, format!("{p}.mlp.gate_proj.weight"), &f.gate_proj);
-                    put_linear(&mut out, format!("{p}.mlp.up_proj.weight"), &f.up_proj);
-                    put_linear(&mut out, format!("{p}.mlp.down_proj.weight"), &f.down_proj);
-                }
-                Ffn::Linear(l) => put_linear(&mut out, format!("{p}.mlp.linear_mlp.weight"), l),
-            }
+            Attention::Linear(l) => put_linear(&mut out, "self_attn.linear_attn.weight", l),
         }
     }
-    put_norm(&mut out, "model.norm.weight".into(), &model.norm);
-    if let Some(head) = &model.lm_head {
-        put_linear(&mut out, "lm_head.weight".into(), head);
+    if let Some((norm, ffn)) = &block.ffn {
+        out.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            HostTensor::from_tensor(norm.gamma.val()),
+        );
+        match ffn {
+            Ffn::SwiGlu(f) => {
+                put_linear(&mut out, "mlp.gate_proj.weight", &f.gate_proj);
+                put_linear(&mut out, "mlp.up_proj.weight", &f.up_proj);
+                put_linear(&mut out, "mlp.down_proj.weight", &f.down_proj);
+            }
+            Ffn::Linear(l) => put_linear(&mut out, "mlp.linear_mlp.weight", l),
+        }
     }
     out
 }
