@@ -33,15 +33,28 @@ impl Tokenizer {
                 path: path.to_path_buf(),
                 problem: e.to_string(),
             })?;
-            let bos = ["<s>", "<|begin_of_text|>", "<bos>"]
-                .iter()
-                .find_map(|t| inner.token_to_id(t));
-            Ok(Tokenizer::Hf {
-                inner: Box::new(inner),
-                bos,
-            })
+            Ok(Self::hf(inner))
         } else {
             Ok(Tokenizer::Llama2c(Llama2cTokenizer::read(path)?))
+        }
+    }
+
+    /// An HF tokenizer from the text of a `tokenizer.json`.
+    pub fn from_json(text: &str) -> Result<Self, TokenizerError> {
+        let inner = tokenizers::Tokenizer::from_bytes(text.as_bytes()).map_err(|e| TokenizerError::Format {
+            path: PathBuf::from("tokenizer.json"),
+            problem: e.to_string(),
+        })?;
+        Ok(Self::hf(inner))
+    }
+
+    fn hf(inner: tokenizers::Tokenizer) -> Self {
+        let bos = ["<s>", "<|begin_of_text|>", "<bos>"]
+            .iter()
+            .find_map(|t| inner.token_to_id(t));
+        Tokenizer::Hf {
+            inner: Box::new(inner),
+            bos,
         }
     }
 
