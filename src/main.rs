@@ -12,14 +12,21 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use tessera::bench::{bench_forward, bench_train, gemm_peak_gflops, random_25m_config, read_bandwidth_gbs, shape_8m};
+use tessera::bench::{
+    bench_bld, bench_forward, bench_train, gemm_peak_gflops, random_25m_config, read_bandwidth_gbs, shape_8m,
+};
 use tessera::checkpoint::{Checkpoint, ExportOptions, Llama2cVersion, StoreDtype, load_model};
 use tessera::data::{read_documents, tokenize_corpus};
 use tessera::demo::{DemoReport, run_demo};
 use tessera::device::DeviceChoice;
 use tessera::eval::{mean_nll, read_task_file, task_accuracy};
+use tessera::library::{
+    BldMode, BldSettings, BuildOptions, Library, LinearInit, Origin, Shard, Stage, build_library, merge_libraries,
+};
 use tessera::model::{Llama, Sampling, build_model, generate, random_weights};
 use tessera::parent::{ParentOptions, default_parent_config, train_parent};
+use tessera::score::{Scoring, compare_items, record_scores, space_blocks};
+use tessera::source::TokenSource;
 use tessera::tokenizer::Tokenizer;
 use tessera::world::{Split, Thinking, World};
 
@@ -60,6 +67,11 @@ enum Command {
     /// Turn text into token shards for training.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Build, inspect and merge block libraries (search space, initialisation, BLD).
+    #[command(subcommand)]
+    Library(LibraryCommand),
+    /// Replace-1-block scores of a library's blocks (KL to the parent, LM loss, cosine distance).
+    Score(ScoreArgs),
     /// The built-in default job, with no download: train the default parent and evaluate it.
     Demo {
         #[arg(long, default_value = "runs/demo")]
@@ -102,6 +114,98 @@ struct ParentTrainArgs {
     /// Stop after this many steps (with a checkpoint), as if interrupted.
     #[arg(long)]
     stop_after: Option<usize>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum LibraryCommand {
+    /// Train a block library from a parent: every variant of the search space, initialised from
+    /// the parent and trained by blockwise local distillation. Rerun to resume.
+    Build(LibraryBuildArgs),
+    /// Per-item state and held-out normalised MSE of a library.
+    Status {
+        library: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Join libraries built as shards (`--shard i/N`) of one build.
+    Merge {
+        #[arg(required = true)]
+        parts: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct LibraryBuildArgs {
+    /// The parent checkpoint (directory or llama2.c `.bin`).
+    #[arg(long)]
+    parent: PathBuf,
+    /// Tokenizer for text data, when the parent directory has no tokenizer.json.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Search space TOML (see search_spaces/).
+    #[arg(long)]
+    space: PathBuf,
+    /// `builtin`, `builtin:SEED`, `parent-samples:N`, a text file or token shards.
+    #[arg(long)]
+    data: String,
+    /// Training tokens per item.
+    #[arg(long, default_value_t = 131_072)]
+    tokens: usize,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value_t = BldMode::Decoupled)]
+    mode: BldMode,
+    /// Hybrid mode: a solutions JSON whose chosen blocks are trained as pairs.
+    #[arg(long)]
+    pairs: Option<PathBuf>,
+    /// Build only part `i` of `N` of the work (merge the parts afterwards).
+    #[arg(long)]
+    shard: Option<Shard>,
+    #[arg(long, default_value_t = 128)]
+    seq_len: usize,
+    /// Windows per BLD step.
+    #[arg(long, default_value_t = 8)]
+    batch_windows: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = LinearInit::LeastSquares)]
+    linear_init: LinearInit,
+    /// Held-out windows for the normalised-MSE figures.
+    #[arg(long, default_value_t = 32)]
+    held_out_windows: usize,
+    /// Items trained at once (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ScoreArgs {
+    #[arg(long)]
+    library: PathBuf,
+    /// Held-out text: `builtin`, `builtin:SEED`, `parent-samples:N`, a text file or token shards
+    /// (default: the data the library was built from).
+    #[arg(long)]
+    data: Option<String>,
+    /// Held-out windows scored.
+    #[arg(long, default_value_t = 32)]
+    windows: usize,
+    /// The parent, when it moved since the library was built.
+    #[arg(long)]
+    parent: Option<PathBuf>,
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Score the library's own items (each in the otherwise unchanged parent) with their initial
+    /// and their trained weights, instead of every block of the space.
+    #[arg(long)]
+    items: bool,
     #[arg(long)]
     json: bool,
 }
@@ -256,6 +360,8 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Builds a block library into a scratch directory: wall time and BLD tokens/s per sub-block kind.
+    Bld(BldBenchArgs),
     /// Training tokens/s (forward, backward, clip, AdamW) of the default parent and an 8M shape.
     Train {
         #[arg(long = "shape", value_enum, default_values_t = [TrainShape::Parent, TrainShape::EightM])]
@@ -275,6 +381,24 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+struct BldBenchArgs {
+    /// The parent (for the default run: runs/demo/parent-run/parent after `tessera demo`).
+    #[arg(long)]
+    parent: PathBuf,
+    #[arg(long, default_value = "search_spaces/small.toml")]
+    space: PathBuf,
+    #[arg(long, default_value = "builtin")]
+    data: String,
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Training tokens per item.
+    #[arg(long, default_value_t = 131_072)]
+    tokens: usize,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -335,6 +459,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             bench_train_command(&shapes, &sizes, json, &device)
         }
+        Command::Bench(BenchCommand::Bld(args)) => bench_bld_command(args, &device),
         Command::Parent(ParentCommand::Train(args)) => parent_train_command(args, &device),
         Command::Eval(EvalCommand::Accuracy(args)) => accuracy_command(args, &device),
         Command::Data(DataCommand::Tokenize {
@@ -375,6 +500,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Library(command) => library_command(command, &device),
+        Command::Score(args) => score_command(args, &device),
         Command::Demo { out, json } => {
             let report = run_demo(&out, !json, &device)?;
             print_demo(&report, json)
@@ -710,5 +837,201 @@ fn print_demo(report: &DemoReport, json: bool) -> Result<()> {
     } else {
         println!("{report}");
     }
+    Ok(())
+}
+
+fn library_command(command: LibraryCommand, device: &burn::prelude::Device) -> Result<()> {
+    match command {
+        LibraryCommand::Build(args) => {
+            let options = BuildOptions {
+                tokenizer: args.tokenizer,
+                mode: args.mode,
+                seq_len: args.seq_len,
+                held_out_windows: args.held_out_windows,
+                linear_init: args.linear_init,
+                bld: BldSettings {
+                    tokens: args.tokens,
+                    batch_windows: args.batch_windows,
+                    peak_lr: args.lr,
+                    seed: args.seed,
+                },
+                pairs: args.pairs,
+                shard: args.shard,
+                workers: args.workers,
+                progress: !args.json,
+                ..BuildOptions::new(&args.parent, &args.space, args.data.parse()?)
+            };
+            let report = build_library(&args.out, &options, device)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "{}: {} items trained now, {} were already trained ({} with their own training), {:.1} s",
+                    report.dir.display(),
+                    report.trained_now,
+                    report.already_trained,
+                    report.trainable,
+                    report.seconds
+                );
+                print_library_table(&Library::open(&args.out)?);
+            }
+            Ok(())
+        }
+        LibraryCommand::Status { library, json } => {
+            let library = Library::open(&library)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&library.manifest.items)?);
+            } else {
+                print_library_table(&library);
+            }
+            Ok(())
+        }
+        LibraryCommand::Merge { parts, out } => {
+            let parts: Vec<&Path> = parts.iter().map(PathBuf::as_path).collect();
+            let merged = merge_libraries(&parts, &out)?;
+            println!("merged {} libraries into {}", parts.len(), out.display());
+            print_library_table(&merged);
+            Ok(())
+        }
+    }
+}
+
+fn print_library_table(library: &Library) {
+    let m = &library.manifest;
+    println!(
+        "parent {} ({}), space {}, mode {:?}{}",
+        m.parent.source.display(),
+        m.parent.fingerprint,
+        m.space.name,
+        m.settings.mode,
+        m.shard
+            .map_or(String::new(), |s| format!(", shard {}/{}", s.index, s.count))
+    );
+    println!(
+        "{:<24} {:<12} {:>10} {:>12} {:>12} {:>8} {:>7}",
+        "item", "state", "tokens", "nMSE init", "nMSE BLD", "ratio", "s"
+    );
+    let figure = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.5}"));
+    for (key, r) in &m.items {
+        let state = match r.origin {
+            Origin::Trained => format!("{:?}", r.state).to_lowercase(),
+            other => format!("{other:?}").to_lowercase(),
+        };
+        let ratio = match (r.nmse_init, r.nmse_trained) {
+            (Some(a), Some(b)) if a > 0.0 => format!("{:.3}", b / a),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<24} {:<12} {:>10} {:>12} {:>12} {:>8} {:>7.1}",
+            key,
+            state,
+            r.tokens_seen,
+            figure(r.nmse_init),
+            figure(r.nmse_trained),
+            ratio,
+            r.seconds
+        );
+    }
+}
+
+fn score_command(args: ScoreArgs, device: &burn::prelude::Device) -> Result<()> {
+    let library = Library::open(&args.library)?;
+    let source: TokenSource = args.data.as_deref().unwrap_or(&library.manifest.settings.data).parse()?;
+    let scoring = Scoring::new(
+        &library,
+        args.parent.as_deref(),
+        &source,
+        args.tokenizer.as_deref(),
+        args.windows,
+        device,
+    )?;
+    let progress = !args.json;
+    if args.items {
+        let (summary, rows) = compare_items(&library, &scoring, progress)?;
+        let report = json!({ "summary": summary, "items": rows });
+        let path = args.library.join("item_scores.json");
+        fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            return Ok(());
+        }
+        println!(
+            "{:<24} {:<8} {:>11} {:>11} {:>11} {:>11}",
+            "item", "origin", "nMSE init", "nMSE BLD", "KL init", "KL BLD"
+        );
+        let figure = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.5}"));
+        for r in &rows {
+            println!(
+                "{:<24} {:<8} {:>11} {:>11} {:>11.5} {:>11.5}",
+                r.item,
+                format!("{:?}", r.origin).to_lowercase(),
+                figure(r.nmse_init),
+                figure(r.nmse_trained),
+                r.init.kl_div,
+                r.trained.kl_div
+            );
+        }
+        println!(
+            "BLD lowered held-out nMSE for {}/{n} trainable items and replace-1-block KL for {}/{n} ({} windows of {} tokens); written to {}",
+            summary.nmse_lower_after_bld,
+            summary.kl_lower_after_bld,
+            summary.windows,
+            summary.tokens_per_window,
+            path.display(),
+            n = summary.trainable
+        );
+        return Ok(());
+    }
+    let rows = scoring.score(&library, &space_blocks(&library), Stage::Trained, progress)?;
+    record_scores(&args.library, &rows)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json!({ "scores": rows }))?);
+    } else {
+        println!(
+            "{:<8} {:<24} {:>10} {:>10} {:>10}",
+            "layer", "block", "KL", "LM loss", "cos dist"
+        );
+        for r in &rows {
+            println!(
+                "{:<8} {:<24} {:>10.5} {:>10.4} {:>10.6}",
+                r.layer, r.variant, r.scores.kl_div, r.scores.lm_loss, r.scores.cosine_distance
+            );
+        }
+        println!(
+            "metrics written to {}",
+            args.library.join("block_library.json").display()
+        );
+    }
+    Ok(())
+}
+
+fn bench_bld_command(args: BldBenchArgs, device: &burn::prelude::Device) -> Result<()> {
+    let mut options = BuildOptions::new(&args.parent, &args.space, args.data.parse()?);
+    options.tokenizer = args.tokenizer;
+    options.bld.tokens = args.tokens;
+    options.progress = !args.json;
+    let result = bench_bld(&options, device)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+        return Ok(());
+    }
+    println!(
+        "built {} items of {} tokens each in {:.1} s wall ({} cores)",
+        result.items,
+        result.tokens_per_item,
+        result.wall_seconds,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "{:<40} {:>6} {:>16} {:>14}",
+        "sub-block kind", "items", "median tok/s", "median item s"
+    );
+    for k in &result.kinds {
+        println!(
+            "{:<40} {:>6} {:>16.0} {:>14.2}",
+            k.kind, k.items, k.median_tokens_per_s, k.median_item_seconds
+        );
+    }
+    println!("(tokens/s of one item's training while the other cores train other items)");
     Ok(())
 }

@@ -1,0 +1,82 @@
+//! `block_library.json`, the interchange layout of NVIDIA's public Puzzle MIP code (DESIGN §2):
+//! `{"layer_i": {"<block variant>": {"stats": {...}, "metrics": {...}}}}`. The library build
+//! lists every block of the search space with its parameter count; later stages add their own
+//! keys (scores under `metrics`, costs under `stats`) and keep everyone else's.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value, json};
+
+use super::variant::block_name;
+use super::{Library, LibraryError};
+use crate::model::BlockConfig;
+
+pub const BLOCK_LIBRARY_FILE: &str = "block_library.json";
+
+pub fn block_library_path(dir: &Path) -> PathBuf {
+    dir.join(BLOCK_LIBRARY_FILE)
+}
+
+/// Reads a `block_library.json` as a JSON object (an absent file is an empty one).
+pub fn read_block_library(path: &Path) -> Result<Map<String, Value>, LibraryError> {
+    if !path.exists() {
+        return Ok(Map::new());
+    }
+    let text = std::fs::read_to_string(path).map_err(LibraryError::io(path))?;
+    match serde_json::from_str(&text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(LibraryError::Format {
+            path: path.to_path_buf(),
+            problem: "expected an object of layers".into(),
+        }),
+        Err(e) => Err(LibraryError::Format {
+            path: path.to_path_buf(),
+            problem: format!("not JSON: {e}"),
+        }),
+    }
+}
+
+/// Writes the file through a temporary file and a rename.
+pub fn write_block_library_map(path: &Path, map: &Map<String, Value>) -> Result<(), LibraryError> {
+    let partial = path.with_extension("json.partial");
+    let text = serde_json::to_string_pretty(map).expect("JSON serialises");
+    std::fs::write(&partial, text).map_err(LibraryError::io(&partial))?;
+    std::fs::rename(&partial, path).map_err(LibraryError::io(path))
+}
+
+/// Sets `group.key` (`group` is `stats` or `metrics`) of one block, creating what is missing.
+pub fn set_value(map: &mut Map<String, Value>, layer: usize, block: &str, group: &str, key: &str, value: Value) {
+    let entry = map
+        .entry(format!("layer_{layer}"))
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .expect("layers are objects")
+        .entry(block.to_string())
+        .or_insert_with(|| json!({ "stats": {}, "metrics": {} }));
+    entry[group][key] = value;
+}
+
+/// Lists every block of the library's search space with `stats.num_params`, keeping the keys
+/// other stages wrote.
+pub fn write_block_library(library: &Library) -> Result<(), LibraryError> {
+    let path = block_library_path(&library.dir);
+    let mut map = read_block_library(&path)?;
+    let config = &library.manifest.parent.config;
+    for (layer, variants) in library.manifest.space.layers.iter().enumerate() {
+        for &attention in &variants.attention {
+            for &ffn in &variants.ffn {
+                let block = BlockConfig { attention, ffn };
+                let params = config.block_params(&block);
+                set_value(
+                    &mut map,
+                    layer,
+                    &block_name(&block),
+                    "stats",
+                    "num_params",
+                    json!(params),
+                );
+            }
+        }
+    }
+    write_block_library_map(&path, &map)
+}

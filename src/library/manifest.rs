@@ -1,0 +1,169 @@
+//! The library manifest (`manifest.json`, DESIGN §2): which parent and search space the library
+//! was built from, with which settings, and the state of every work item (initialised /
+//! training / trained, tokens seen, losses). Written atomically after every change, so a killed
+//! build leaves a manifest that names exactly the items whose files are complete.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::LibraryError;
+use super::bld::BldSettings;
+use super::init::LinearInit;
+use super::space::LayerVariants;
+use super::variant::{BldMode, Origin, WorkItem};
+use crate::model::ModelConfig;
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const FORMAT: &str = "tessera-block-library/1";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParentInfo {
+    pub source: PathBuf,
+    /// FNV-1a over the config and every tensor's bytes: two libraries with the same fingerprint
+    /// were built from the same weights.
+    pub fingerprint: String,
+    pub config: ModelConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpaceInfo {
+    pub name: String,
+    pub source: PathBuf,
+    pub layers: Vec<LayerVariants>,
+}
+
+/// Everything that decides what a build computes; two parts of one library share it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BuildSettings {
+    pub mode: BldMode,
+    pub data: String,
+    pub seq_len: usize,
+    pub train_windows: usize,
+    pub held_out_windows: usize,
+    pub calibration_tokens: usize,
+    pub linear_init: LinearInit,
+    pub bld: BldSettings,
+    /// Blocks trained together after the decoupled stage (hybrid mode), per layer.
+    #[serde(default)]
+    pub pairs: Vec<WorkItem>,
+}
+
+/// In the order a build moves through them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemState {
+    Pending,
+    Initialised,
+    Training,
+    Trained,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ItemRecord {
+    pub item: WorkItem,
+    pub origin: Origin,
+    pub state: ItemState,
+    /// Held-out normalised MSE of the initial weights.
+    pub nmse_init: Option<f64>,
+    /// Held-out normalised MSE after BLD.
+    pub nmse_trained: Option<f64>,
+    pub final_train_loss: Option<f64>,
+    pub tokens_seen: u64,
+    pub steps: usize,
+    pub seconds: f64,
+}
+
+impl ItemRecord {
+    pub fn new(item: WorkItem, origin: Origin) -> Self {
+        Self {
+            item,
+            origin,
+            state: if origin == Origin::Trained {
+                ItemState::Pending
+            } else {
+                ItemState::Trained
+            },
+            nmse_init: None,
+            nmse_trained: None,
+            final_train_loss: None,
+            tokens_seen: 0,
+            steps: 0,
+            seconds: 0.0,
+        }
+    }
+}
+
+/// Which part of the work a library directory holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// `i/N` with 0 ≤ i < N.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (i, n) = text
+            .split_once('/')
+            .ok_or_else(|| format!("`{text}` is not a shard: write i/N, e.g. 0/2"))?;
+        let (index, count): (usize, usize) = (
+            i.trim()
+                .parse()
+                .map_err(|_| format!("`{i}` in `{text}` is not a whole number"))?,
+            n.trim()
+                .parse()
+                .map_err(|_| format!("`{n}` in `{text}` is not a whole number"))?,
+        );
+        if count == 0 || index >= count {
+            return Err(format!("shard `{text}`: need 0 <= i < N"));
+        }
+        Ok(Self { index, count })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub parent: ParentInfo,
+    pub space: SpaceInfo,
+    pub settings: BuildSettings,
+    /// `None` for a whole library (built in one go, or merged).
+    pub shard: Option<Shard>,
+    /// Items of this library (of this shard only, for a shard) by key, e.g. `layer_3/kv1`.
+    pub items: BTreeMap<String, ItemRecord>,
+}
+
+impl Manifest {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(MANIFEST_FILE)
+    }
+
+    pub fn read(dir: &Path) -> Result<Self, LibraryError> {
+        let path = Self::path(dir);
+        let text = std::fs::read_to_string(&path).map_err(LibraryError::io(&path))?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| LibraryError::Format {
+            path: path.clone(),
+            problem: format!("not a library manifest: {e}"),
+        })?;
+        if manifest.format != FORMAT {
+            return Err(LibraryError::Format {
+                path,
+                problem: format!("format `{}` is not `{FORMAT}`", manifest.format),
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// Writes the manifest through a temporary file and a rename.
+    pub fn write(&self, dir: &Path) -> Result<(), LibraryError> {
+        let path = Self::path(dir);
+        let partial = dir.join(format!("{MANIFEST_FILE}.partial"));
+        let text = serde_json::to_string_pretty(self).expect("manifest serialises");
+        std::fs::write(&partial, text).map_err(LibraryError::io(&partial))?;
+        std::fs::rename(&partial, &path).map_err(LibraryError::io(&path))
+    }
+}

@@ -1,0 +1,221 @@
+//! The scoring stage (DESIGN §1.5): how much each block variant of a library hurts the parent
+//! when it replaces the parent's block at its layer. Reads libraries and the parent; writes its
+//! figures into the library's `block_library.json` (under `metrics`) and its own tables. Knows
+//! nothing of costs, search or later stages.
+
+pub mod replace;
+
+use std::path::Path;
+
+use burn::prelude::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+
+pub use replace::{Reference, Scores};
+
+use crate::checkpoint::Checkpoint;
+use crate::source::{SourceError, TokenSource};
+use crate::tokenizer::Tokenizer;
+use crate::library::interchange::{block_library_path, read_block_library, set_value, write_block_library_map};
+use crate::library::{Library, LibraryError, Origin, Stage, block_name, layer_tensors};
+use crate::model::{BlockConfig, Llama, build_block};
+
+/// One scored block: which layer, which variant, from which weights.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScoreRow {
+    pub layer: usize,
+    pub variant: String,
+    pub stage: Stage,
+    #[serde(flatten)]
+    pub scores: Scores,
+}
+
+fn progress_bar(show: bool, total: usize) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} scoring [{bar:30}] {pos}/{len} blocks ({elapsed}, eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// The parent and its reference on held-out windows: everything a library's blocks are
+/// scored against.
+pub struct Scoring {
+    pub parent: Checkpoint,
+    pub model: Llama,
+    pub reference: Reference,
+    pub windows: usize,
+    pub tokens_per_window: usize,
+}
+
+impl Scoring {
+    /// Loads the library's parent (from `parent` when it moved; checked by fingerprint) and
+    /// runs it once on `windows` held-out windows of `source`, each as long as the library's
+    /// training windows.
+    pub fn new(
+        library: &Library,
+        parent: Option<&Path>,
+        source: &TokenSource,
+        tokenizer: Option<&Path>,
+        windows: usize,
+        device: &Device,
+    ) -> Result<Self, LibraryError> {
+        let checkpoint = library.parent(parent)?;
+        let model = checkpoint.build(device)?;
+        let parent_path = parent.unwrap_or(&library.manifest.parent.source);
+        let tokenizer = tokenizer
+            .map(Path::to_path_buf)
+            .or_else(|| Tokenizer::beside_model(parent_path))
+            .map(|p| Tokenizer::read(&p))
+            .transpose()
+            .map_err(SourceError::from)?;
+        let seq_len = library
+            .manifest
+            .settings
+            .seq_len
+            .min(model.config().max_position_embeddings - 1);
+        let held_out = source.windows(&model, tokenizer.as_ref(), seq_len + 1, 0, windows)?.held_out;
+        let reference = Reference::new(&model, &held_out)?;
+        Ok(Self {
+            parent: checkpoint,
+            model,
+            reference,
+            windows: held_out.len(),
+            tokens_per_window: seq_len,
+        })
+    }
+
+    /// Scores each `(layer, block)` of `library` at `stage` by replace-1-block.
+    pub fn score(
+        &self,
+        library: &Library,
+        blocks: &[(usize, BlockConfig)],
+        stage: Stage,
+        progress: bool,
+    ) -> Result<Vec<ScoreRow>, LibraryError> {
+        let device: Device = self.model.device();
+        let config = &self.parent.config;
+        let bar = progress_bar(progress, blocks.len());
+        let mut rows = Vec::with_capacity(blocks.len());
+        for &(layer, block) in blocks {
+            let parent_layer = layer_tensors(&self.parent.weights, layer);
+            let weights = library.block_weights(layer, &block, &parent_layer, stage)?;
+            let built = build_block(config, layer, &block, &weights, &device)?;
+            rows.push(ScoreRow {
+                layer,
+                variant: block_name(&block),
+                stage,
+                scores: self.reference.score_block(&self.model, layer, &built),
+            });
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(rows)
+    }
+}
+
+/// Every block of the library's search space, layer by layer.
+pub fn space_blocks(library: &Library) -> Vec<(usize, BlockConfig)> {
+    library
+        .manifest
+        .space
+        .layers
+        .iter()
+        .enumerate()
+        .flat_map(|(layer, v)| {
+            v.attention
+                .iter()
+                .flat_map(move |&attention| v.ffn.iter().map(move |&ffn| (layer, BlockConfig { attention, ffn })))
+        })
+        .collect()
+}
+
+/// The blocks the library's own items form at their layers (the parent filling the other half
+/// of a sub-block item).
+pub fn item_blocks(library: &Library) -> Vec<(usize, BlockConfig)> {
+    let config = &library.manifest.parent.config;
+    library
+        .manifest
+        .items
+        .values()
+        .map(|r| (r.item.layer, r.item.block(&config.blocks[r.item.layer])))
+        .collect()
+}
+
+/// Writes `metrics.{kl_div, lm_loss, cosine_distance}` of each row into the library's
+/// `block_library.json`.
+pub fn record_scores(dir: &Path, rows: &[ScoreRow]) -> Result<(), LibraryError> {
+    let path = block_library_path(dir);
+    let mut map = read_block_library(&path)?;
+    for row in rows {
+        for (key, value) in [
+            ("kl_div", row.scores.kl_div),
+            ("lm_loss", row.scores.lm_loss),
+            ("cosine_distance", row.scores.cosine_distance),
+        ] {
+            set_value(&mut map, row.layer, &row.variant, "metrics", key, json!(value));
+        }
+    }
+    write_block_library_map(&path, &map)
+}
+
+/// One library item in the otherwise unchanged parent, before and after BLD.
+#[derive(Clone, Debug, Serialize)]
+pub struct ItemComparison {
+    pub item: String,
+    pub origin: Origin,
+    pub nmse_init: Option<f64>,
+    pub nmse_trained: Option<f64>,
+    pub init: Scores,
+    pub trained: Scores,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ComparisonSummary {
+    /// Items with their own training.
+    pub trainable: usize,
+    pub nmse_lower_after_bld: usize,
+    pub kl_lower_after_bld: usize,
+    pub windows: usize,
+    pub tokens_per_window: usize,
+}
+
+/// Scores every item of `library` with its initial and its trained weights; what BLD bought.
+pub fn compare_items(
+    library: &Library,
+    scoring: &Scoring,
+    progress: bool,
+) -> Result<(ComparisonSummary, Vec<ItemComparison>), LibraryError> {
+    let blocks = item_blocks(library);
+    let init = scoring.score(library, &blocks, Stage::Init, progress)?;
+    let trained = scoring.score(library, &blocks, Stage::Trained, progress)?;
+    let rows: Vec<ItemComparison> = library
+        .manifest
+        .items
+        .iter()
+        .zip(init.into_iter().zip(trained))
+        .map(|((key, record), (i, t))| ItemComparison {
+            item: key.clone(),
+            origin: record.origin,
+            nmse_init: record.nmse_init,
+            nmse_trained: record.nmse_trained,
+            init: i.scores,
+            trained: t.scores,
+        })
+        .collect();
+    let trainable: Vec<&ItemComparison> = rows.iter().filter(|r| r.origin == Origin::Trained).collect();
+    let summary = ComparisonSummary {
+        trainable: trainable.len(),
+        nmse_lower_after_bld: trainable.iter().filter(|r| r.nmse_trained < r.nmse_init).count(),
+        kl_lower_after_bld: trainable.iter().filter(|r| r.trained.kl_div < r.init.kl_div).count(),
+        windows: scoring.windows,
+        tokens_per_window: scoring.tokens_per_window,
+    };
+    Ok((summary, rows))
+}
