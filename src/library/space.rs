@@ -112,7 +112,7 @@ impl SearchSpace {
         };
         let file: SpaceFile = toml::from_str(text).map_err(|e| {
             let key = e.span().map_or("(file)".into(), |span| {
-                let line = text[..span.start].lines().count().max(1);
+                let line = text[..span.start].matches('\n').count() + 1;
                 format!("line {line}")
             });
             err(key, e.message().to_string())
