@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod cost;
 pub mod data;
 pub mod demo;
 pub mod device;

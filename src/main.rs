@@ -16,6 +16,7 @@ use tessera::bench::{
     bench_bld, bench_forward, bench_train, gemm_peak_gflops, random_25m_config, read_bandwidth_gbs, shape_8m,
 };
 use tessera::checkpoint::{Checkpoint, ExportOptions, Llama2cVersion, StoreDtype, load_model};
+use tessera::cost::{Precision, ProfileOptions, Scenario, gpu_table, profile_library};
 use tessera::data::{read_documents, tokenize_corpus};
 use tessera::demo::{DemoReport, run_demo};
 use tessera::device::DeviceChoice;
@@ -25,7 +26,7 @@ use tessera::library::{
 };
 use tessera::model::{Llama, Sampling, build_model, generate, random_weights};
 use tessera::parent::{ParentOptions, default_parent_config, train_parent};
-use tessera::score::{Scoring, compare_items, record_scores, space_blocks};
+use tessera::score::{Scoring, compare_items, record_metrics, record_scores, space_blocks};
 use tessera::source::TokenSource;
 use tessera::tokenizer::Tokenizer;
 use tessera::world::{Split, Thinking, World};
@@ -72,6 +73,13 @@ enum Command {
     Library(LibraryCommand),
     /// Replace-1-block scores of a library's blocks (KL to the parent, LM loss, cosine distance).
     Score(ScoreArgs),
+    /// Costs of a library's blocks on a target: parameters, memory, KV cache, latency.
+    Profile(ProfileArgs),
+    /// The hardware table the roofline uses, with this machine's CPU measured.
+    Hardware {
+        #[arg(long)]
+        json: bool,
+    },
     /// The built-in default job, with no download: train the default parent and evaluate it.
     Demo {
         #[arg(long, default_value = "runs/demo")]
@@ -202,10 +210,52 @@ struct ScoreArgs {
     parent: Option<PathBuf>,
     #[arg(long)]
     tokenizer: Option<PathBuf>,
+    /// `kl`, `lm_loss` and `cosine` come from one forward pass and are all written; `accuracy`
+    /// answers tasks with each block in place (slower).
+    #[arg(long, value_enum, default_value_t = ScoreMetric::Kl)]
+    metric: ScoreMetric,
+    /// For `--metric accuracy`: `builtin` (held-out built-in tasks) or a JSONL task file.
+    #[arg(long, default_value = "builtin")]
+    tasks: String,
+    /// How many built-in tasks.
+    #[arg(long, default_value_t = 50)]
+    count: usize,
+    #[arg(long, value_enum, default_value_t = ThinkingChoice::On)]
+    thinking: ThinkingChoice,
     /// Score the library's own items (each in the otherwise unchanged parent) with their initial
     /// and their trained weights, instead of every block of the space.
     #[arg(long)]
     items: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ScoreMetric {
+    Kl,
+    LmLoss,
+    Cosine,
+    Accuracy,
+}
+
+#[derive(Args)]
+struct ProfileArgs {
+    #[arg(long)]
+    library: PathBuf,
+    /// `cpu` (measured here) or a GPU of the table (estimated): h100, h200, a100, l40s, rtx4090.
+    #[arg(long, default_value = "cpu")]
+    target: String,
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    dtype: Precision,
+    /// `prefill:b=8,s=256` or `decode:b=64,c=1024`; repeat for several.
+    #[arg(long = "scenario", required = true)]
+    scenarios: Vec<String>,
+    /// Timed runs per measurement (cpu).
+    #[arg(long, default_value_t = 7)]
+    repeats: usize,
+    /// Models measured end to end to calibrate whole-model predictions (cpu; 0 = none).
+    #[arg(long, default_value_t = 8)]
+    calibrate: usize,
     #[arg(long)]
     json: bool,
 }
@@ -362,6 +412,17 @@ enum BenchCommand {
     },
     /// Builds a block library into a scratch directory: wall time and BLD tokens/s per sub-block kind.
     Bld(BldBenchArgs),
+    /// Replace-1-block scoring with prefix reuse against full recomputation: time and agreement.
+    Score {
+        #[arg(long)]
+        library: PathBuf,
+        #[arg(long)]
+        data: Option<String>,
+        #[arg(long, default_value_t = 32)]
+        windows: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Training tokens/s (forward, backward, clip, AdamW) of the default parent and an 8M shape.
     Train {
         #[arg(long = "shape", value_enum, default_values_t = [TrainShape::Parent, TrainShape::EightM])]
@@ -460,6 +521,34 @@ fn run(cli: Cli) -> Result<()> {
             bench_train_command(&shapes, &sizes, json, &device)
         }
         Command::Bench(BenchCommand::Bld(args)) => bench_bld_command(args, &device),
+        Command::Bench(BenchCommand::Score {
+            library,
+            data,
+            windows,
+            json,
+        }) => {
+            let library = Library::open(&library)?;
+            let source: TokenSource = data.as_deref().unwrap_or(&library.manifest.settings.data).parse()?;
+            let scoring = Scoring::new(&library, None, &source, None, windows, &device)?;
+            let check = scoring.check_prefix_reuse(&library, &space_blocks(&library))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&check)?);
+            } else {
+                println!(
+                    "{} blocks on {} windows of {} tokens: prefix reuse {:.2} s, full recomputation {:.2} s ({:.2}x); max |Δ| KL {:.1e}, LM loss {:.1e}, cosine {:.1e}",
+                    check.blocks,
+                    scoring.windows,
+                    scoring.tokens_per_window,
+                    check.reuse_seconds,
+                    check.full_seconds,
+                    check.speedup,
+                    check.max_abs_diff_kl,
+                    check.max_abs_diff_lm_loss,
+                    check.max_abs_diff_cosine
+                );
+            }
+            Ok(())
+        }
         Command::Parent(ParentCommand::Train(args)) => parent_train_command(args, &device),
         Command::Eval(EvalCommand::Accuracy(args)) => accuracy_command(args, &device),
         Command::Data(DataCommand::Tokenize {
@@ -502,6 +591,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Library(command) => library_command(command, &device),
         Command::Score(args) => score_command(args, &device),
+        Command::Profile(args) => profile_command(args, &device),
+        Command::Hardware { json } => hardware_command(json, &device),
         Command::Demo { out, json } => {
             let report = run_demo(&out, !json, &device)?;
             print_demo(&report, json)
@@ -936,7 +1027,11 @@ fn print_library_table(library: &Library) {
 
 fn score_command(args: ScoreArgs, device: &burn::prelude::Device) -> Result<()> {
     let library = Library::open(&args.library)?;
-    let source: TokenSource = args.data.as_deref().unwrap_or(&library.manifest.settings.data).parse()?;
+    let source: TokenSource = args
+        .data
+        .as_deref()
+        .unwrap_or(&library.manifest.settings.data)
+        .parse()?;
     let scoring = Scoring::new(
         &library,
         args.parent.as_deref(),
@@ -950,7 +1045,8 @@ fn score_command(args: ScoreArgs, device: &burn::prelude::Device) -> Result<()> 
         let (summary, rows) = compare_items(&library, &scoring, progress)?;
         let report = json!({ "summary": summary, "items": rows });
         let path = args.library.join("item_scores.json");
-        fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+        fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
             return Ok(());
@@ -980,6 +1076,41 @@ fn score_command(args: ScoreArgs, device: &burn::prelude::Device) -> Result<()> 
             path.display(),
             n = summary.trainable
         );
+        return Ok(());
+    }
+    if args.metric == ScoreMetric::Accuracy {
+        let tasks = if args.tasks == "builtin" {
+            World::new(1).tasks(Split::HeldOut, args.count)
+        } else {
+            read_task_file(Path::new(&args.tasks))?
+        };
+        let thinking = match args.thinking {
+            ThinkingChoice::Off => Thinking::Off,
+            _ => Thinking::On,
+        };
+        let rows = scoring.accuracy(&library, &space_blocks(&library), &tasks, thinking, progress)?;
+        record_metrics(
+            &args.library,
+            rows.iter().map(|(l, b, a)| (*l, b.as_str(), "accuracy", *a)),
+        )?;
+        if args.json {
+            let rows: Vec<_> = rows
+                .iter()
+                .map(|(l, b, a)| json!({ "layer": l, "block": b, "accuracy": a }))
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({ "tasks": tasks.len(), "scores": rows }))?
+            );
+        } else {
+            for (layer, block, accuracy) in &rows {
+                println!("{layer:<6} {block:<24} {:>6.1}%", 100.0 * accuracy);
+            }
+            println!(
+                "metrics.accuracy written to {}",
+                args.library.join("block_library.json").display()
+            );
+        }
         return Ok(());
     }
     let rows = scoring.score(&library, &space_blocks(&library), Stage::Trained, progress)?;
@@ -1033,5 +1164,121 @@ fn bench_bld_command(args: BldBenchArgs, device: &burn::prelude::Device) -> Resu
         );
     }
     println!("(tokens/s of one item's training while the other cores train other items)");
+    Ok(())
+}
+
+fn profile_command(args: ProfileArgs, device: &burn::prelude::Device) -> Result<()> {
+    let library = Library::open(&args.library)?;
+    let options = ProfileOptions {
+        target: args.target.parse()?,
+        precision: args.dtype,
+        scenarios: args
+            .scenarios
+            .iter()
+            .map(|s| s.parse::<Scenario>())
+            .collect::<Result<_, _>>()?,
+        repeats: args.repeats,
+        calibration_models: args.calibrate,
+        progress: !args.json,
+    };
+    let report = profile_library(&library, &options, device)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let names: Vec<String> = report.scenarios.iter().map(|s| format!("{s} ms")).collect();
+    println!(
+        "{:<6} {:<24} {:>10} {:>10} {:>9} {}",
+        "layer",
+        "block",
+        "params",
+        "MiB",
+        "KV B/tok",
+        names.iter().map(|n| format!("{n:>22}")).collect::<String>()
+    );
+    for r in &report.rows {
+        println!(
+            "{:<6} {:<24} {:>10} {:>10.4} {:>9} {}",
+            r.layer,
+            r.block,
+            r.num_params,
+            r.memory_mib,
+            r.kv_bytes_per_token,
+            r.runtime_ms.iter().map(|ms| format!("{ms:>22.4}")).collect::<String>()
+        );
+    }
+    for (latency, name) in report.latency.iter().zip(&names) {
+        println!(
+            "{name}: outside the blocks {:.4} ms; whole model = {:.3} x (blocks + outside) + {:.4} ms",
+            latency.outside_ms, latency.scale, latency.offset_ms
+        );
+    }
+    for calibration in &report.calibration {
+        println!("calibration, {}:", calibration.latency.scenario);
+        for m in &calibration.models {
+            println!(
+                "  {:<10} {:<6} predicted {:>9.3} ms  measured {:>9.3} ms  error {:>+6.1}%",
+                m.name,
+                if m.fitted { "fit" } else { "check" },
+                m.predicted_ms,
+                m.measured_ms,
+                m.error_pct
+            );
+        }
+        println!(
+            "  mean |error| over checked models: {:.1}% (sum of blocks alone: {:.1}%)",
+            calibration.mean_abs_error_pct, calibration.raw_mean_abs_error_pct
+        );
+    }
+    println!(
+        "written to {} and {}",
+        args.library.join("block_library.json").display(),
+        report.costs_file.display()
+    );
+    Ok(())
+}
+
+fn hardware_command(json: bool, device: &burn::prelude::Device) -> Result<()> {
+    let peak = gemm_peak_gflops(device, 1024, 5);
+    let bandwidth = read_bandwidth_gbs(device, 5);
+    let table = gpu_table();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({ "gpus": table, "cpu": { "gemm_peak_gflops_f32": peak, "read_bandwidth_gbs": bandwidth } })
+            )?
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<8} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "device", "f32 TF/s", "bf16 TF/s", "fp8 TF/s", "GB/s", "GB"
+    );
+    let tf = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.1}", v / 1e12));
+    for h in &table {
+        println!(
+            "{:<8} {:>10} {:>10} {:>10} {:>10.0} {:>8.0}",
+            h.name,
+            tf(Some(h.peak_f32)),
+            tf(h.peak_bf16),
+            tf(h.peak_fp8),
+            h.bandwidth / 1e9,
+            h.memory_bytes / 1e9
+        );
+    }
+    println!(
+        "{:<8} {:>10.3} {:>10} {:>10} {:>10.1} {:>8}   (measured now: 1024³ f32 GEMM, sum of 256 MiB)",
+        "cpu",
+        peak / 1e3,
+        "-",
+        "-",
+        bandwidth,
+        "-"
+    );
+    println!("dense peaks (datasheets quote twice that with sparsity); sources:");
+    for h in &table {
+        println!("  {}: {}", h.name, h.source);
+    }
     Ok(())
 }

@@ -100,6 +100,13 @@ impl Stage {
             Stage::Trained => "blocks",
         }
     }
+
+    fn label(self) -> &'static str {
+        match self {
+            Stage::Init => "initial",
+            Stage::Trained => "trained",
+        }
+    }
 }
 
 /// FNV-1a over the config and every tensor (names, shapes, bytes), as 16 hex digits.
@@ -183,7 +190,7 @@ impl Library {
             return Err(LibraryError::NotTrained {
                 path: self.dir.clone(),
                 key,
-                stage: stage.folder(),
+                stage: stage.label(),
                 state: record.map_or("absent".into(), |r| format!("{:?} ({:?})", r.state, r.origin)),
             });
         }

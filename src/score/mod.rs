@@ -15,11 +15,13 @@ use serde_json::json;
 pub use replace::{Reference, Scores};
 
 use crate::checkpoint::Checkpoint;
-use crate::source::{SourceError, TokenSource};
-use crate::tokenizer::Tokenizer;
+use crate::eval::task_accuracy;
 use crate::library::interchange::{block_library_path, read_block_library, set_value, write_block_library_map};
 use crate::library::{Library, LibraryError, Origin, Stage, block_name, layer_tensors};
-use crate::model::{BlockConfig, Llama, build_block};
+use crate::model::{BlockConfig, Llama, TensorMap, build_block, build_model};
+use crate::source::{SourceError, TokenSource};
+use crate::tokenizer::Tokenizer;
+use crate::world::{Task, Thinking};
 
 /// One scored block: which layer, which variant, from which weights.
 #[derive(Clone, Debug, Serialize)]
@@ -49,6 +51,7 @@ fn progress_bar(show: bool, total: usize) -> ProgressBar {
 pub struct Scoring {
     pub parent: Checkpoint,
     pub model: Llama,
+    pub tokenizer: Option<Tokenizer>,
     pub reference: Reference,
     pub windows: usize,
     pub tokens_per_window: usize,
@@ -80,11 +83,14 @@ impl Scoring {
             .settings
             .seq_len
             .min(model.config().max_position_embeddings - 1);
-        let held_out = source.windows(&model, tokenizer.as_ref(), seq_len + 1, 0, windows)?.held_out;
+        let held_out = source
+            .windows(&model, tokenizer.as_ref(), seq_len + 1, 0, windows)?
+            .held_out;
         let reference = Reference::new(&model, &held_out)?;
         Ok(Self {
             parent: checkpoint,
             model,
+            tokenizer,
             reference,
             windows: held_out.len(),
             tokens_per_window: seq_len,
@@ -118,6 +124,119 @@ impl Scoring {
         bar.finish_and_clear();
         Ok(rows)
     }
+
+    /// Task accuracy of the parent with each block in place (greedy answers, exact match),
+    /// in the order of `blocks`.
+    pub fn accuracy(
+        &self,
+        library: &Library,
+        blocks: &[(usize, BlockConfig)],
+        tasks: &[Task],
+        thinking: Thinking,
+        progress: bool,
+    ) -> Result<Vec<(usize, String, f64)>, ScoreError> {
+        let tokenizer = self.tokenizer.as_ref().ok_or(ScoreError::NoTokenizer)?;
+        let device = self.model.device();
+        let bar = progress_bar(progress, blocks.len());
+        let mut out = Vec::with_capacity(blocks.len());
+        for &(layer, block) in blocks {
+            let parent_layer = layer_tensors(&self.parent.weights, layer);
+            let weights = library.block_weights(layer, &block, &parent_layer, Stage::Trained)?;
+            let child = replaced_model(&self.parent, layer, &block, &weights, &device)?;
+            let report = task_accuracy(&child, tokenizer, tasks, thinking, 96, 64)?;
+            out.push((layer, block_name(&block), report.accuracy));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(out)
+    }
+
+    /// Scores `blocks` with prefix reuse and again by running each replaced model whole, and
+    /// times both: the reuse must change nothing but the time.
+    pub fn check_prefix_reuse(
+        &self,
+        library: &Library,
+        blocks: &[(usize, BlockConfig)],
+    ) -> Result<ReuseCheck, LibraryError> {
+        let started = std::time::Instant::now();
+        let reused = self.score(library, blocks, Stage::Trained, false)?;
+        let reuse_seconds = started.elapsed().as_secs_f64();
+        let device = self.model.device();
+        let mut full = Vec::with_capacity(blocks.len());
+        let mut full_seconds = 0.0;
+        for &(layer, block) in blocks {
+            let weights = library.block_weights(
+                layer,
+                &block,
+                &layer_tensors(&self.parent.weights, layer),
+                Stage::Trained,
+            )?;
+            let child = replaced_model(&self.parent, layer, &block, &weights, &device)?;
+            let started = std::time::Instant::now();
+            full.push(self.reference.score_model(&child)?);
+            full_seconds += started.elapsed().as_secs_f64();
+        }
+        let max_diff = |f: fn(&Scores) -> f64| {
+            reused
+                .iter()
+                .zip(&full)
+                .map(|(r, s)| (f(&r.scores) - f(s)).abs())
+                .fold(0.0, f64::max)
+        };
+        Ok(ReuseCheck {
+            blocks: blocks.len(),
+            reuse_seconds,
+            full_seconds,
+            speedup: full_seconds / reuse_seconds,
+            max_abs_diff_kl: max_diff(|s| s.kl_div),
+            max_abs_diff_lm_loss: max_diff(|s| s.lm_loss),
+            max_abs_diff_cosine: max_diff(|s| s.cosine_distance),
+        })
+    }
+}
+
+/// Prefix reuse against full recomputation (`Scoring::check_prefix_reuse`).
+#[derive(Clone, Debug, Serialize)]
+pub struct ReuseCheck {
+    pub blocks: usize,
+    pub reuse_seconds: f64,
+    /// Forward passes only (building the replaced models is not counted).
+    pub full_seconds: f64,
+    pub speedup: f64,
+    pub max_abs_diff_kl: f64,
+    pub max_abs_diff_lm_loss: f64,
+    pub max_abs_diff_cosine: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error(transparent)]
+    Library(#[from] LibraryError),
+    #[error(transparent)]
+    Accuracy(#[from] crate::eval::AccuracyError),
+    #[error("task accuracy needs the parent's tokenizer: pass --tokenizer")]
+    NoTokenizer,
+}
+
+/// The parent with its layer `layer` replaced by `block` (whose tensors are `weights`).
+pub fn replaced_model(
+    parent: &Checkpoint,
+    layer: usize,
+    block: &BlockConfig,
+    weights: &TensorMap,
+    device: &Device,
+) -> Result<Llama, LibraryError> {
+    let prefix = format!("model.layers.{layer}.");
+    let mut tensors: TensorMap = parent
+        .weights
+        .iter()
+        .filter(|(name, _)| !name.starts_with(&prefix))
+        .map(|(n, t)| (n.clone(), t.clone()))
+        .collect();
+    tensors.extend(weights.iter().map(|(n, t)| (n.clone(), t.clone())));
+    let mut config = parent.config.clone();
+    config.blocks[layer] = *block;
+    Ok(build_model(&config, &tensors, device)?)
 }
 
 /// Every block of the library's search space, layer by layer.
@@ -151,16 +270,26 @@ pub fn item_blocks(library: &Library) -> Vec<(usize, BlockConfig)> {
 /// Writes `metrics.{kl_div, lm_loss, cosine_distance}` of each row into the library's
 /// `block_library.json`.
 pub fn record_scores(dir: &Path, rows: &[ScoreRow]) -> Result<(), LibraryError> {
-    let path = block_library_path(dir);
-    let mut map = read_block_library(&path)?;
-    for row in rows {
-        for (key, value) in [
+    let values = rows.iter().flat_map(|row| {
+        [
             ("kl_div", row.scores.kl_div),
             ("lm_loss", row.scores.lm_loss),
             ("cosine_distance", row.scores.cosine_distance),
-        ] {
-            set_value(&mut map, row.layer, &row.variant, "metrics", key, json!(value));
-        }
+        ]
+        .map(|(key, value)| (row.layer, row.variant.as_str(), key, value))
+    });
+    record_metrics(dir, values)
+}
+
+/// Writes `metrics.<key>` values of blocks into the library's `block_library.json`.
+pub fn record_metrics<'a>(
+    dir: &Path,
+    values: impl IntoIterator<Item = (usize, &'a str, &'a str, f64)>,
+) -> Result<(), LibraryError> {
+    let path = block_library_path(dir);
+    let mut map = read_block_library(&path)?;
+    for (layer, block, key, value) in values {
+        set_value(&mut map, layer, block, "metrics", key, json!(value));
     }
     write_block_library_map(&path, &map)
 }

@@ -28,8 +28,9 @@ pub struct Reference {
     /// The parent's last hidden state and next-token log-probabilities.
     last: Tensor<3>,
     log_probs: Tensor<3>,
-    /// Next-token targets `[windows, seq]`.
+    /// Next-token targets `[windows, seq]`, and the inputs they follow.
     targets: Tensor<2, Int>,
+    inputs: Tensor<2, Int>,
 }
 
 impl Reference {
@@ -37,13 +38,15 @@ impl Reference {
     pub fn new(parent: &Llama, windows: &[Vec<u32>]) -> Result<Self, ForwardError> {
         let inputs: Vec<Vec<u32>> = windows.iter().map(|w| w[..w.len() - 1].to_vec()).collect();
         let targets: Vec<Vec<u32>> = windows.iter().map(|w| w[1..].to_vec()).collect();
-        let mut out = parent.forward(parent.tokens_tensor(&inputs)?, None, true)?;
+        let inputs = parent.tokens_tensor(&inputs)?;
+        let mut out = parent.forward(inputs.clone(), None, true)?;
         let last = out.hidden_states.pop().expect("hidden states include the last layer");
         Ok(Self {
             hidden: out.hidden_states,
             last,
             log_probs: log_softmax(out.logits, 2),
             targets: parent.tokens_tensor(&targets)?,
+            inputs,
         })
     }
 
@@ -52,9 +55,9 @@ impl Reference {
         self.hidden[layer].clone()
     }
 
-    /// Scores a model whose last hidden state is `last` (its logits computed by `parent`'s head).
-    pub fn compare(&self, parent: &Llama, last: Tensor<3>) -> Scores {
-        let log_q = log_softmax(parent.head(last.clone()), 2);
+    /// Scores a model whose last hidden state is `last` and whose head is `head`'s.
+    pub fn compare(&self, head: &Llama, last: Tensor<3>) -> Scores {
+        let log_q = log_softmax(head.head(last.clone()), 2);
         let [b, s, _] = log_q.dims();
         let tokens = (b * s) as f64;
         let p = self.log_probs.clone().exp();
@@ -82,5 +85,13 @@ impl Reference {
         let x = block.forward(self.hidden_before(layer), layer, 0, &parent.rope, None);
         let last = parent.run_layers(x, layer + 1..parent.layers.len());
         self.compare(parent, last)
+    }
+
+    /// The same scores without reuse: `child` (a whole model) run from the tokens. Slower; it
+    /// checks the reuse and serves children that differ from the parent in several layers.
+    pub fn score_model(&self, child: &Llama) -> Result<Scores, ForwardError> {
+        let mut out = child.forward(self.inputs.clone(), None, true)?;
+        let last = out.hidden_states.pop().expect("hidden states include the last layer");
+        Ok(self.compare(child, last))
     }
 }

@@ -1,0 +1,211 @@
+//! Scores and costs of a library: the parent's own blocks score zero, prefix reuse changes no
+//! figure, whole-model latency predicted from block latencies matches measurements of children
+//! of the default parent's shape, and bad input is refused with the reason.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use tessera::checkpoint::{Checkpoint, ExportOptions};
+use tessera::cost::{Precision, ProfileOptions, Scenario, measure_and_calibrate, profile_library, random_children};
+use tessera::library::{BuildOptions, Library, build_library};
+use tessera::model::{BlockConfig, ModelConfig, random_weights};
+use tessera::parent::default_parent_config;
+use tessera::score::{Scoring, space_blocks};
+use tessera::source::TokenSource;
+use tessera::world::tokenizer::{VOCAB_SIZE, write_tokenizer};
+
+fn tiny_library(dir: &Path, tokens: usize) -> PathBuf {
+    let config = ModelConfig::uniform(VOCAB_SIZE, 32, 2, 4, 2, 64, 64);
+    let parent = dir.join("parent");
+    Checkpoint {
+        weights: random_weights(&config, 3),
+        config,
+    }
+    .write_hf(&parent, ExportOptions::default())
+    .unwrap();
+    write_tokenizer(&parent).unwrap();
+    let space = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("search_spaces/small.toml");
+    let mut options = BuildOptions::new(&parent, &space, TokenSource::Builtin { seed: 2 });
+    options.seq_len = 32;
+    options.held_out_windows = 4;
+    options.calibration_tokens = 256;
+    options.bld.tokens = tokens;
+    let out = dir.join("lib");
+    build_library(&out, &options, &Device::flex()).unwrap();
+    out
+}
+
+#[test]
+fn parent_blocks_score_zero_and_prefix_reuse_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let library = Library::open(&tiny_library(dir.path(), 1024)).unwrap();
+    let scoring = Scoring::new(
+        &library,
+        None,
+        &TokenSource::Builtin { seed: 3 },
+        None,
+        6,
+        &Device::flex(),
+    )
+    .unwrap();
+    let blocks = space_blocks(&library);
+    let rows = scoring
+        .score(&library, &blocks, tessera::library::Stage::Trained, false)
+        .unwrap();
+    let parent_block = library.manifest.parent.config.blocks[0];
+    for ((_, block), row) in blocks.iter().zip(&rows) {
+        if *block == parent_block {
+            assert!(row.scores.kl_div.abs() <= 1e-6, "{row:?}");
+            assert!(row.scores.cosine_distance.abs() <= 1e-6, "{row:?}");
+        } else {
+            assert!(row.scores.kl_div > 0.0, "{row:?}");
+        }
+    }
+    let check = scoring.check_prefix_reuse(&library, &blocks).unwrap();
+    eprintln!("{check:?}");
+    assert!(check.max_abs_diff_kl <= 1e-5, "{check:?}");
+    assert!(check.max_abs_diff_lm_loss <= 1e-5, "{check:?}");
+    assert!(check.max_abs_diff_cosine <= 1e-5, "{check:?}");
+}
+
+#[test]
+fn whole_model_latency_is_predicted_from_block_latencies() {
+    let parent = default_parent_config(8);
+    let choices: Vec<Vec<BlockConfig>> = {
+        use tessera::model::{AttentionConfig as A, FfnConfig as F};
+        let attention = [A::Gqa { kv_heads: 2 }, A::Gqa { kv_heads: 1 }, A::Linear, A::NoOp];
+        let ffn = [
+            F::SwiGlu { intermediate: 384 },
+            F::SwiGlu { intermediate: 192 },
+            F::SwiGlu { intermediate: 96 },
+            F::Linear,
+            F::NoOp,
+        ];
+        let blocks: Vec<BlockConfig> = attention
+            .iter()
+            .flat_map(|&attention| ffn.iter().map(move |&ffn| BlockConfig { attention, ffn }))
+            .collect();
+        vec![blocks; 8]
+    };
+    let blocks: Vec<BlockConfig> = choices[0].clone();
+    let mut models = vec![("parent".to_string(), parent.clone())];
+    models.extend(random_children(&parent, &choices, 13, 5));
+    for scenario in [
+        Scenario::Prefill { batch: 1, seq: 64 },
+        Scenario::Decode { batch: 1, context: 64 },
+    ] {
+        let report = measure_and_calibrate(&parent, &blocks, &models, 3, &scenario, 7, &Device::flex()).unwrap();
+        let checked = report.models.iter().filter(|m| !m.fitted).count();
+        eprintln!(
+            "{scenario}: mean |error| {:.1}% over {checked} children (blocks alone {:.1}%)",
+            report.mean_abs_error_pct, report.raw_mean_abs_error_pct
+        );
+        assert!(checked >= 10);
+        // Generous: this runs beside other tests on a shared machine.
+        assert!(report.mean_abs_error_pct <= 30.0, "{report:#?}");
+    }
+}
+
+fn tessera(args: &[&str]) -> (bool, String) {
+    let out = common::tessera().args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn bad_cost_and_score_input_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = tiny_library(dir.path(), 512);
+    let lib = lib.to_str().unwrap();
+    for (args, expected) in [
+        (
+            vec!["--target", "tpu", "--scenario", "decode:b=1,c=8"],
+            "unknown target `tpu`",
+        ),
+        (
+            vec!["--target", "cpu", "--scenario", "decode:b=1"],
+            "scenario `decode:b=1`: `c` is missing",
+        ),
+        (
+            vec!["--target", "cpu", "--dtype", "bf16", "--scenario", "decode:b=1,c=8"],
+            "computes in f32",
+        ),
+        (
+            vec!["--target", "a100", "--dtype", "fp8", "--scenario", "decode:b=1,c=8"],
+            "a100 has no fp8",
+        ),
+    ] {
+        let mut full = vec!["profile", "--library", lib];
+        full.extend(args);
+        let (ok, stderr) = tessera(&full);
+        assert!(!ok && stderr.contains(expected), "{full:?}: {stderr}");
+    }
+    // A library whose items have not been trained cannot be scored: the item is named.
+    let manifest = Path::new(lib).join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    value["items"]["layer_1/kv1"]["state"] = serde_json::json!("pending");
+    std::fs::write(&manifest, value.to_string()).unwrap();
+    let (ok, stderr) = tessera(&["score", "--library", lib]);
+    assert!(
+        !ok && stderr.contains("layer_1/kv1") && stderr.contains("has no trained weights"),
+        "{stderr}"
+    );
+    let library = Library::open(Path::new(lib)).unwrap();
+    let report = profile_library(
+        &library,
+        &ProfileOptions {
+            target: "h100".parse().unwrap(),
+            precision: Precision::Fp8,
+            scenarios: vec![],
+            repeats: 1,
+            calibration_models: 0,
+            progress: false,
+        },
+        &Device::flex(),
+    );
+    assert!(report.unwrap_err().to_string().contains("--scenario"));
+}
+
+#[test]
+fn profiling_writes_costs_into_the_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = tiny_library(dir.path(), 512);
+    let library = Library::open(&lib).unwrap();
+    let scenarios = vec![
+        Scenario::Prefill { batch: 2, seq: 16 },
+        Scenario::Decode { batch: 4, context: 32 },
+    ];
+    for (target, precision) in [("cpu", Precision::F32), ("h100", Precision::Bf16)] {
+        let report = profile_library(
+            &library,
+            &ProfileOptions {
+                target: target.parse().unwrap(),
+                precision,
+                scenarios: scenarios.clone(),
+                repeats: 3,
+                calibration_models: 4,
+                progress: false,
+            },
+            &Device::flex(),
+        )
+        .unwrap();
+        assert_eq!(report.rows.len(), 2 * 4 * 5);
+        assert!(
+            report
+                .rows
+                .iter()
+                .all(|r| r.runtime_ms.iter().all(|ms| ms.is_finite() && *ms >= 0.0))
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lib.join("block_library.json")).unwrap()).unwrap();
+    let stats = &json["layer_1"]["kv1 + ffn_noop"]["stats"];
+    assert_eq!(stats["kv_bytes_per_token_bf16"], 2 * 8 * 2);
+    assert_eq!(stats["kv_bytes_per_token"], 2 * 8 * 2);
+    assert!(stats["runtime_ms_cpu_f32_decode_b4_c32"].as_f64().unwrap() > 0.0);
+    assert!(stats["runtime_ms_h100_bf16_prefill_b2_s16"].as_f64().unwrap() > 0.0);
+    assert_eq!(json["layer_0"]["attn_noop + ffn_noop"]["stats"]["num_params"], 0);
+    assert!(lib.join("costs/cpu_f32.json").is_file() && lib.join("costs/h100_bf16.json").is_file());
+}
