@@ -46,7 +46,12 @@ pub fn run_demo(out: &Path, progress: bool, device: &Device) -> Result<DemoRepor
     let library = Library::open(&library_dir)?;
     let scoring = Scoring::new(&library, None, &data, None, 32, device)?;
     let (bld, _) = compare_items(&library, &scoring, progress)?;
-    let rows = scoring.score(&library, &space_blocks(&library), crate::library::Stage::Trained, progress)?;
+    let rows = scoring.score(
+        &library,
+        &space_blocks(&library),
+        crate::library::Stage::Trained,
+        progress,
+    )?;
     record_scores(&library_dir, &rows)?;
     let parent_blocks: Vec<String> = parent_block_names(&library);
     let mut gentlest: Vec<(usize, String, f64)> = Vec::new();
@@ -92,7 +97,10 @@ impl std::fmt::Display for DemoReport {
             self.bld.trainable
         )?;
         for (layer, name, kl) in &self.gentlest_blocks {
-            writeln!(f, "  layer {layer}: cheapest change to the parent is {name} (KL {kl:.5})")?;
+            writeln!(
+                f,
+                "  layer {layer}: cheapest change to the parent is {name} (KL {kl:.5})"
+            )?;
         }
         writeln!(f, "outputs in {}:", self.out.display())?;
         writeln!(

@@ -15,6 +15,7 @@ pub mod model;
 pub mod parent;
 pub mod score;
 pub mod source;
+pub mod table;
 pub mod tokenizer;
 pub mod train;
 pub mod world;

@@ -26,7 +26,7 @@ use tessera::library::{
 };
 use tessera::model::{Llama, Sampling, build_model, generate, random_weights};
 use tessera::parent::{ParentOptions, default_parent_config, train_parent};
-use tessera::score::{Scoring, compare_items, record_metrics, record_scores, space_blocks};
+use tessera::score::{Scoring, compare_items, record_metrics, record_scores, space_blocks, write_item_table};
 use tessera::source::TokenSource;
 use tessera::tokenizer::Tokenizer;
 use tessera::world::{Split, Thinking, World};
@@ -1047,6 +1047,7 @@ fn score_command(args: ScoreArgs, device: &burn::prelude::Device) -> Result<()> 
         let path = args.library.join("item_scores.json");
         fs::write(&path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
+        write_item_table(&args.library, &rows)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
             return Ok(());
@@ -1129,8 +1130,9 @@ fn score_command(args: ScoreArgs, device: &burn::prelude::Device) -> Result<()> 
             );
         }
         println!(
-            "metrics written to {}",
-            args.library.join("block_library.json").display()
+            "metrics written to {}; table in {}.csv / .parquet",
+            args.library.join("block_library.json").display(),
+            args.library.join("scores").display()
         );
     }
     Ok(())

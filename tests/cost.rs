@@ -63,6 +63,14 @@ fn parent_blocks_score_zero_and_prefix_reuse_changes_nothing() {
             assert!(row.scores.kl_div > 0.0, "{row:?}");
         }
     }
+    tessera::score::record_scores(&library.dir, &rows).unwrap();
+    let table = std::fs::read_to_string(library.dir.join("scores.csv")).unwrap();
+    assert_eq!(table.lines().count(), 1 + blocks.len());
+    assert!(
+        table.starts_with("layer,block,kl_div,lm_loss,cosine_distance\n0,kv2 + ffn64,0.0,"),
+        "{table}"
+    );
+    assert!(library.dir.join("scores.parquet").is_file());
     let check = scoring.check_prefix_reuse(&library, &blocks).unwrap();
     eprintln!("{check:?}");
     assert!(check.max_abs_diff_kl <= 1e-5, "{check:?}");
@@ -208,4 +216,12 @@ fn profiling_writes_costs_into_the_library() {
     assert!(stats["runtime_ms_h100_bf16_prefill_b2_s16"].as_f64().unwrap() > 0.0);
     assert_eq!(json["layer_0"]["attn_noop + ffn_noop"]["stats"]["num_params"], 0);
     assert!(lib.join("costs/cpu_f32.json").is_file() && lib.join("costs/h100_bf16.json").is_file());
+    let table = std::fs::read_to_string(lib.join("costs/h100_bf16.csv")).unwrap();
+    assert!(
+        table.starts_with(
+            "layer,block,num_params,memory_mib,kv_bytes_per_token,runtime_ms_prefill_b2_s16,runtime_ms_decode_b4_c32\n"
+        ),
+        "{table}"
+    );
+    assert!(lib.join("costs/cpu_f32.parquet").is_file());
 }

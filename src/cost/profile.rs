@@ -1,8 +1,9 @@
 //! `tessera profile`: the costs of every block of a library's search space for one target,
 //! precision and set of scenarios, written into the library's `block_library.json` (`stats.*`)
 //! and, with what lies outside the blocks and the whole-model correction, into
-//! `costs/<target>_<precision>.json`. On `cpu` latencies are measured and the correction is
-//! fitted on a few assembled children; on a GPU from the table they are roofline estimates.
+//! `costs/<target>_<precision>.json` (the per-block table also as `.csv` and `.parquet`). On
+//! `cpu` latencies are measured and the correction is fitted on a few assembled children; on a
+//! GPU from the table they are roofline estimates.
 
 use std::path::PathBuf;
 
@@ -19,6 +20,7 @@ use super::scenario::Scenario;
 use crate::library::interchange::{block_library_path, read_block_library, set_value, write_block_library_map};
 use crate::library::{Library, LibraryError, block_name};
 use crate::model::{BlockConfig, ForwardError, ModelConfig};
+use crate::table::{Values, write_table};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CostError {
@@ -280,7 +282,29 @@ pub fn profile_library(
         path: costs_dir.clone(),
         cause,
     })?;
-    let costs_file = costs_dir.join(format!("{target}_{precision}.json"));
+    let stem = costs_dir.join(format!("{target}_{precision}"));
+    let mut columns = vec![
+        ("layer", Values::Int(rows.iter().map(|r| r.layer as i64).collect())),
+        ("block", Values::Text(rows.iter().map(|r| r.block.clone()).collect())),
+        (
+            "num_params",
+            Values::Int(rows.iter().map(|r| r.num_params as i64).collect()),
+        ),
+        ("memory_mib", Values::Float(rows.iter().map(|r| r.memory_mib).collect())),
+        (
+            "kv_bytes_per_token",
+            Values::Int(rows.iter().map(|r| r.kv_bytes_per_token as i64).collect()),
+        ),
+    ];
+    let names: Vec<String> = options.scenarios.iter().map(|s| format!("runtime_ms_{s}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        columns.push((
+            name.as_str(),
+            Values::Float(rows.iter().map(|r| r.runtime_ms[i]).collect()),
+        ));
+    }
+    write_table(&stem, columns).map_err(LibraryError::from)?;
+    let costs_file = stem.with_extension("json");
     let costs = CostsFile {
         target: target.clone(),
         precision: options.precision,

@@ -125,7 +125,8 @@ mod tests {
             ("prefill:b=8", "`s` is missing"),
             ("decode:b=0,c=5", "positive"),
             ("decode:b=1,c=5,s=3", "unknown key `s`"),
-            ("decode:b=1;c=5", "not key=value"),
+            ("decode:b=1;c=5", "`1;c=5` is not a positive whole number"),
+            ("decode:b=1,c", "`c` is not key=value"),
             ("prefill:b=1,b=2,s=3", "twice"),
         ] {
             let error = text.parse::<Scenario>().unwrap_err().to_string();

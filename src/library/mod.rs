@@ -49,6 +49,8 @@ pub enum LibraryError {
     Forward(#[from] crate::model::ForwardError),
     #[error(transparent)]
     Init(#[from] init::InitError),
+    #[error(transparent)]
+    Table(#[from] crate::table::TableError),
     #[error(
         "{}: this library was built differently: `{key}` is {there} there but {here} here; use another --out or the same settings",
         path.display()

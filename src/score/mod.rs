@@ -20,6 +20,7 @@ use crate::library::interchange::{block_library_path, read_block_library, set_va
 use crate::library::{Library, LibraryError, Origin, Stage, block_name, layer_tensors};
 use crate::model::{BlockConfig, Llama, TensorMap, build_block, build_model};
 use crate::source::{SourceError, TokenSource};
+use crate::table::{Values, write_table};
 use crate::tokenizer::Tokenizer;
 use crate::world::{Task, Thinking};
 
@@ -268,8 +269,24 @@ pub fn item_blocks(library: &Library) -> Vec<(usize, BlockConfig)> {
 }
 
 /// Writes `metrics.{kl_div, lm_loss, cosine_distance}` of each row into the library's
-/// `block_library.json`.
+/// `block_library.json`, and the rows as `scores.csv` / `scores.parquet` beside it.
 pub fn record_scores(dir: &Path, rows: &[ScoreRow]) -> Result<(), LibraryError> {
+    write_table(
+        &dir.join("scores"),
+        vec![
+            ("layer", Values::Int(rows.iter().map(|r| r.layer as i64).collect())),
+            ("block", Values::Text(rows.iter().map(|r| r.variant.clone()).collect())),
+            ("kl_div", Values::Float(rows.iter().map(|r| r.scores.kl_div).collect())),
+            (
+                "lm_loss",
+                Values::Float(rows.iter().map(|r| r.scores.lm_loss).collect()),
+            ),
+            (
+                "cosine_distance",
+                Values::Float(rows.iter().map(|r| r.scores.cosine_distance).collect()),
+            ),
+        ],
+    )?;
     let values = rows.iter().flat_map(|row| {
         [
             ("kl_div", row.scores.kl_div),
@@ -279,6 +296,30 @@ pub fn record_scores(dir: &Path, rows: &[ScoreRow]) -> Result<(), LibraryError> 
         .map(|(key, value)| (row.layer, row.variant.as_str(), key, value))
     });
     record_metrics(dir, values)
+}
+
+/// The items' comparison as `item_scores.csv` / `item_scores.parquet` in `dir`.
+pub fn write_item_table(dir: &Path, rows: &[ItemComparison]) -> Result<(), LibraryError> {
+    let optional =
+        |f: fn(&ItemComparison) -> Option<f64>| Values::Float(rows.iter().map(|r| f(r).unwrap_or(f64::NAN)).collect());
+    let float = |f: fn(&ItemComparison) -> f64| Values::Float(rows.iter().map(f).collect());
+    write_table(
+        &dir.join("item_scores"),
+        vec![
+            ("item", Values::Text(rows.iter().map(|r| r.item.clone()).collect())),
+            (
+                "origin",
+                Values::Text(rows.iter().map(|r| format!("{:?}", r.origin).to_lowercase()).collect()),
+            ),
+            ("nmse_init", optional(|r| r.nmse_init)),
+            ("nmse_trained", optional(|r| r.nmse_trained)),
+            ("kl_init", float(|r| r.init.kl_div)),
+            ("kl_trained", float(|r| r.trained.kl_div)),
+            ("lm_loss_init", float(|r| r.init.lm_loss)),
+            ("lm_loss_trained", float(|r| r.trained.lm_loss)),
+        ],
+    )?;
+    Ok(())
 }
 
 /// Writes `metrics.<key>` values of blocks into the library's `block_library.json`.
