@@ -1,22 +1,14 @@
-//! Measured latency on the running backend: one block, what lies outside the blocks
-//! (embedding, final norm, LM head), or a whole model, under a prefill or decode scenario.
-//! Timing does not depend on weight values, so blocks get random weights; the median over
-//! repeats after a warm-up is reported with the spread.
+//! Measured latency on the running backend: a whole model under a prefill or decode scenario,
+//! timed in rounds interleaved with other models (the cost stage builds blocks into models to
+//! time them in context). The median over rounds after a warm-up is reported with the spread.
 
 use std::time::Instant;
 
 use burn::prelude::*;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand_distr::{Distribution, Normal};
 use serde::Serialize;
 
 use super::scenario::Scenario;
-use crate::model::rope::Rope;
-use crate::model::{
-    AttentionConfig, Block, BlockConfig, ForwardError, HostTensor, KvCache, Llama, ModelConfig, TensorMap,
-    block_tensors, build_block,
-};
+use crate::model::{ForwardError, KvCache, Llama, ModelConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Timing {
@@ -28,8 +20,7 @@ pub struct Timing {
 
 const WARMUP: usize = 2;
 
-/// One timed unit of work (a block, the outside part, a whole model), ready to run again and
-/// again on the same inputs.
+/// One timed unit of work, ready to run again and again on the same inputs.
 pub type Runner<'a> = Box<dyn Fn() + 'a>;
 
 fn summarise(mut ms: Vec<f64>) -> Timing {
@@ -46,12 +37,6 @@ fn once(run: &dyn Fn()) -> f64 {
     let start = Instant::now();
     run();
     1e3 * start.elapsed().as_secs_f64()
-}
-
-/// Times `run` `repeats` times (at least 1) after a warm-up.
-pub fn time(repeats: usize, run: &dyn Fn()) -> Timing {
-    (0..WARMUP).for_each(|_| run());
-    summarise((0..repeats.max(1)).map(|_| once(run)).collect())
 }
 
 /// Times every runner once per round, for `rounds` rounds (after a warm-up of each): each
@@ -75,94 +60,11 @@ fn finish(x: Tensor<3>) {
     let _ = x.slice([0..1, 0..1, 0..1]).into_data();
 }
 
-fn random_tensor<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -> Tensor<D> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let normal = Normal::new(0.0f32, 1.0).expect("valid normal");
-    let data: Vec<f32> = (0..shape.iter().product()).map(|_| normal.sample(&mut rng)).collect();
-    Tensor::from_data(TensorData::new(data, shape), device)
-}
-
-/// `block` at layer 0 with random weights.
-pub fn random_block(config: &ModelConfig, block: &BlockConfig, device: &Device) -> Block {
-    let mut rng = StdRng::seed_from_u64(7);
-    let normal = Normal::new(0.0f32, 0.02).expect("valid normal");
-    let weights: TensorMap = block_tensors(config, 0, block)
-        .into_iter()
-        .map(|(name, shape)| {
-            let data = (0..shape.iter().product()).map(|_| normal.sample(&mut rng)).collect();
-            (name, HostTensor::new(shape, data))
-        })
-        .collect();
-    build_block(config, 0, block, &weights, device).expect("random weights have the block's shapes")
-}
-
-/// A cache holding `context` random positions for a one-layer model with `attention`.
-fn filled_cache(
-    config: &ModelConfig,
-    attention: &AttentionConfig,
-    batch: usize,
-    context: usize,
-    device: &Device,
-) -> KvCache {
-    let mut cache = KvCache::new(1);
-    if let AttentionConfig::Gqa { kv_heads } = *attention {
-        let shape = [batch, kv_heads, context, config.head_dim];
-        cache.append(0, random_tensor(shape, 1, device), random_tensor(shape, 2, device));
-    }
-    cache.advance(context);
-    cache
-}
-
-/// A runner for one block under `scenario`, with random weights and inputs.
-pub fn block_runner<'a>(config: &ModelConfig, block: &BlockConfig, scenario: &Scenario, device: &Device) -> Runner<'a> {
-    let built = random_block(config, block, device);
-    let rope = Rope::new(config.head_dim, scenario.positions(), config.rope_theta, device);
-    let h = config.hidden_size;
-    match *scenario {
-        Scenario::Prefill { batch, seq } => {
-            let x = random_tensor([batch, seq, h], 3, device);
-            Box::new(move || {
-                let mut cache = KvCache::new(1);
-                finish(built.forward(x.clone(), 0, 0, &rope, Some(&mut cache)));
-            })
-        }
-        Scenario::Decode { batch, context } => {
-            let x = random_tensor([batch, 1, h], 3, device);
-            let filled = filled_cache(config, &block.attention, batch, context, device);
-            Box::new(move || {
-                let mut cache = filled.clone();
-                finish(built.forward(x.clone(), 0, context, &rope, Some(&mut cache)));
-            })
-        }
-    }
-}
-
-/// Latency of one block under `scenario`.
-pub fn time_block(
-    config: &ModelConfig,
-    block: &BlockConfig,
-    scenario: &Scenario,
-    repeats: usize,
-    device: &Device,
-) -> Timing {
-    time(repeats, block_runner(config, block, scenario, device).as_ref())
-}
-
 fn token_rows(config: &ModelConfig, batch: usize, len: usize) -> Vec<Vec<u32>> {
     let vocab = config.vocab_size as u32;
     (0..batch)
         .map(|row| (0..len as u32).map(|i| (i * 7 + row as u32 * 13 + 3) % vocab).collect())
         .collect()
-}
-
-/// A runner for the embedding lookup, final norm and LM head of `model` under `scenario`.
-pub fn outside_runner<'a>(model: &'a Llama, scenario: &Scenario) -> Result<Runner<'a>, ForwardError> {
-    let len = match *scenario {
-        Scenario::Prefill { seq, .. } => seq,
-        Scenario::Decode { .. } => 1,
-    };
-    let tokens = model.tokens_tensor(&token_rows(model.config(), scenario.batch(), len))?;
-    Ok(Box::new(move || finish(model.head(model.embed(tokens.clone())))))
 }
 
 /// A runner for `model` end to end under `scenario`: a prefill into an empty cache, or one

@@ -81,7 +81,7 @@ pub struct ProfileOptions {
     /// Timed rounds per measurement (cpu).
     pub repeats: usize,
     /// Models (the parent and random children) measured end to end for the whole-model
-    /// correction (cpu): a quarter (at least two) fit it, the rest check it.
+    /// correction (cpu): a third (at least two) fit it, the rest check it.
     pub calibration_models: usize,
     pub progress: bool,
 }
@@ -204,7 +204,7 @@ pub fn profile_library(
                     models.push(("parent".to_string(), config.clone()));
                     models.extend(random_children(&config, &choices, options.calibration_models - 1, 17));
                 }
-                let fit = (models.len() / 4).max(2).min(models.len());
+                let fit = (models.len() / 3).max(2).min(models.len());
                 let report =
                     measure_and_calibrate(&config, &distinct, &models, fit, scenario, options.repeats, device)?;
                 let fitted = report.latency.clone();
@@ -226,7 +226,6 @@ pub fn profile_library(
                 outside_ms: estimate_outside(&config, scenario, options.precision, hw)
                     .expect("checked above")
                     .ms(),
-                scale: 1.0,
                 offset_ms: 0.0,
             },
         };

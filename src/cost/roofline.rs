@@ -273,7 +273,10 @@ mod tests {
         // (2 · 8 heads · 128 · 2 bytes each, 4.2 MB) and a few activations.
         let params = config.block_params(&config.blocks[0]) as f64;
         let cache = 1025.0 * 2.0 * 8.0 * 128.0 * 2.0;
-        assert!((estimate.bytes / (2.0 * params + cache) - 1.0).abs() < 1e-3, "{estimate:?}");
+        assert!(
+            (estimate.bytes / (2.0 * params + cache) - 1.0).abs() < 1e-3,
+            "{estimate:?}"
+        );
         assert!(estimate.memory_s > 100.0 * estimate.compute_s, "{estimate:?}");
         // A prefill of 8 × 2048 tokens is compute-bound.
         let prefill = Scenario::Prefill { batch: 8, seq: 2048 };
