@@ -1,6 +1,7 @@
 //! The README's main job on the built-in default (no download, no `../shared`): train the
 //! default parent on the built-in world and evaluate it, build its `small` block library by
-//! BLD, and score every block of it. Later pipeline stages extend this job.
+//! BLD, score every block of it, and profile every block on this CPU. Later pipeline stages
+//! extend this job.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,7 @@ use anyhow::{Context, Result};
 use burn::prelude::Device;
 use serde::Serialize;
 
+use crate::cost::{Precision, ProfileOptions, ProfileReport, Scenario, Target, profile_library};
 use crate::library::{BuildOptions, BuildReport, Library, build_library};
 use crate::parent::{ParentOptions, ParentReport, train_parent};
 use crate::score::{ComparisonSummary, Scoring, compare_items, record_scores, space_blocks};
@@ -25,6 +27,7 @@ pub struct DemoReport {
     /// The block of each layer that moves the parent least, other than the parent's own, with
     /// its replace-1-block KL.
     pub gentlest_blocks: Vec<(usize, String, f64)>,
+    pub profile: ProfileReport,
 }
 
 pub fn run_demo(out: &Path, progress: bool, device: &Device) -> Result<DemoReport> {
@@ -62,12 +65,28 @@ pub fn run_demo(out: &Path, progress: bool, device: &Device) -> Result<DemoRepor
             None => gentlest.push((row.layer, row.variant.clone(), row.scores.kl_div)),
         }
     }
+    let profile = profile_library(
+        &library,
+        &ProfileOptions {
+            target: Target::Cpu,
+            precision: Precision::F32,
+            scenarios: vec![
+                Scenario::Prefill { batch: 1, seq: 128 },
+                Scenario::Decode { batch: 1, context: 128 },
+            ],
+            repeats: 15,
+            calibration_models: 16,
+            progress,
+        },
+        device,
+    )?;
     Ok(DemoReport {
         out: out.to_path_buf(),
         parent,
         library: library_report,
         bld,
         gentlest_blocks: gentlest,
+        profile,
     })
 }
 
@@ -102,6 +121,15 @@ impl std::fmt::Display for DemoReport {
                 "  layer {layer}: cheapest change to the parent is {name} (KL {kl:.5})"
             )?;
         }
+        for calibration in &self.profile.calibration {
+            writeln!(
+                f,
+                "CPU latency, {}: whole models predicted from their blocks within {:.1}% on average ({} children checked)",
+                calibration.latency.scenario,
+                calibration.mean_abs_error_pct,
+                calibration.models.iter().filter(|m| !m.fitted).count()
+            )?;
+        }
         writeln!(f, "outputs in {}:", self.out.display())?;
         writeln!(
             f,
@@ -117,9 +145,13 @@ impl std::fmt::Display for DemoReport {
             f,
             "  library/                       the small block library (manifest, init/, blocks/)"
         )?;
+        writeln!(
+            f,
+            "  library/block_library.json     every block: parameters, memory, KV bytes, CPU latency, KL / LM loss / cosine"
+        )?;
         write!(
             f,
-            "  library/block_library.json     every block with num_params and its KL / LM loss / cosine scores"
+            "  library/scores.csv, costs/     the same as tables (CSV and Parquet)"
         )
     }
 }
