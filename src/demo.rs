@@ -118,7 +118,7 @@ impl std::fmt::Display for DemoReport {
         for (layer, name, kl) in &self.gentlest_blocks {
             writeln!(
                 f,
-                "  layer {layer}: cheapest change to the parent is {name} (KL {kl:.5})"
+                "  layer {layer}: least harmful block other than the parent's is {name} (KL {kl:.5})"
             )?;
         }
         for calibration in &self.profile.calibration {
