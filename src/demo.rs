@@ -1,7 +1,8 @@
 //! The README's main job on the built-in default (no download, no `../shared`): train the
 //! default parent on the built-in world and evaluate it, build its `small` block library by
-//! BLD, score every block of it, and profile every block on this CPU. Later pipeline stages
-//! extend this job.
+//! BLD, score every block of it, profile every block on this CPU, search for the child that
+//! `constraints/cpu-2x.toml` asks for, time that child against the parent, and write the Pareto
+//! report of the throughput target. Later pipeline stages extend this job.
 
 use std::path::{Path, PathBuf};
 
@@ -12,11 +13,18 @@ use serde::Serialize;
 use crate::cost::{Precision, ProfileOptions, ProfileReport, Scenario, Target, profile_library};
 use crate::library::{BuildOptions, BuildReport, Library, build_library};
 use crate::parent::{ParentOptions, ParentReport, train_parent};
+use crate::report::{ParetoReport, write_pareto};
 use crate::score::{ComparisonSummary, Scoring, compare_items, record_scores, space_blocks};
+use crate::search::{
+    ChildChecks, ConstraintFile, SearchInput, SearchReport, SearchSpec, SolutionReport, SolverKind, Sweep,
+    check_on_cpu, search,
+};
 use crate::source::TokenSource;
 
-/// The `small` search space, carried in the binary so the demo runs from anywhere.
+/// The `small` search space and the CPU target, carried in the binary so the demo runs from
+/// anywhere.
 const SMALL_SPACE: &str = include_str!("../search_spaces/small.toml");
+const CPU_2X: &str = include_str!("../constraints/cpu-2x.toml");
 
 #[derive(Debug, Serialize)]
 pub struct DemoReport {
@@ -28,6 +36,10 @@ pub struct DemoReport {
     /// its replace-1-block KL.
     pub gentlest_blocks: Vec<(usize, String, f64)>,
     pub profile: ProfileReport,
+    pub search: SearchReport,
+    /// The best child and every distinct child of the sweep, timed against the parent.
+    pub children: ChildChecks,
+    pub pareto: ParetoReport,
 }
 
 pub fn run_demo(out: &Path, progress: bool, device: &Device) -> Result<DemoReport> {
@@ -72,7 +84,7 @@ pub fn run_demo(out: &Path, progress: bool, device: &Device) -> Result<DemoRepor
             precision: Precision::F32,
             scenarios: vec![
                 Scenario::Prefill { batch: 1, seq: 128 },
-                Scenario::Decode { batch: 1, context: 128 },
+                Scenario::Decode { batch: 1, context: 192 },
             ],
             repeats: 15,
             calibration_models: 16,
@@ -80,6 +92,25 @@ pub fn run_demo(out: &Path, progress: bool, device: &Device) -> Result<DemoRepor
         },
         device,
     )?;
+    let constraints_path = out.join("cpu-2x.toml");
+    std::fs::write(&constraints_path, CPU_2X).with_context(|| format!("writing {}", constraints_path.display()))?;
+    let file = ConstraintFile::read(&constraints_path)?;
+    let input = SearchInput::open(&library_dir)?;
+    let spec = SearchSpec::from_file(file.clone(), SolverKind::Cbc);
+    let search_report = search(&input, &spec)?;
+    let solutions = out.join("solutions.json");
+    std::fs::write(&solutions, serde_json::to_string_pretty(&search_report)?)
+        .with_context(|| format!("writing {}", solutions.display()))?;
+    let sweep: Sweep = "throughput_speedup=1..3:9".parse()?;
+    let points = crate::search::sweep(&input, &spec, &sweep, progress)?;
+    let pareto = write_pareto(&out.join("pareto"), &sweep, &points)?;
+    let mut timed: Vec<&SolutionReport> = vec![&search_report.solutions[0]];
+    for solution in points.iter().filter_map(|p| p.report.as_ref()).map(|r| &r.solutions[0]) {
+        if timed.iter().all(|t| t.choice != solution.choice) {
+            timed.push(solution);
+        }
+    }
+    let children = check_on_cpu(&library_dir, &file, &timed, 9, device)?;
     Ok(DemoReport {
         out: out.to_path_buf(),
         parent,
@@ -87,6 +118,9 @@ pub fn run_demo(out: &Path, progress: bool, device: &Device) -> Result<DemoRepor
         bld,
         gentlest_blocks: gentlest,
         profile,
+        search: search_report,
+        children,
+        pareto,
     })
 }
 
@@ -130,6 +164,33 @@ impl std::fmt::Display for DemoReport {
                 calibration.models.iter().filter(|m| !m.fitted).count()
             )?;
         }
+        let best = &self.search.solutions[0];
+        writeln!(
+            f,
+            "search (constraints/cpu-2x.toml, CBC, {:?} in {:.1} ms): KL sum {:.5}; blocks {}",
+            best.status,
+            best.solve_ms,
+            best.objective,
+            self.children.children[0].blocks.join(", ")
+        )?;
+        for baseline in &self.search.baselines {
+            writeln!(f, "  baseline {:<12} KL sum {:.5}", baseline.method, baseline.objective)?;
+        }
+        let child = &self.children.children[0];
+        writeln!(
+            f,
+            "child timed against the parent on this CPU (prefill 128 + 128 generated tokens): {:.1} ms vs {:.1} ms, measured speedup {:.2}x (predicted {:.2}x, 2x asked)",
+            child.measured.median_ms,
+            self.children.parents[0].measured.median_ms,
+            child.measured_speedup,
+            child.predicted_speedup
+        )?;
+        writeln!(
+            f,
+            "{} search-chosen children (the best and the sweep's): request time predicted within {:.1}% on average",
+            self.children.children.len(),
+            self.children.mean_abs_error_pct
+        )?;
         writeln!(f, "outputs in {}:", self.out.display())?;
         writeln!(
             f,
@@ -149,9 +210,17 @@ impl std::fmt::Display for DemoReport {
             f,
             "  library/block_library.json     every block: parameters, memory, KV bytes, CPU latency, KL / LM loss / cosine"
         )?;
-        write!(
+        writeln!(
             f,
             "  library/scores.csv, costs/     the same as tables (CSV and Parquet)"
+        )?;
+        writeln!(
+            f,
+            "  solutions.json                 the search's solutions and baselines with every constrained total"
+        )?;
+        write!(
+            f,
+            "  pareto/index.html              the Pareto report of the throughput target (table, plots)"
         )
     }
 }

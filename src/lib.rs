@@ -3,8 +3,12 @@
 //! model → checkpoint/tokenizer → data → world → train → eval → parent → … ; a stage never
 //! reaches into a later one.
 
+// CBC is compiled from source and linked statically by this crate; good_lp only calls it.
+extern crate cbc_src;
+
 pub mod bench;
 pub mod checkpoint;
+pub mod config_file;
 pub mod cost;
 pub mod data;
 pub mod demo;
@@ -13,7 +17,9 @@ pub mod eval;
 pub mod library;
 pub mod model;
 pub mod parent;
+pub mod report;
 pub mod score;
+pub mod search;
 pub mod source;
 pub mod table;
 pub mod tokenizer;

@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use tessera::bench::{
-    bench_bld, bench_forward, bench_train, gemm_peak_gflops, random_25m_config, read_bandwidth_gbs, shape_8m,
+    bench_bld, bench_forward, bench_search, bench_train, gemm_peak_gflops, random_25m_config, read_bandwidth_gbs,
+    shape_8m,
 };
 use tessera::checkpoint::{Checkpoint, ExportOptions, Llama2cVersion, StoreDtype, load_model};
 use tessera::cost::{Precision, ProfileOptions, Scenario, gpu_table, profile_library};
@@ -26,7 +27,12 @@ use tessera::library::{
 };
 use tessera::model::{Llama, Sampling, build_model, generate, random_weights};
 use tessera::parent::{ParentOptions, default_parent_config, train_parent};
+use tessera::report::write_pareto;
 use tessera::score::{Scoring, compare_items, record_metrics, record_scores, space_blocks, write_item_table};
+use tessera::search::{
+    ConstraintFile, Limits, Objective, SearchInput, SearchSpec, SolutionReport, SolveOptions, SolverKind, Sweep,
+    check_on_cpu, parse_limits, search,
+};
 use tessera::source::TokenSource;
 use tessera::tokenizer::Tokenizer;
 use tessera::world::{Split, Thinking, World};
@@ -75,6 +81,11 @@ enum Command {
     Score(ScoreArgs),
     /// Costs of a library's blocks on a target: parameters, memory, KV cache, latency.
     Profile(ProfileArgs),
+    /// Pick one block per layer that loses the least quality within limits (a MIP solved by CBC),
+    /// next to the baselines.
+    Search(SearchArgs),
+    /// Sweep one limit and write the Pareto report (table, plots, page) into --out.
+    Pareto(ParetoArgs),
     /// The hardware table the roofline uses, with this machine's CPU measured.
     Hardware {
         #[arg(long)]
@@ -87,6 +98,70 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What to optimise and under which limits: a constraint file, or an objective and raw limits.
+#[derive(Args)]
+struct SpecArgs {
+    /// A library directory or any `block_library.json` in the interchange layout.
+    #[arg(long)]
+    library: PathBuf,
+    /// A constraint file (constraints/*.toml).
+    #[arg(long, conflicts_with_all = ["objective", "maximize", "limits"])]
+    constraints: Option<PathBuf>,
+    /// The library key to minimise (e.g. metrics.kl_div) when there is no constraint file.
+    #[arg(long, required_unless_present = "constraints")]
+    objective: Option<String>,
+    #[arg(long)]
+    maximize: bool,
+    /// `KEY<=V`, `KEY>=V` or `KEY=LOW..HIGH` on any library key; repeatable.
+    #[arg(long = "limit")]
+    limits: Vec<String>,
+    /// Diverse solutions to return (overrides the constraint file).
+    #[arg(long)]
+    solutions: Option<usize>,
+    /// Layers in which each solution differs from every earlier one (overrides the file).
+    #[arg(long)]
+    min_diff: Option<usize>,
+    #[arg(long, value_enum, default_value_t = SolverKind::Cbc)]
+    solver: SolverKind,
+    /// Seconds before the solver returns its best so far (overrides the file).
+    #[arg(long)]
+    time_limit: Option<f64>,
+    /// Relative optimality gap at which to stop (overrides the file).
+    #[arg(long)]
+    gap: Option<f64>,
+    /// Skip the baselines.
+    #[arg(long)]
+    no_baselines: bool,
+}
+
+#[derive(Args)]
+struct SearchArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Also write the solutions (the `--json` document) to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Assemble the best child and time it against the parent on this CPU over this many
+    /// interleaved rounds of whole requests (a tessera library and a cpu constraint file).
+    #[arg(long, requires = "constraints")]
+    measure: Option<usize>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ParetoArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// `KEY=FROM..TO:STEPS`: a limit of the constraint file or a library key (then `KEY<=value`).
+    #[arg(long)]
+    sweep: String,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -423,6 +498,27 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Solver speed on random libraries: median time per solve to proven optimality (two resource
+    /// limits) and the time of a Pareto sweep.
+    Search {
+        #[arg(long, default_value_t = 80)]
+        layers: usize,
+        #[arg(long, default_value_t = 16)]
+        variants: usize,
+        /// Random libraries solved once each.
+        #[arg(long, default_value_t = 21)]
+        libraries: usize,
+        #[arg(long, default_value_t = 50)]
+        sweep_points: usize,
+        /// Solvers to compare.
+        #[arg(long = "solver", value_enum, default_values_t = [SolverKind::Cbc])]
+        solvers: Vec<SolverKind>,
+        /// Also write the libraries and limits here, for scripts/search_reference.py.
+        #[arg(long)]
+        dump: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Training tokens/s (forward, backward, clip, AdamW) of the default parent and an 8M shape.
     Train {
         #[arg(long = "shape", value_enum, default_values_t = [TrainShape::Parent, TrainShape::EightM])]
@@ -521,6 +617,36 @@ fn run(cli: Cli) -> Result<()> {
             bench_train_command(&shapes, &sizes, json, &device)
         }
         Command::Bench(BenchCommand::Bld(args)) => bench_bld_command(args, &device),
+        Command::Bench(BenchCommand::Search {
+            layers,
+            variants,
+            libraries,
+            sweep_points,
+            solvers,
+            dump,
+            json,
+        }) => {
+            let mut results = Vec::new();
+            for solver in solvers {
+                let result = bench_search(solver, layers, variants, libraries, sweep_points, dump.as_deref())?;
+                if !json {
+                    println!(
+                        "{:?}: {layers} layers x {variants} variants, {libraries} libraries: median {:.1} ms per solve to optimality (max {:.1}, {} variables after dominance); {}-point sweep {:.2} s",
+                        result.solver,
+                        result.median_solve_ms,
+                        result.max_solve_ms,
+                        result.median_variables,
+                        result.sweep_points,
+                        result.sweep_s
+                    );
+                }
+                results.push(result);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            }
+            Ok(())
+        }
         Command::Bench(BenchCommand::Score {
             library,
             data,
@@ -592,6 +718,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Library(command) => library_command(command, &device),
         Command::Score(args) => score_command(args, &device),
         Command::Profile(args) => profile_command(args, &device),
+        Command::Search(args) => search_command(args, &device),
+        Command::Pareto(args) => pareto_command(args),
         Command::Hardware { json } => hardware_command(json, &device),
         Command::Demo { out, json } => {
             let report = run_demo(&out, !json, &device)?;
@@ -1282,5 +1410,158 @@ fn hardware_command(json: bool, device: &burn::prelude::Device) -> Result<()> {
     for h in &table {
         println!("  {}: {}", h.name, h.source);
     }
+    Ok(())
+}
+
+fn search_spec(args: &SpecArgs) -> Result<SearchSpec> {
+    let mut spec = match &args.constraints {
+        Some(path) => SearchSpec::from_file(ConstraintFile::read(path)?, args.solver),
+        None => {
+            let mut limits = Vec::new();
+            for text in &args.limits {
+                limits.extend(parse_limits(text)?);
+            }
+            SearchSpec {
+                objective: Objective {
+                    key: args.objective.clone().expect("clap requires it without --constraints"),
+                    maximize: args.maximize,
+                },
+                limits: Limits::Raw(limits),
+                options: SolveOptions {
+                    solver: args.solver,
+                    ..SolveOptions::default()
+                },
+                baselines: true,
+            }
+        }
+    };
+    if let Some(n) = args.solutions {
+        anyhow::ensure!(n >= 1, "--solutions must be at least 1");
+        spec.options.solutions = n;
+    }
+    if let Some(d) = args.min_diff {
+        spec.options.min_diff = d;
+    }
+    if let Some(t) = args.time_limit {
+        anyhow::ensure!(
+            t.is_finite() && t > 0.0,
+            "--time-limit must be a positive number of seconds"
+        );
+        spec.options.time_limit_s = Some(t);
+    }
+    if let Some(g) = args.gap {
+        anyhow::ensure!(g.is_finite() && g >= 0.0, "--gap must be a non-negative number");
+        spec.options.gap = Some(g);
+    }
+    spec.baselines = !args.no_baselines;
+    Ok(spec)
+}
+
+fn print_solution(solution: &SolutionReport) {
+    let totals: Vec<String> = solution
+        .totals
+        .iter()
+        .map(|(k, v)| format!("{k} = {}", v.as_f64().map_or(v.to_string(), |x| format!("{x:.6}"))))
+        .collect();
+    println!(
+        "{:<12} objective {:.6}  [{:?}{}, {:.1} ms]  {}",
+        solution.method,
+        solution.objective,
+        solution.status,
+        solution.batch_size.map_or(String::new(), |b| format!(", batch {b}")),
+        solution.solve_ms,
+        totals.join(", ")
+    );
+}
+
+fn search_command(args: SearchArgs, device: &burn::prelude::Device) -> Result<()> {
+    let spec = search_spec(&args.spec)?;
+    let input = SearchInput::open(&args.spec.library)?;
+    let report = search(&input, &spec)?;
+    let check = match (args.measure, &spec.limits) {
+        (Some(rounds), Limits::File(file)) => Some(check_on_cpu(
+            &args.spec.library,
+            file,
+            &[&report.solutions[0]],
+            rounds,
+            device,
+        )?),
+        _ => None,
+    };
+    let document = serde_json::to_string_pretty(&json!({
+        "objective": report.objective,
+        "limits": report.limits,
+        "solutions": report.solutions,
+        "baselines": report.baselines,
+        "baselines_without": report.baselines_without,
+        "measured": check,
+    }))?;
+    if let Some(out) = &args.out {
+        std::fs::write(out, &document).with_context(|| format!("writing {}", out.display()))?;
+    }
+    if args.json {
+        println!("{document}");
+        return Ok(());
+    }
+    for limit in &report.limits {
+        println!(
+            "limit: {} {} {:.6}  ({})",
+            limit.name,
+            limit.sense.symbol(),
+            limit.bound,
+            limit.origin
+        );
+    }
+    for (k, solution) in report.solutions.iter().enumerate() {
+        println!("solution {k}:");
+        print_solution(solution);
+        for (layer, name) in &solution.choice {
+            println!("    {layer:<10} {}", name.as_str().unwrap_or_default());
+        }
+    }
+    for baseline in &report.baselines {
+        print_solution(baseline);
+    }
+    for name in &report.baselines_without {
+        println!("{name:<12} found no choice within the limits");
+    }
+    if let Some(check) = &check {
+        let child = &check.children[0];
+        println!(
+            "measured on this CPU: child {:.2} ms (predicted {:.2}) vs parent {:.2} ms per request, speedup {:.2}x (predicted {:.2}x)",
+            child.measured.median_ms,
+            child.predicted_ms,
+            check.parents[0].measured.median_ms,
+            child.measured_speedup,
+            child.predicted_speedup
+        );
+    }
+    if let Some(out) = &args.out {
+        println!("solutions written to {}", out.display());
+    }
+    Ok(())
+}
+
+fn pareto_command(args: ParetoArgs) -> Result<()> {
+    let spec = search_spec(&args.spec)?;
+    let sweep: Sweep = args.sweep.parse()?;
+    let input = SearchInput::open(&args.spec.library)?;
+    let points = tessera::search::sweep(&input, &spec, &sweep, !args.json)?;
+    let report = write_pareto(&args.out, &sweep, &points)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "report": report, "points": points }))?
+        );
+        return Ok(());
+    }
+    let feasible = points.iter().filter(|p| p.report.is_some()).count();
+    println!(
+        "{feasible}/{} points feasible; table {}, {} plots, page {}",
+        points.len(),
+        report.table.display(),
+        report.plots.len(),
+        report.page.display()
+    );
     Ok(())
 }

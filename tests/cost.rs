@@ -4,43 +4,20 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::prelude::*;
-use tessera::checkpoint::{Checkpoint, ExportOptions};
 use tessera::cost::{Precision, ProfileOptions, Scenario, measure_and_calibrate, profile_library, random_children};
-use tessera::library::{BuildOptions, Library, build_library};
-use tessera::model::{BlockConfig, ModelConfig, random_weights};
+use tessera::library::Library;
+use tessera::model::BlockConfig;
 use tessera::parent::default_parent_config;
 use tessera::score::{Scoring, space_blocks};
 use tessera::source::TokenSource;
-use tessera::world::tokenizer::{VOCAB_SIZE, write_tokenizer};
-
-fn tiny_library(dir: &Path, tokens: usize) -> PathBuf {
-    let config = ModelConfig::uniform(VOCAB_SIZE, 32, 2, 4, 2, 64, 64);
-    let parent = dir.join("parent");
-    Checkpoint {
-        weights: random_weights(&config, 3),
-        config,
-    }
-    .write_hf(&parent, ExportOptions::default())
-    .unwrap();
-    write_tokenizer(&parent).unwrap();
-    let space = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("search_spaces/small.toml");
-    let mut options = BuildOptions::new(&parent, &space, TokenSource::Builtin { seed: 2 });
-    options.seq_len = 32;
-    options.held_out_windows = 4;
-    options.calibration_tokens = 256;
-    options.bld.tokens = tokens;
-    let out = dir.join("lib");
-    build_library(&out, &options, &Device::flex()).unwrap();
-    out
-}
 
 #[test]
 fn parent_blocks_score_zero_and_prefix_reuse_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let library = Library::open(&tiny_library(dir.path(), 1024)).unwrap();
+    let library = Library::open(&common::tiny_library(dir.path(), 1024)).unwrap();
     let scoring = Scoring::new(
         &library,
         None,
@@ -124,7 +101,7 @@ fn tessera(args: &[&str]) -> (bool, String) {
 #[test]
 fn bad_cost_and_score_input_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let lib = tiny_library(dir.path(), 512);
+    let lib = common::tiny_library(dir.path(), 512);
     let lib = lib.to_str().unwrap();
     for (args, expected) in [
         (
@@ -179,7 +156,7 @@ fn bad_cost_and_score_input_is_refused_with_the_reason() {
 #[test]
 fn profiling_writes_costs_into_the_library() {
     let dir = tempfile::tempdir().unwrap();
-    let lib = tiny_library(dir.path(), 512);
+    let lib = common::tiny_library(dir.path(), 512);
     let library = Library::open(&lib).unwrap();
     let scenarios = vec![
         Scenario::Prefill { batch: 2, seq: 16 },

@@ -4,8 +4,10 @@
 
 pub mod bld;
 pub mod forward;
+pub mod search;
 pub mod train;
 
 pub use bld::{BldBench, bench_bld};
 pub use forward::{ForwardBench, bench_forward, gemm_peak_gflops, random_25m_config, read_bandwidth_gbs};
+pub use search::{SearchBench, bench_search};
 pub use train::{TrainBench, bench_train, shape_8m};

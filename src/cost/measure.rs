@@ -110,3 +110,39 @@ pub fn model_runner<'a>(model: &'a Llama, scenario: &Scenario) -> Result<Runner<
         }
     }
 }
+
+/// A runner for one whole request: a prefill of `batch` prompts of `prompt` tokens, then
+/// `generated` decode steps, each feeding one token per row through the growing cache — what the
+/// throughput and latency limits of a constraint file model as `prefill + generated · decode`.
+pub fn request_runner<'a>(
+    model: &'a Llama,
+    batch: usize,
+    prompt: usize,
+    generated: usize,
+) -> Result<Runner<'a>, ForwardError> {
+    let config = model.config();
+    let layers = config.num_layers();
+    let end = prompt + generated;
+    if end > config.max_position_embeddings {
+        return Err(ForwardError::ContextTooLong {
+            start: 0,
+            end,
+            max: config.max_position_embeddings,
+        });
+    }
+    let tokens = model.tokens_tensor(&token_rows(config, batch, prompt))?;
+    let next = model.tokens_tensor(&token_rows(config, batch, 1))?;
+    Ok(Box::new(move || {
+        let mut cache = KvCache::new(layers);
+        let out = model
+            .forward(tokens.clone(), Some(&mut cache), false)
+            .expect("positions checked");
+        finish(out.logits);
+        for _ in 0..generated {
+            let out = model
+                .forward(next.clone(), Some(&mut cache), false)
+                .expect("positions checked");
+            finish(out.logits);
+        }
+    }))
+}

@@ -71,6 +71,14 @@ impl std::fmt::Display for Scenario {
 }
 
 impl Scenario {
+    /// As written on the command line (`prefill:b=8,s=256`).
+    pub fn command_line(&self) -> String {
+        match self {
+            Scenario::Prefill { batch, seq } => format!("prefill:b={batch},s={seq}"),
+            Scenario::Decode { batch, context } => format!("decode:b={batch},c={context}"),
+        }
+    }
+
     pub fn batch(&self) -> usize {
         match *self {
             Scenario::Prefill { batch, .. } | Scenario::Decode { batch, .. } => batch,

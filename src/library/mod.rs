@@ -7,6 +7,7 @@
 //! initialised and per trained item, under checkpoint tensor names) and `block_library.json`.
 
 pub mod activations;
+pub mod assemble;
 pub mod bld;
 pub mod build;
 pub mod init;
@@ -18,6 +19,7 @@ pub mod variant;
 
 use std::path::{Path, PathBuf};
 
+pub use assemble::substitute_layers;
 pub use bld::BldSettings;
 pub use build::{BuildOptions, BuildReport, build_library};
 pub use init::LinearInit;

@@ -110,13 +110,8 @@ impl SearchSpace {
             key,
             problem,
         };
-        let file: SpaceFile = toml::from_str(text).map_err(|e| {
-            let key = e.span().map_or("(file)".into(), |span| {
-                let line = text[..span.start].matches('\n').count() + 1;
-                format!("line {line}")
-            });
-            err(key, e.message().to_string())
-        })?;
+        let file: SpaceFile = toml::from_str(text)
+            .map_err(|e| err(crate::config_file::toml_location(text, &e), e.message().to_string()))?;
         let check = |key: String, list: &Option<Vec<Entry>>, required: bool| match list {
             None if required => Err(err(key, "missing: every layer needs a list".into())),
             None => Ok(()),

@@ -17,7 +17,7 @@ pub use replace::{Reference, Scores};
 use crate::checkpoint::Checkpoint;
 use crate::eval::task_accuracy;
 use crate::library::interchange::{block_library_path, read_block_library, set_value, write_block_library_map};
-use crate::library::{Library, LibraryError, Origin, Stage, block_name, layer_tensors};
+use crate::library::{Library, LibraryError, Origin, Stage, block_name, layer_tensors, substitute_layers};
 use crate::model::{BlockConfig, Llama, TensorMap, build_block, build_model};
 use crate::source::{SourceError, TokenSource};
 use crate::table::{Values, write_table};
@@ -227,17 +227,8 @@ pub fn replaced_model(
     weights: &TensorMap,
     device: &Device,
 ) -> Result<Llama, LibraryError> {
-    let prefix = format!("model.layers.{layer}.");
-    let mut tensors: TensorMap = parent
-        .weights
-        .iter()
-        .filter(|(name, _)| !name.starts_with(&prefix))
-        .map(|(n, t)| (n.clone(), t.clone()))
-        .collect();
-    tensors.extend(weights.iter().map(|(n, t)| (n.clone(), t.clone())));
-    let mut config = parent.config.clone();
-    config.blocks[layer] = *block;
-    Ok(build_model(&config, &tensors, device)?)
+    let child = substitute_layers(parent, &[(layer, *block, weights)]);
+    Ok(build_model(&child.config, &child.weights, device)?)
 }
 
 /// Every block of the library's search space, layer by layer.

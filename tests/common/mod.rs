@@ -2,7 +2,14 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::Device;
+use tessera::checkpoint::{Checkpoint, ExportOptions};
+use tessera::library::{BuildOptions, build_library};
+use tessera::model::{ModelConfig, random_weights};
+use tessera::source::TokenSource;
+use tessera::world::tokenizer::{VOCAB_SIZE, write_tokenizer};
 
 /// `../shared/data` beside the repository, or `None` after printing why the test is skipped.
 pub fn shared_data(test: &str) -> Option<PathBuf> {
@@ -30,4 +37,26 @@ pub fn stories_tokenizer(data: &std::path::Path) -> PathBuf {
 
 pub fn tessera() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+}
+
+/// A 2-layer random parent (hidden 32) and its `small` library, BLD on `tokens` tokens per item.
+pub fn tiny_library(dir: &Path, tokens: usize) -> PathBuf {
+    let config = ModelConfig::uniform(VOCAB_SIZE, 32, 2, 4, 2, 64, 64);
+    let parent = dir.join("parent");
+    Checkpoint {
+        weights: random_weights(&config, 3),
+        config,
+    }
+    .write_hf(&parent, ExportOptions::default())
+    .unwrap();
+    write_tokenizer(&parent).unwrap();
+    let space = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("search_spaces/small.toml");
+    let mut options = BuildOptions::new(&parent, &space, TokenSource::Builtin { seed: 2 });
+    options.seq_len = 32;
+    options.held_out_windows = 4;
+    options.calibration_tokens = 256;
+    options.bld.tokens = tokens;
+    let out = dir.join("lib");
+    build_library(&out, &options, &Device::flex()).unwrap();
+    out
 }

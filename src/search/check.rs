@@ -1,0 +1,146 @@
+//! Search answers checked on this machine: each chosen child is assembled from the library's
+//! trained blocks and timed end to end against the parent on whole requests of the constraint
+//! file's scenario (prefill, then every generated token through the cache), all interleaved in
+//! the same rounds, so measured speedups and latencies stand next to the predicted ones.
+
+use std::path::Path;
+
+use burn::prelude::Device;
+use serde::Serialize;
+
+use super::SearchError;
+use super::constraints::ConstraintFile;
+use super::outside::SearchInput;
+use super::problem::Choice;
+use super::run::SolutionReport;
+use crate::cost::measure::{Runner, Timing, request_runner, time_interleaved};
+use crate::library::Library;
+use crate::model::{Llama, build_model};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ChildCheck {
+    pub blocks: Vec<String>,
+    pub batch_size: usize,
+    pub predicted_ms: f64,
+    pub measured: Timing,
+    /// (predicted − measured) / measured, in percent.
+    pub error_pct: f64,
+    pub predicted_speedup: f64,
+    /// The parent's median request time at this batch size over the child's.
+    pub measured_speedup: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ParentTiming {
+    pub batch_size: usize,
+    pub predicted_ms: f64,
+    pub measured: Timing,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ChildChecks {
+    pub parents: Vec<ParentTiming>,
+    pub children: Vec<ChildCheck>,
+    /// Mean |error| of the children's predicted request times.
+    pub mean_abs_error_pct: f64,
+}
+
+/// Assembles each solution's child from the library at `dir` and times them all against the
+/// parent over `rounds` interleaved rounds.
+pub fn check_on_cpu(
+    dir: &Path,
+    file: &ConstraintFile,
+    solutions: &[&SolutionReport],
+    rounds: usize,
+    device: &Device,
+) -> Result<ChildChecks, SearchError> {
+    let fail = |problem: String| SearchError::Library {
+        path: dir.to_path_buf(),
+        problem,
+    };
+    let input = SearchInput::open(dir)?;
+    let problem = &input.problem;
+    let library = Library::open(dir).map_err(|e| fail(e.to_string()))?;
+    let parent = library.parent(None).map_err(|e| fail(e.to_string()))?;
+    let target = file.target().map_err(|e| SearchError::Options(e.to_string()))?;
+    let outside = input.outside(target.name(), file.target.dtype)?;
+    let (prompt, generated) = (file.scenario.prompt_tokens, file.scenario.generated_tokens);
+
+    let mut batches: Vec<usize> = solutions.iter().map(|s| s.batch_size.unwrap_or(1)).collect();
+    batches.sort_unstable();
+    batches.dedup();
+    let mut children = Vec::new();
+    for solution in solutions {
+        let mut choice: Choice = Vec::new();
+        let mut names = Vec::new();
+        for layer in 0..parent.config.num_layers() {
+            let name = solution
+                .choice
+                .get(&format!("layer_{layer}"))
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| fail(format!("the solution has no single block for layer_{layer}")))?;
+            choice.push(
+                problem
+                    .starting_at(layer)
+                    .find(|&c| problem.candidates[c].name == name)
+                    .ok_or_else(|| fail(format!("layer_{layer} has no block `{name}`")))?,
+            );
+            names.push(name.to_string());
+        }
+        let checkpoint = library.assemble(&parent, &names).map_err(|e| fail(e.to_string()))?;
+        let model = build_model(&checkpoint.config, &checkpoint.weights, device).map_err(|e| fail(e.to_string()))?;
+        let batch = solution.batch_size.unwrap_or(1);
+        let predicted = file.request_ms(batch, problem, &outside, &choice)?;
+        children.push((names, batch, predicted, model));
+    }
+    let parent_model = build_model(&parent.config, &parent.weights, device).map_err(|e| fail(e.to_string()))?;
+    let models: Vec<(&Llama, usize)> = batches
+        .iter()
+        .map(|&b| (&parent_model, b))
+        .chain(children.iter().map(|(_, b, _, model)| (model, *b)))
+        .collect();
+    let runners = models
+        .iter()
+        .map(|&(model, batch)| request_runner(model, batch, prompt, generated))
+        .collect::<Result<Vec<Runner>, _>>()
+        .map_err(|e| fail(e.to_string()))?;
+    let timings = time_interleaved(&runners, rounds);
+    drop(runners);
+    let parent_choice = problem.parent_choice()?;
+    let parents = batches
+        .iter()
+        .zip(&timings)
+        .map(|(&batch, &measured)| {
+            Ok(ParentTiming {
+                batch_size: batch,
+                predicted_ms: file.request_ms(batch, problem, &outside, &parent_choice)?,
+                measured,
+            })
+        })
+        .collect::<Result<Vec<_>, SearchError>>()?;
+    let children: Vec<ChildCheck> = children
+        .into_iter()
+        .zip(&timings[batches.len()..])
+        .map(|((blocks, batch, predicted_ms, _), &measured)| {
+            let parent = parents
+                .iter()
+                .find(|p| p.batch_size == batch)
+                .expect("every batch was timed");
+            ChildCheck {
+                blocks,
+                batch_size: batch,
+                predicted_ms,
+                error_pct: 100.0 * (predicted_ms - measured.median_ms) / measured.median_ms,
+                predicted_speedup: parent.predicted_ms / predicted_ms,
+                measured_speedup: parent.measured.median_ms / measured.median_ms,
+                measured,
+            }
+        })
+        .collect();
+    let mean_abs_error_pct = children.iter().map(|c| c.error_pct.abs()).sum::<f64>() / children.len().max(1) as f64;
+    Ok(ChildChecks {
+        parents,
+        children,
+        mean_abs_error_pct,
+    })
+}
