@@ -110,7 +110,7 @@ pub fn run_demo(out: &Path, progress: bool, device: &Device) -> Result<DemoRepor
             timed.push(solution);
         }
     }
-    let children = check_on_cpu(&library_dir, &file, &timed, 9, device)?;
+    let children = check_on_cpu(&library_dir, &file, &timed, 15, device)?;
     Ok(DemoReport {
         out: out.to_path_buf(),
         parent,

@@ -9,7 +9,7 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::measure::{Runner, model_runner, time_interleaved};
+use super::measure::{Runner, model_runner, time_interleaved, units_per_run};
 use super::scenario::Scenario;
 use crate::model::{
     AttentionConfig, BlockConfig, FfnConfig, ForwardError, Llama, ModelConfig, build_model, random_weights,
@@ -163,7 +163,11 @@ pub fn measure_and_calibrate(
         .chain(&built)
         .map(|model| model_runner(model, scenario))
         .collect::<Result<Vec<Runner>, _>>()?;
-    let timings = time_interleaved(&runners, rounds);
+    let units = units_per_run(scenario);
+    let timings: Vec<_> = time_interleaved(&runners, rounds)
+        .into_iter()
+        .map(|t| t.per(units))
+        .collect();
     let outside_ms = timings[0].median_ms;
     let layers = parent.num_layers() as f64;
     let mut latency = LatencyModel {

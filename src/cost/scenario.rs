@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::measure::DECODE_STEPS;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum Scenario {
@@ -70,6 +72,12 @@ impl std::fmt::Display for Scenario {
     }
 }
 
+/// The cached positions before the first of the measured decode steps around `context` (at
+/// least one: a decode step needs a cache).
+pub fn decode_start(context: usize) -> usize {
+    context.max(DECODE_STEPS / 2 + 1) - DECODE_STEPS / 2
+}
+
 impl Scenario {
     /// As written on the command line (`prefill:b=8,s=256`).
     pub fn command_line(&self) -> String {
@@ -93,11 +101,12 @@ impl Scenario {
         }
     }
 
-    /// Positions the model must hold: the prompt, or the context plus the new token.
+    /// Positions the model must hold when measured: the prompt, or the consecutive decode
+    /// steps measured around the context (see `measure::DECODE_STEPS`).
     pub fn positions(&self) -> usize {
         match *self {
             Scenario::Prefill { seq, .. } => seq,
-            Scenario::Decode { context, .. } => context + 1,
+            Scenario::Decode { context, .. } => decode_start(context) + DECODE_STEPS,
         }
     }
 }
