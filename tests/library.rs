@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use burn::prelude::*;
-use tessera::checkpoint::{Checkpoint, ExportOptions, read_tensor_file};
+use tessera::checkpoint::{Checkpoint, read_tensor_file};
 use tessera::library::activations::{ActivationWalk, calibration};
 use tessera::library::bld::ItemNet;
 use tessera::library::init::{channel_contributions, initial_weights, prune_ffn};
@@ -18,25 +18,10 @@ use tessera::library::{
     BuildOptions, ItemState, Library, LibraryError, LinearInit, Shard, Stage, WorkItem, build_library, layer_tensors,
     merge_libraries,
 };
-use tessera::model::{AttentionConfig, ModelConfig, random_weights};
+use tessera::model::{AttentionConfig, ModelConfig};
 use tessera::source::TokenSource;
-use tessera::world::tokenizer::{VOCAB_SIZE, write_tokenizer};
 
 const SPACE: &str = "search_spaces/small.toml";
-
-/// A random 2-layer parent on the built-in world's vocabulary, saved with its tokenizer.
-fn tiny_parent(dir: &Path) -> PathBuf {
-    let config = ModelConfig::uniform(VOCAB_SIZE, 32, 2, 4, 2, 64, 64);
-    let parent = dir.join("parent");
-    Checkpoint {
-        weights: random_weights(&config, 3),
-        config,
-    }
-    .write_hf(&parent, ExportOptions::default())
-    .unwrap();
-    write_tokenizer(&parent).unwrap();
-    parent
-}
 
 fn space() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(SPACE)
@@ -75,7 +60,7 @@ fn contents(dir: &Path) -> (Vec<(String, Vec<u8>)>, serde_json::Value) {
 #[test]
 fn kv_heads_pooled_in_groups_of_one_reproduce_the_parent_block() {
     let dir = tempfile::tempdir().unwrap();
-    let parent_dir = tiny_parent(dir.path());
+    let parent_dir = common::tiny_parent(dir.path());
     let (checkpoint, _) = Checkpoint::read(&parent_dir).unwrap();
     let config = &checkpoint.config;
     let device = Device::flex();
@@ -187,7 +172,7 @@ fn trained_items(dir: &Path) -> usize {
 #[test]
 fn a_killed_build_resumes_to_the_library_an_uninterrupted_build_makes() {
     let dir = tempfile::tempdir().unwrap();
-    let parent = tiny_parent(dir.path());
+    let parent = common::tiny_parent(dir.path());
     let (killed, straight) = (dir.path().join("killed"), dir.path().join("straight"));
     let tokens = ["--tokens", "49152", "--workers", "1"];
     let mut child = build_command(&parent, &killed, &tokens).spawn().unwrap();
@@ -233,7 +218,7 @@ fn a_killed_build_resumes_to_the_library_an_uninterrupted_build_makes() {
 #[test]
 fn two_shards_merged_equal_a_single_build() {
     let dir = tempfile::tempdir().unwrap();
-    let parent = tiny_parent(dir.path());
+    let parent = common::tiny_parent(dir.path());
     let device = Device::flex();
     let single = dir.path().join("single");
     build_library(&single, &options(&parent, 2048), &device).unwrap();
@@ -287,7 +272,7 @@ fn two_shards_merged_equal_a_single_build() {
 #[test]
 fn bld_lowers_the_held_out_error_of_every_trainable_item() {
     let dir = tempfile::tempdir().unwrap();
-    let parent = tiny_parent(dir.path());
+    let parent = common::tiny_parent(dir.path());
     let out = dir.path().join("lib");
     let report = build_library(&out, &options(&parent, 8192), &Device::flex()).unwrap();
     assert_eq!(report.trainable, 10, "{report:?}");
@@ -309,7 +294,7 @@ fn build_error(options: &BuildOptions, out: &Path) -> String {
 #[test]
 fn bad_library_input_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let parent = tiny_parent(dir.path());
+    let parent = common::tiny_parent(dir.path());
     let out = dir.path().join("lib");
     build_library(&out, &options(&parent, 512), &Device::flex()).unwrap();
 
@@ -362,7 +347,7 @@ fn bad_library_input_is_refused_with_the_reason() {
 #[test]
 fn coupled_and_hybrid_builds_train_pairs() {
     let dir = tempfile::tempdir().unwrap();
-    let parent = tiny_parent(dir.path());
+    let parent = common::tiny_parent(dir.path());
     let device = Device::flex();
     let mut coupled = options(&parent, 1024);
     coupled.mode = tessera::library::BldMode::Coupled;

@@ -149,9 +149,21 @@ fn random(
         return Ok(None);
     }
     let mut rng = StdRng::seed_from_u64(seed);
+    let draws: Vec<Choice> = (0..2000)
+        .map(|_| layers.iter().map(|l| l[rng.random_range(0..l.len())]).collect())
+        .collect();
+    best_feasible(problem, objective, limits, draws)
+}
+
+/// The best of `choices` that meets every limit.
+fn best_feasible(
+    problem: &Problem,
+    objective: &Objective,
+    limits: &[Limit],
+    choices: impl IntoIterator<Item = Choice>,
+) -> Result<Option<Choice>, SearchError> {
     let mut best: Option<(Choice, f64)> = None;
-    for _ in 0..2000 {
-        let choice: Choice = layers.iter().map(|l| l[rng.random_range(0..l.len())]).collect();
+    for choice in choices {
         if !feasible(problem, limits, &choice) {
             continue;
         }
@@ -185,23 +197,14 @@ fn max_params(problem: &Problem, limits: &[Limit]) -> Result<Option<Choice>, Sea
 
 fn homogeneous(problem: &Problem, objective: &Objective, limits: &[Limit]) -> Result<Option<Choice>, SearchError> {
     let layers = per_layer(problem);
-    let mut best: Option<(Choice, f64)> = None;
-    for &first in layers.first().into_iter().flatten() {
+    let uniform = layers.first().into_iter().flatten().filter_map(|&first| {
         let name = &problem.candidates[first].name;
-        let choice: Option<Choice> = layers
+        layers
             .iter()
             .map(|list| list.iter().copied().find(|&c| &problem.candidates[c].name == name))
-            .collect();
-        let Some(choice) = choice else { continue };
-        if !feasible(problem, limits, &choice) {
-            continue;
-        }
-        let value = objective.value(problem, &choice)?;
-        if best.as_ref().is_none_or(|(_, b)| objective.better(value, *b)) {
-            best = Some((choice, value));
-        }
-    }
-    Ok(best.map(|(c, _)| c))
+            .collect::<Option<Choice>>()
+    });
+    best_feasible(problem, objective, limits, uniform)
 }
 
 fn depth_only(problem: &Problem, objective: &Objective, limits: &[Limit]) -> Result<Option<Choice>, SearchError> {

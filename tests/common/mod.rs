@@ -39,8 +39,9 @@ pub fn tessera() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
 }
 
-/// A 2-layer random parent (hidden 32) and its `small` library, BLD on `tokens` tokens per item.
-pub fn tiny_library(dir: &Path, tokens: usize) -> PathBuf {
+/// A random 2-layer parent (hidden 32) on the built-in world's vocabulary, saved with its
+/// tokenizer.
+pub fn tiny_parent(dir: &Path) -> PathBuf {
     let config = ModelConfig::uniform(VOCAB_SIZE, 32, 2, 4, 2, 64, 64);
     let parent = dir.join("parent");
     Checkpoint {
@@ -50,6 +51,12 @@ pub fn tiny_library(dir: &Path, tokens: usize) -> PathBuf {
     .write_hf(&parent, ExportOptions::default())
     .unwrap();
     write_tokenizer(&parent).unwrap();
+    parent
+}
+
+/// [`tiny_parent`] and its `small` library, BLD on `tokens` tokens per item.
+pub fn tiny_library(dir: &Path, tokens: usize) -> PathBuf {
+    let parent = tiny_parent(dir);
     let space = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("search_spaces/small.toml");
     let mut options = BuildOptions::new(&parent, &space, TokenSource::Builtin { seed: 2 });
     options.seq_len = 32;
