@@ -258,6 +258,11 @@ pub fn solve_program(
         SolverKind::Cbc => {
             let mut model = unsolved.using(good_lp::coin_cbc);
             model.set_parameter("log", "0");
+            // One row per layer plus a few knapsack rows: the LP bound is already tight, and root
+            // cuts and preprocessing cost more than they save (80 × 16 random libraries, two
+            // limits, 21 libraries: median 54.6 → 50.8 ms, 20-point sweep 1.88 → 1.38 s).
+            model.set_parameter("cuts", "off");
+            model.set_parameter("preprocess", "off");
             if let Some(seconds) = options.time_limit_s {
                 model.set_parameter("seconds", &seconds.to_string());
             }
