@@ -86,6 +86,18 @@ impl Timing {
     }
 }
 
+/// Checked before a runner is built, so the forward passes inside it cannot fail.
+fn fits(config: &ModelConfig, end: usize) -> Result<(), ForwardError> {
+    if end > config.max_position_embeddings {
+        return Err(ForwardError::ContextTooLong {
+            start: 0,
+            end,
+            max: config.max_position_embeddings,
+        });
+    }
+    Ok(())
+}
+
 /// How many units of `scenario` one run of its runner performs (see [`DECODE_STEPS`]).
 pub fn units_per_run(scenario: &Scenario) -> usize {
     match scenario {
@@ -102,13 +114,7 @@ pub fn model_runner<'a>(model: &'a Llama, scenario: &Scenario) -> Result<Runner<
     let layers = config.num_layers();
     // The positions are checked here, so the forward passes inside the runner cannot fail.
     let end = scenario.positions();
-    if end > config.max_position_embeddings {
-        return Err(ForwardError::ContextTooLong {
-            start: 0,
-            end,
-            max: config.max_position_embeddings,
-        });
-    }
+    fits(config, end)?;
     match *scenario {
         Scenario::Prefill { batch, seq } => {
             let tokens = model.tokens_tensor(&token_rows(config, batch, seq))?;
@@ -154,13 +160,7 @@ pub fn request_runner<'a>(
     let config = model.config();
     let layers = config.num_layers();
     let end = prompt + generated;
-    if end > config.max_position_embeddings {
-        return Err(ForwardError::ContextTooLong {
-            start: 0,
-            end,
-            max: config.max_position_embeddings,
-        });
-    }
+    fits(config, end)?;
     let tokens = model.tokens_tensor(&token_rows(config, batch, prompt))?;
     let next = model.tokens_tensor(&token_rows(config, batch, 1))?;
     Ok(Box::new(move || {
