@@ -61,9 +61,13 @@ pub fn time_interleaved(runners: &[Runner], rounds: usize) -> Vec<Timing> {
     ms.into_iter().map(summarise).collect()
 }
 
-/// Waits for a result: reading one element forces every op before it.
-fn finish(x: Tensor<3>) {
-    let _ = x.slice([0..1, 0..1, 0..1]).into_data();
+/// One forward pass through `cache`, waited for: reading one element forces every op before it.
+/// Positions are checked when a runner is built, so the pass cannot fail.
+fn pass(model: &Llama, tokens: &Tensor<2, Int>, cache: &mut KvCache) {
+    let out = model
+        .forward(tokens.clone(), Some(cache), false)
+        .expect("positions checked");
+    let _ = out.logits.slice([0..1, 0..1, 0..1]).into_data();
 }
 
 fn token_rows(config: &ModelConfig, batch: usize, len: usize) -> Vec<Vec<u32>> {
@@ -118,13 +122,7 @@ pub fn model_runner<'a>(model: &'a Llama, scenario: &Scenario) -> Result<Runner<
     match *scenario {
         Scenario::Prefill { batch, seq } => {
             let tokens = model.tokens_tensor(&token_rows(config, batch, seq))?;
-            Ok(Box::new(move || {
-                let mut cache = KvCache::new(layers);
-                let out = model
-                    .forward(tokens.clone(), Some(&mut cache), false)
-                    .expect("positions checked");
-                finish(out.logits);
-            }))
+            Ok(Box::new(move || pass(model, &tokens, &mut KvCache::new(layers))))
         }
         Scenario::Decode { batch, context } => {
             let mut filled = KvCache::new(layers);
@@ -138,10 +136,7 @@ pub fn model_runner<'a>(model: &'a Llama, scenario: &Scenario) -> Result<Runner<
             Ok(Box::new(move || {
                 let mut cache = filled.clone();
                 for _ in 0..DECODE_STEPS {
-                    let out = model
-                        .forward(next.clone(), Some(&mut cache), false)
-                        .expect("positions checked");
-                    finish(out.logits);
+                    pass(model, &next, &mut cache);
                 }
             }))
         }
@@ -165,15 +160,9 @@ pub fn request_runner<'a>(
     let next = model.tokens_tensor(&token_rows(config, batch, 1))?;
     Ok(Box::new(move || {
         let mut cache = KvCache::new(layers);
-        let out = model
-            .forward(tokens.clone(), Some(&mut cache), false)
-            .expect("positions checked");
-        finish(out.logits);
+        pass(model, &tokens, &mut cache);
         for _ in 0..generated {
-            let out = model
-                .forward(next.clone(), Some(&mut cache), false)
-                .expect("positions checked");
-            finish(out.logits);
+            pass(model, &next, &mut cache);
         }
     }))
 }

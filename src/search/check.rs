@@ -14,7 +14,6 @@ use super::outside::SearchInput;
 use super::problem::Choice;
 use super::run::SolutionReport;
 use crate::cost::measure::{Runner, Timing, request_runner, time_interleaved};
-use crate::library::Library;
 use crate::model::{Llama, build_model};
 
 #[derive(Clone, Debug, Serialize)]
@@ -60,7 +59,10 @@ pub fn check_on_cpu(
     };
     let input = SearchInput::open(dir)?;
     let problem = &input.problem;
-    let library = Library::open(dir).map_err(|e| fail(e.to_string()))?;
+    let library = input
+        .library
+        .as_ref()
+        .ok_or_else(|| fail("not a tessera library directory (no manifest.json)".into()))?;
     let parent = library.parent(None).map_err(|e| fail(e.to_string()))?;
     let target = file.target().map_err(|e| SearchError::Options(e.to_string()))?;
     let outside = input.outside(target.name(), file.target.dtype)?;

@@ -237,6 +237,24 @@ impl ConstraintFile {
         )
     }
 
+    /// Tokens the KV cache holds for a whole batch of requests.
+    fn batch_tokens(&self, batch: usize) -> f64 {
+        (batch * (self.scenario.prompt_tokens + self.scenario.generated_tokens)) as f64
+    }
+
+    /// Weights plus `kv_tokens` cached tokens within `gib` per GPU.
+    fn memory_limit(&self, name: String, kv_tokens: f64, gib: f64, origin: String, outside: &Outside) -> Limit {
+        let (terms, constant) = self.memory_terms(kv_tokens, outside);
+        Limit {
+            name,
+            terms,
+            constant,
+            sense: Sense::AtMost,
+            bound: gib,
+            origin,
+        }
+    }
+
     fn total(problem: &Problem, choice: &Choice, terms: &[(String, f64)], constant: f64) -> Result<f64, SearchError> {
         let limit = Limit {
             name: String::new(),
@@ -256,8 +274,7 @@ impl ConstraintFile {
         let mut best: Option<f64> = None;
         for &b in &self.scenario.batch_sizes {
             if let Some(limit) = self.limits.memory_gib {
-                let tokens = (b * (self.scenario.prompt_tokens + self.scenario.generated_tokens)) as f64;
-                let (terms, constant) = self.memory_terms(tokens, outside);
+                let (terms, constant) = self.memory_terms(self.batch_tokens(b), outside);
                 if Self::total(problem, &parent, &terms, constant)? > limit {
                     continue;
                 }
@@ -327,16 +344,13 @@ impl ConstraintFile {
             _ => None,
         });
         if let Some(gib) = l.memory_gib {
-            let tokens = (batch * (self.scenario.prompt_tokens + self.scenario.generated_tokens)) as f64;
-            let (terms, constant) = self.memory_terms(tokens, outside);
-            limits.push(Limit {
-                name: format!("memory_gib@b={batch}"),
-                terms,
-                constant,
-                sense: Sense::AtMost,
-                bound: gib,
-                origin: format!("memory ≤ {gib} GiB per GPU with the KV cache of the batch"),
-            });
+            limits.push(self.memory_limit(
+                format!("memory_gib@b={batch}"),
+                self.batch_tokens(batch),
+                gib,
+                format!("memory ≤ {gib} GiB per GPU with the KV cache of the batch"),
+                outside,
+            ));
         }
         if let Some(tokens) = l.kv_cache_tokens {
             let gib = capacity.ok_or_else(|| SearchError::Constraints {
@@ -344,15 +358,13 @@ impl ConstraintFile {
                 key: "limits.kv_cache_tokens".into(),
                 problem: "needs limits.memory_gib or a GPU target whose memory is known".into(),
             })?;
-            let (terms, constant) = self.memory_terms(tokens, outside);
-            limits.push(Limit {
-                name: "memory_gib_with_kv_capacity".into(),
-                terms,
-                constant,
-                sense: Sense::AtMost,
-                bound: gib,
-                origin: format!("{tokens} cached tokens fit in {gib:.1} GiB"),
-            });
+            limits.push(self.memory_limit(
+                "memory_gib_with_kv_capacity".into(),
+                tokens,
+                gib,
+                format!("{tokens} cached tokens fit in {gib:.1} GiB"),
+                outside,
+            ));
         }
         if let Some(params) = l.max_params {
             limits.push(Limit {

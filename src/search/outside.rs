@@ -5,7 +5,7 @@
 //! costs count as zero.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::SearchError;
 use super::problem::Problem;
@@ -31,8 +31,8 @@ impl Outside {
 #[derive(Clone, Debug)]
 pub struct SearchInput {
     pub problem: Problem,
-    /// The tessera library directory, when it is one.
-    pub library: Option<PathBuf>,
+    /// The tessera library, when it is one.
+    pub library: Option<Library>,
 }
 
 impl SearchInput {
@@ -49,24 +49,23 @@ impl SearchInput {
         let names: Vec<String> = library.manifest.parent.config.blocks.iter().map(block_name).collect();
         Ok(SearchInput {
             problem: problem.with_parent_names(&names)?,
-            library: Some(path.to_path_buf()),
+            library: Some(library),
         })
     }
 
     /// The outside costs for a target and precision (zero when unknown).
     pub fn outside(&self, target: &str, precision: Precision) -> Result<Outside, SearchError> {
-        let Some(dir) = &self.library else {
+        let Some(library) = &self.library else {
             return Ok(Outside::default());
         };
-        let library = Library::open(dir).map_err(|e| SearchError::Library {
-            path: dir.clone(),
-            problem: e.to_string(),
-        })?;
         let mut outside = Outside {
             params: outside_params(&library.manifest.parent.config) as f64,
             latency: BTreeMap::new(),
         };
-        let costs = dir.join("costs").join(format!("{target}_{}.json", precision.name()));
+        let costs = library
+            .dir
+            .join("costs")
+            .join(format!("{target}_{}.json", precision.name()));
         if costs.exists() {
             let text = std::fs::read_to_string(&costs).map_err(|cause| SearchError::Io {
                 path: costs.clone(),
