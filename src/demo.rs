@@ -14,7 +14,7 @@ use crate::cost::{Precision, ProfileOptions, ProfileReport, Scenario, Target, pr
 use crate::library::{BuildOptions, BuildReport, Library, build_library};
 use crate::parent::{ParentOptions, ParentReport, train_parent};
 use crate::report::{ParetoReport, write_pareto};
-use crate::score::{ComparisonSummary, Scoring, compare_items, record_scores, space_blocks};
+use crate::score::{ComparisonSummary, Scoring, compare_items, record_scores};
 use crate::search::{
     ChildChecks, ConstraintFile, SearchInput, SearchReport, SearchSpec, SolutionReport, SolverKind, Sweep,
     check_on_cpu, search,
@@ -63,18 +63,20 @@ pub fn run_demo(out: &Path, progress: bool, device: &Device) -> Result<DemoRepor
     let (bld, _) = compare_items(&library, &scoring, progress)?;
     let rows = scoring.score(
         &library,
-        &space_blocks(&library),
+        &library.candidates(),
         crate::library::Stage::Trained,
         progress,
     )?;
     record_scores(&library_dir, &rows)?;
     let parent_blocks: Vec<String> = parent_block_names(&library);
     let mut gentlest: Vec<(usize, String, f64)> = Vec::new();
-    for row in rows.iter().filter(|r| r.variant != parent_blocks[r.layer]) {
-        match gentlest.iter_mut().find(|g| g.0 == row.layer) {
+    let single = rows.iter().filter(|r| r.span.layers() == 1);
+    for row in single.filter(|r| r.variant != parent_blocks[r.span.first]) {
+        let layer = row.span.first;
+        match gentlest.iter_mut().find(|g| g.0 == layer) {
             Some(best) if best.2 <= row.scores.kl_div => {}
-            Some(best) => *best = (row.layer, row.variant.clone(), row.scores.kl_div),
-            None => gentlest.push((row.layer, row.variant.clone(), row.scores.kl_div)),
+            Some(best) => *best = (layer, row.variant.clone(), row.scores.kl_div),
+            None => gentlest.push((layer, row.variant.clone(), row.scores.kl_div)),
         }
     }
     let profile = profile_library(

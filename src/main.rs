@@ -17,21 +17,25 @@ use tessera::bench::{
     shape_8m,
 };
 use tessera::checkpoint::{Checkpoint, ExportOptions, Llama2cVersion, StoreDtype, load_model};
+use tessera::cost::measure::{Runner, request_runner, time_interleaved};
 use tessera::cost::{Precision, ProfileOptions, Scenario, gpu_table, profile_library};
 use tessera::data::{read_documents, tokenize_corpus};
 use tessera::demo::{DemoReport, run_demo};
 use tessera::device::DeviceChoice;
 use tessera::eval::{mean_nll, read_task_file, task_accuracy};
+use tessera::fusion::{FusionAnalysis, analyze, fuse_runs, parse_runs, write_analysis};
 use tessera::library::{
-    BldMode, BldSettings, BuildOptions, Library, LinearInit, Origin, Shard, Stage, build_library, merge_libraries,
+    BldMode, BldSettings, BuildOptions, Library, LinearInit, Origin, Shard, Stage, build_library, choice_from_json,
+    merge_libraries,
 };
 use tessera::model::{Llama, Sampling, build_model, generate, random_weights};
 use tessera::parent::{ParentOptions, default_parent_config, train_parent};
-use tessera::report::write_pareto;
-use tessera::score::{Scoring, compare_items, record_metrics, record_scores, space_blocks, write_item_table};
+use tessera::posttrain::{DistillLoss, DistillOptions, distill, layer_matches};
+use tessera::report::{HeatMap, write_heatmap, write_pareto};
+use tessera::score::{Reference, Scoring, compare_items, record_metrics, record_scores, write_item_table};
 use tessera::search::{
     ConstraintFile, Limits, Objective, SearchInput, SearchSpec, SolutionReport, SolveOptions, SolverKind, Sweep,
-    check_on_cpu, parse_limits, search,
+    check_on_cpu, parse_limits, read_solution, search,
 };
 use tessera::source::TokenSource;
 use tessera::tokenizer::Tokenizer;
@@ -86,6 +90,13 @@ enum Command {
     Search(SearchArgs),
     /// Sweep one limit and write the Pareto report (table, plots, page) into --out.
     Pareto(ParetoArgs),
+    /// Build the child a search chose: a checkpoint directory from the library's trained blocks.
+    Assemble(AssembleArgs),
+    /// FFN fusion: the layer dependency matrix, and fusing runs of FFNs into one wide layer.
+    #[command(subcommand)]
+    Fuse(FuseCommand),
+    /// Global distillation of a child (student) from its parent (teacher).
+    Distill(DistillArgs),
     /// The hardware table the roofline uses, with this machine's CPU measured.
     Hardware {
         #[arg(long)]
@@ -98,6 +109,106 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+struct AssembleArgs {
+    #[arg(long)]
+    library: PathBuf,
+    /// `solutions.json` of a search: `PATH` (the best), `PATH#k` (the k-th) or `PATH#greedy` (a baseline).
+    #[arg(long)]
+    solution: String,
+    /// The parent, when it moved since the library was built.
+    #[arg(long)]
+    parent: Option<PathBuf>,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Held-out windows to measure on.
+#[derive(Args)]
+struct WindowArgs {
+    /// `builtin`, `builtin:SEED`, `parent-samples:N`, a text file or token shards.
+    #[arg(long, default_value = "builtin")]
+    data: String,
+    /// Tokenizer for text data (default: the model's tokenizer.json).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    #[arg(long, default_value_t = 32)]
+    windows: usize,
+    #[arg(long, default_value_t = 64)]
+    seq_len: usize,
+}
+
+#[derive(Subcommand)]
+enum FuseCommand {
+    /// Write the pairwise dependency matrix (CSV and heat map) and every fusable run's M_max and M_sum.
+    Analyze {
+        #[arg(long)]
+        model: PathBuf,
+        #[command(flatten)]
+        windows: WindowArgs,
+        /// The automatic choice fuses runs whose largest dependency is at most this.
+        #[arg(long, default_value_t = DEFAULT_MAX_DEPENDENCY)]
+        max_dependency: f64,
+        #[arg(long, default_value = "fusion")]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a checkpoint with runs of FFNs fused into one wide SwiGLU layer each.
+    Apply {
+        #[arg(long)]
+        model: PathBuf,
+        /// `auto` (from the dependency matrix) or inclusive layer ranges, e.g. `2-4,6-7`.
+        #[arg(long)]
+        runs: String,
+        #[command(flatten)]
+        windows: WindowArgs,
+        #[arg(long, default_value_t = DEFAULT_MAX_DEPENDENCY)]
+        max_dependency: f64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+const DEFAULT_MAX_DEPENDENCY: f64 = 0.5;
+
+#[derive(Args)]
+struct DistillArgs {
+    #[arg(long)]
+    student: PathBuf,
+    #[arg(long)]
+    teacher: PathBuf,
+    #[command(flatten)]
+    windows: WindowArgs,
+    /// Training tokens in all.
+    #[arg(long, default_value_t = 200_000)]
+    tokens: usize,
+    #[arg(long, value_enum, default_value_t = DistillLoss::CosineKl)]
+    loss: DistillLoss,
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 2)]
+    micro_batches: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Training windows drawn from the data.
+    #[arg(long, default_value_t = 2048)]
+    train_windows: usize,
+    /// Stop (with a checkpoint) after this many steps; the same command resumes.
+    #[arg(long)]
+    stop_after: Option<usize>,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
 }
 
 /// What to optimise and under which limits: a constraint file, or an objective and raw limits.
@@ -400,6 +511,18 @@ enum EvalCommand {
     Nll(NllArgs),
     /// Exact-match accuracy of greedy answers to tasks, with thinking on and/or off.
     Accuracy(AccuracyArgs),
+    /// A model against its parent on held-out windows: KL of next-token distributions, LM loss,
+    /// cosine distance of the last hidden state.
+    Kl {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        parent: PathBuf,
+        #[command(flatten)]
+        windows: WindowArgs,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -487,6 +610,22 @@ enum BenchCommand {
     },
     /// Builds a block library into a scratch directory: wall time and BLD tokens/s per sub-block kind.
     Bld(BldBenchArgs),
+    /// Whole requests (prefill, then one token at a time), the models interleaved round by round:
+    /// median milliseconds per request and each model's speedup over the first.
+    Request {
+        #[arg(long = "model", required = true)]
+        models: Vec<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 128)]
+        prompt: usize,
+        #[arg(long, default_value_t = 128)]
+        generated: usize,
+        #[arg(long, default_value_t = 15)]
+        rounds: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Replace-1-block scoring with prefix reuse against full recomputation: time and agreement.
     Score {
         #[arg(long)]
@@ -580,6 +719,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate_command(args, &device),
         Command::Eval(EvalCommand::Nll(args)) => nll_command(args, &device),
         Command::Export(args) => export_command(args),
+        Command::Assemble(args) => assemble_command(args),
+        Command::Fuse(command) => fuse_command(command, &device),
+        Command::Distill(args) => distill_command(args, &device),
         Command::Info { model } => {
             let (checkpoint, format) = Checkpoint::read(&model)?;
             let params = checkpoint.config.num_params();
@@ -617,6 +759,45 @@ fn run(cli: Cli) -> Result<()> {
             bench_train_command(&shapes, &sizes, json, &device)
         }
         Command::Bench(BenchCommand::Bld(args)) => bench_bld_command(args, &device),
+        Command::Bench(BenchCommand::Request {
+            models,
+            batch,
+            prompt,
+            generated,
+            rounds,
+            json,
+        }) => {
+            let built = models
+                .iter()
+                .map(|m| load_model(m, &device).with_context(|| format!("loading {}", m.display())))
+                .collect::<Result<Vec<_>>>()?;
+            let runners = built
+                .iter()
+                .map(|m| request_runner(m, batch, prompt, generated))
+                .collect::<Result<Vec<Runner>, _>>()?;
+            let timings = time_interleaved(&runners, rounds);
+            let rows: Vec<_> = models
+                .iter()
+                .zip(&timings)
+                .map(|(m, t)| json!({ "model": m, "timing": t, "speedup": timings[0].median_ms / t.median_ms }))
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            println!("batch {batch}, prompt {prompt}, {generated} generated tokens, {rounds} rounds interleaved:");
+            for (model, t) in models.iter().zip(&timings) {
+                println!(
+                    "  {:<40} median {:>8.2} ms (min {:.2}, max {:.2})  {:.2}x",
+                    model.display(),
+                    t.median_ms,
+                    t.min_ms,
+                    t.max_ms,
+                    timings[0].median_ms / t.median_ms
+                );
+            }
+            Ok(())
+        }
         Command::Bench(BenchCommand::Search {
             layers,
             variants,
@@ -656,7 +837,7 @@ fn run(cli: Cli) -> Result<()> {
             let library = Library::open(&library)?;
             let source: TokenSource = data.as_deref().unwrap_or(&library.manifest.settings.data).parse()?;
             let scoring = Scoring::new(&library, None, &source, None, windows, &device)?;
-            let check = scoring.check_prefix_reuse(&library, &space_blocks(&library))?;
+            let check = scoring.check_prefix_reuse(&library, &library.candidates())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&check)?);
             } else {
@@ -677,6 +858,43 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Parent(ParentCommand::Train(args)) => parent_train_command(args, &device),
         Command::Eval(EvalCommand::Accuracy(args)) => accuracy_command(args, &device),
+        Command::Eval(EvalCommand::Kl {
+            model,
+            parent,
+            windows,
+            json,
+        }) => {
+            let parent_model = load_model(&parent, &device).context("loading the parent")?;
+            let child = load_model(&model, &device).context("loading the model")?;
+            anyhow::ensure!(
+                child.config().vocab_size == parent_model.config().vocab_size,
+                "{} has {} tokens in its vocabulary but the parent {} has {}",
+                model.display(),
+                child.config().vocab_size,
+                parent.display(),
+                parent_model.config().vocab_size
+            );
+            let data = data_windows(&windows, &parent_model, &parent, 0)?;
+            let scores = Reference::new(&parent_model, &data.held_out)?.score_model(&child)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({ "windows": data.held_out.len(), "scores": scores }))?
+                );
+            } else {
+                println!(
+                    "{} vs {} on {} held-out windows of {} tokens: KL {:.5}  LM loss {:.4}  cosine distance {:.5}",
+                    model.display(),
+                    parent.display(),
+                    data.held_out.len(),
+                    windows.seq_len,
+                    scores.kl_div,
+                    scores.lm_loss,
+                    scores.cosine_distance
+                );
+            }
+            Ok(())
+        }
         Command::Data(DataCommand::Tokenize {
             tokenizer,
             texts,
@@ -950,6 +1168,255 @@ fn nll_command(args: NllArgs, device: &burn::prelude::Device) -> Result<()> {
     Ok(())
 }
 
+/// Copies the tokenizer beside `from` (a model directory), if any, into `to`.
+fn copy_tokenizer(from: &Path, to: &Path) -> Result<()> {
+    if let Some(tokenizer) = Tokenizer::beside_model(from) {
+        fs::copy(&tokenizer, to.join("tokenizer.json")).with_context(|| format!("copying {}", tokenizer.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `checkpoint` as a DeciLM directory at `out` (replacing what was there) with the
+/// tokenizer of `source`.
+fn write_child(checkpoint: &Checkpoint, source: &Path, out: &Path) -> Result<()> {
+    if out.exists() {
+        fs::remove_dir_all(out).with_context(|| format!("clearing {}", out.display()))?;
+    }
+    checkpoint.write_decilm(out, ExportOptions::default())?;
+    copy_tokenizer(source, out)
+}
+
+fn child_summary(checkpoint: &Checkpoint) -> serde_json::Value {
+    json!({
+        "layers": checkpoint.config.num_layers(),
+        "params": checkpoint.config.num_params(),
+        "parent_layers": checkpoint.layer_spans(),
+        "blocks": checkpoint.config.blocks.iter().map(tessera::library::block_name).collect::<Vec<_>>(),
+    })
+}
+
+fn assemble_command(args: AssembleArgs) -> Result<()> {
+    let library = Library::open(&args.library)?;
+    let solution = read_solution(&args.solution)?;
+    let spans = choice_from_json(&solution.choice)
+        .map_err(|problem| anyhow::anyhow!("{}: {}: {problem}", solution.path.display(), solution.label))?;
+    let parent = library.parent(args.parent.as_deref())?;
+    let child = library
+        .assemble_spans(&parent, &spans)
+        .with_context(|| format!("assembling {} of {}", solution.label, solution.path.display()))?;
+    let parent_dir = args.parent.clone().unwrap_or(library.manifest.parent.source.clone());
+    write_child(&child, &parent_dir, &args.out)?;
+    let summary = child_summary(&child);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json!({ "out": args.out, "child": summary }))?);
+    } else {
+        println!(
+            "{} of {}: {} layers, {} parameters (parent {}), written to {}",
+            solution.label,
+            solution.path.display(),
+            child.config.num_layers(),
+            child.config.num_params(),
+            parent.config.num_params(),
+            args.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// Held-out (and training) windows of `args.data` for `model`.
+fn data_windows(
+    args: &WindowArgs,
+    model: &Llama,
+    model_dir: &Path,
+    train: usize,
+) -> Result<tessera::source::Windows> {
+    let source: TokenSource = args.data.parse()?;
+    let tokenizer = args
+        .tokenizer
+        .clone()
+        .or_else(|| Tokenizer::beside_model(model_dir))
+        .map(|p| Tokenizer::read(&p))
+        .transpose()?;
+    let windows = source.windows(model, tokenizer.as_ref(), args.seq_len + 1, train, args.windows)?;
+    anyhow::ensure!(
+        !windows.held_out.is_empty(),
+        "--data {} gave no held-out window of {} tokens",
+        args.data,
+        args.seq_len + 1
+    );
+    Ok(windows)
+}
+
+fn fusion_analysis(
+    model_dir: &Path,
+    windows: &WindowArgs,
+    max_dependency: f64,
+    device: &burn::prelude::Device,
+) -> Result<FusionAnalysis> {
+    let model = load_model(model_dir, device)?;
+    let data = data_windows(windows, &model, model_dir, 0)?;
+    let inputs: Vec<Vec<u32>> = data.held_out.iter().map(|w| w[..windows.seq_len].to_vec()).collect();
+    Ok(analyze(&model, &inputs, max_dependency)?)
+}
+
+fn fuse_command(command: FuseCommand, device: &burn::prelude::Device) -> Result<()> {
+    match command {
+        FuseCommand::Analyze {
+            model,
+            windows,
+            max_dependency,
+            out,
+            json,
+        } => {
+            let analysis = fusion_analysis(&model, &windows, max_dependency, device)?;
+            write_analysis(&out, &analysis)?;
+            write_heatmap(
+                &out.join("dependency"),
+                &HeatMap {
+                    title: "layer dependency (cosine distance)",
+                    x_label: "layer j (runs after i)",
+                    y_label: "layer i (skipped)",
+                    values: &analysis.matrix.values,
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("drawing the heat map: {e}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&analysis)?);
+                return Ok(());
+            }
+            print_matrix(&analysis);
+            println!("{:<8} {:>8} {:>8} {:>7}", "run", "M_max", "M_sum", "chosen");
+            for run in &analysis.candidates {
+                let chosen = analysis.chosen.iter().any(|c| c.span() == run.span());
+                println!(
+                    "{:<8} {:>8.4} {:>8.4} {:>7}",
+                    run.span().to_string(),
+                    run.m_max,
+                    run.m_sum,
+                    if chosen { "yes" } else { "" }
+                );
+            }
+            if analysis.candidates.is_empty() {
+                println!("no run to fuse: every layer after the first of a run must have no attention");
+            }
+            println!(
+                "wrote {}/{{dependency.csv, dependency.svg, dependency.png, runs.csv, runs.parquet, analysis.json}}",
+                out.display()
+            );
+            Ok(())
+        }
+        FuseCommand::Apply {
+            model,
+            runs,
+            windows,
+            max_dependency,
+            out,
+            json,
+        } => {
+            let (checkpoint, _) = Checkpoint::read(&model)?;
+            let spans = if runs == "auto" {
+                let analysis = fusion_analysis(&model, &windows, max_dependency, device)?;
+                anyhow::ensure!(
+                    !analysis.chosen.is_empty(),
+                    "no run of {} can be fused with every dependency at most --max-dependency {max_dependency} ({} candidate runs; see `tessera fuse analyze`)",
+                    model.display(),
+                    analysis.candidates.len()
+                );
+                analysis.chosen.iter().map(|r| r.span()).collect()
+            } else {
+                parse_runs(&runs)?
+            };
+            let fused = fuse_runs(&checkpoint, &spans)?;
+            write_child(&fused, &model, &out)?;
+            let summary = child_summary(&fused);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&json!({ "out": out, "runs": spans, "child": summary }))?);
+            } else {
+                let names: Vec<String> = spans.iter().map(ToString::to_string).collect();
+                println!(
+                    "fused runs [{}]: {} layers -> {}, written to {}",
+                    names.join(", "),
+                    checkpoint.config.num_layers(),
+                    fused.config.num_layers(),
+                    out.display()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_matrix(analysis: &FusionAnalysis) {
+    let n = analysis.matrix.layers;
+    print!("{:>6}", "i \\ j");
+    for j in 0..n {
+        print!("{j:>7}");
+    }
+    println!();
+    for (i, row) in analysis.matrix.values.iter().enumerate() {
+        print!("{i:>6}");
+        for (j, value) in row.iter().enumerate() {
+            if j > i {
+                print!("{value:>7.3}");
+            } else {
+                print!("{:>7}", "");
+            }
+        }
+        println!();
+    }
+}
+
+fn distill_command(args: DistillArgs, device: &burn::prelude::Device) -> Result<()> {
+    let (student, _) = Checkpoint::read(&args.student).context("reading the student")?;
+    let (teacher, _) = Checkpoint::read(&args.teacher).context("reading the teacher")?;
+    layer_matches(&student, &teacher)?;
+    let teacher_model = teacher.build(device)?;
+    let windows = data_windows(&args.windows, &teacher_model, &args.teacher, args.train_windows)?;
+    drop(teacher_model);
+    let options = DistillOptions {
+        loss: args.loss,
+        tokens: args.tokens,
+        batch_size: args.batch_size,
+        micro_batches: args.micro_batches,
+        seq_len: args.windows.seq_len,
+        peak_lr: args.lr,
+        seed: args.seed,
+        checkpoint_every: 20,
+        stop_after: args.stop_after,
+        progress: !args.json,
+    };
+    let (child, report) = distill(&student, &teacher, &windows, &options, &args.out.join("train"), device)?;
+    anyhow::ensure!(
+        report.finished,
+        "stopped after step {} as asked; run the same command again to resume",
+        report.steps
+    );
+    let model_dir = args.out.join("model");
+    write_child(&child, &args.student, &model_dir)?;
+    let report_path = args.out.join("distill.json");
+    fs::write(&report_path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", report_path.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{:?} distillation, {} steps, {} tokens in {:.1} s; held-out ({} windows) vs the teacher:",
+        report.loss, report.steps, report.tokens_seen, report.seconds, report.held_out_windows
+    );
+    println!(
+        "  KL {:.4} -> {:.4}   LM loss {:.4} -> {:.4}   cosine distance {:.4} -> {:.4}",
+        report.before.kl_div,
+        report.after.kl_div,
+        report.before.lm_loss,
+        report.after.lm_loss,
+        report.before.cosine_distance,
+        report.after.cosine_distance
+    );
+    println!("wrote {} and {}", model_dir.display(), report_path.display());
+    Ok(())
+}
+
 fn export_command(args: ExportArgs) -> Result<()> {
     let (mut checkpoint, _) = Checkpoint::read(&args.model).context("reading the model")?;
     if args.untie {
@@ -1217,7 +1684,7 @@ fn score_command(args: ScoreArgs, device: &burn::prelude::Device) -> Result<()> 
             ThinkingChoice::Off => Thinking::Off,
             _ => Thinking::On,
         };
-        let rows = scoring.accuracy(&library, &space_blocks(&library), &tasks, thinking, progress)?;
+        let rows = scoring.accuracy(&library, &library.candidates(), &tasks, thinking, progress)?;
         record_metrics(
             &args.library,
             rows.iter().map(|(l, b, a)| (*l, b.as_str(), "accuracy", *a)),
@@ -1225,15 +1692,15 @@ fn score_command(args: ScoreArgs, device: &burn::prelude::Device) -> Result<()> 
         if args.json {
             let rows: Vec<_> = rows
                 .iter()
-                .map(|(l, b, a)| json!({ "layer": l, "block": b, "accuracy": a }))
+                .map(|(l, b, a)| json!({ "layer": format!("layer_{l}"), "block": b, "accuracy": a }))
                 .collect();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&json!({ "tasks": tasks.len(), "scores": rows }))?
             );
         } else {
-            for (layer, block, accuracy) in &rows {
-                println!("{layer:<6} {block:<24} {:>6.1}%", 100.0 * accuracy);
+            for (span, block, accuracy) in &rows {
+                println!("{:<6} {block:<24} {:>6.1}%", span.to_string(), 100.0 * accuracy);
             }
             println!(
                 "metrics.accuracy written to {}",
@@ -1242,7 +1709,7 @@ fn score_command(args: ScoreArgs, device: &burn::prelude::Device) -> Result<()> 
         }
         return Ok(());
     }
-    let rows = scoring.score(&library, &space_blocks(&library), Stage::Trained, progress)?;
+    let rows = scoring.score(&library, &library.candidates(), Stage::Trained, progress)?;
     record_scores(&args.library, &rows)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json!({ "scores": rows }))?);
@@ -1254,7 +1721,11 @@ fn score_command(args: ScoreArgs, device: &burn::prelude::Device) -> Result<()> 
         for r in &rows {
             println!(
                 "{:<8} {:<24} {:>10.5} {:>10.4} {:>10.6}",
-                r.layer, r.variant, r.scores.kl_div, r.scores.lm_loss, r.scores.cosine_distance
+                r.span.to_string(),
+                r.variant,
+                r.scores.kl_div,
+                r.scores.lm_loss,
+                r.scores.cosine_distance
             );
         }
         println!(
@@ -1329,7 +1800,7 @@ fn profile_command(args: ProfileArgs, device: &burn::prelude::Device) -> Result<
     for r in &report.rows {
         println!(
             "{:<6} {:<24} {:>10} {:>10.4} {:>9} {}",
-            r.layer,
+            r.span.to_string(),
             r.block,
             r.num_params,
             r.memory_mib,

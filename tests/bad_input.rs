@@ -11,7 +11,11 @@ use tessera::model::{ModelConfig, random_weights};
 
 fn checkpoint(config: ModelConfig) -> Checkpoint {
     let weights = random_weights(&config, 9);
-    Checkpoint { config, weights }
+    Checkpoint {
+        config,
+        weights,
+        parent_layers: None,
+    }
 }
 
 /// A temporary directory holding a small HF checkpoint (vocab 64, 2 layers).

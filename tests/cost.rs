@@ -11,7 +11,7 @@ use tessera::cost::{Precision, ProfileOptions, Scenario, measure_and_calibrate, 
 use tessera::library::Library;
 use tessera::model::BlockConfig;
 use tessera::parent::default_parent_config;
-use tessera::score::{Scoring, space_blocks};
+use tessera::score::Scoring;
 use tessera::source::TokenSource;
 
 #[test]
@@ -27,7 +27,7 @@ fn parent_blocks_score_zero_and_prefix_reuse_changes_nothing() {
         &Device::flex(),
     )
     .unwrap();
-    let blocks = space_blocks(&library);
+    let blocks = library.candidates();
     let rows = scoring
         .score(&library, &blocks, tessera::library::Stage::Trained, false)
         .unwrap();

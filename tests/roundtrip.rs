@@ -9,7 +9,11 @@ use tessera::model::{AttentionConfig, BlockConfig, FfnConfig, ModelConfig, rando
 
 fn random_checkpoint(config: ModelConfig, seed: u64) -> Checkpoint {
     let weights = random_weights(&config, seed);
-    Checkpoint { config, weights }
+    Checkpoint {
+        config,
+        weights,
+        parent_layers: None,
+    }
 }
 
 fn rounded(checkpoint: &Checkpoint, dtype: StoreDtype) -> Checkpoint {
@@ -140,4 +144,102 @@ fn stories260k_round_trips_through_every_format() {
     let rope_start = original.len() - 2 * 512 * 4 * 4;
     assert_eq!(original[..rope_start], written[..rope_start]);
     assert!(source.build(&Device::flex()).is_ok());
+}
+
+/// The `config.json` of a DeciLM export, field by field against the `nemotron-nas` schema of
+/// DESIGN §2, for a child with every block kind (and the safetensors names its blocks imply).
+#[test]
+fn decilm_config_follows_the_nemotron_nas_schema_field_by_field() {
+    use serde_json::{Value, json};
+    let config = ModelConfig::tiny_heterogeneous(300);
+    let checkpoint = random_checkpoint(config.clone(), 6);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    checkpoint
+        .write_decilm(
+            &dir,
+            ExportOptions {
+                dtype: StoreDtype::Bf16,
+                max_shard_bytes: None,
+            },
+        )
+        .unwrap();
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(json["architectures"], json!(["DeciLMForCausalLM"]));
+    assert_eq!(json["model_type"], "nemotron-nas");
+    assert_eq!(json["torch_dtype"], "bfloat16");
+    for (key, value) in [
+        ("vocab_size", json!(300)),
+        ("hidden_size", json!(config.hidden_size)),
+        ("num_attention_heads", json!(config.num_attention_heads)),
+        ("num_hidden_layers", json!(config.num_layers())),
+        ("max_position_embeddings", json!(config.max_position_embeddings)),
+        ("tie_word_embeddings", json!(false)),
+        ("hidden_act", json!("silu")),
+    ] {
+        assert_eq!(json[key], value, "{key}");
+    }
+    let blocks = json["block_configs"].as_array().unwrap();
+    assert_eq!(blocks.len(), config.num_layers());
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    for (block, raw) in config.blocks.iter().zip(blocks) {
+        assert_eq!(keys(raw), ["attention", "ffn"]);
+        let attention = &raw["attention"];
+        assert_eq!(keys(attention), ["n_heads_in_group", "no_op", "replace_with_linear"]);
+        assert_eq!(attention["no_op"], json!(block.attention == AttentionConfig::NoOp));
+        assert_eq!(
+            attention["replace_with_linear"],
+            json!(block.attention == AttentionConfig::Linear)
+        );
+        match block.attention {
+            AttentionConfig::Gqa { kv_heads } => {
+                assert_eq!(attention["n_heads_in_group"], json!(config.num_attention_heads / kv_heads))
+            }
+            _ => assert!(attention["n_heads_in_group"].is_null()),
+        }
+        let ffn = &raw["ffn"];
+        assert_eq!(ffn["no_op"], json!(block.ffn == FfnConfig::NoOp));
+        assert_eq!(ffn["replace_with_linear"], json!(block.ffn == FfnConfig::Linear));
+        match block.ffn {
+            FfnConfig::SwiGlu { intermediate } => {
+                let mult = ffn["ffn_mult"].as_f64().unwrap();
+                // DeciLM's own rule, unless the exact width is stored beside it.
+                let rule = ((2.0 * mult * config.hidden_size as f64 / 3.0) as usize).div_ceil(256) * 256;
+                match ffn.get("intermediate_size") {
+                    Some(exact) => {
+                        assert_eq!(exact, &json!(intermediate));
+                        assert_ne!(rule, intermediate);
+                    }
+                    None => assert_eq!(rule, intermediate),
+                }
+                assert!((mult - intermediate as f64 * 3.0 / (2.0 * config.hidden_size as f64)).abs() < 1e-12);
+            }
+            _ => {
+                assert_eq!(keys(ffn), ["ffn_mult", "no_op", "replace_with_linear"]);
+                assert!(ffn["ffn_mult"].is_null());
+            }
+        }
+    }
+    // No-op sub-blocks have neither weights nor norm; linear ones one [hidden, hidden] weight.
+    let (read, _) = Checkpoint::read(&dir).unwrap();
+    let h = config.hidden_size;
+    for (i, block) in config.blocks.iter().enumerate() {
+        let has = |name: &str| read.weights.contains_key(&format!("model.layers.{i}.{name}.weight"));
+        assert_eq!(has("input_layernorm"), block.attention != AttentionConfig::NoOp, "layer {i}");
+        assert_eq!(has("post_attention_layernorm"), block.ffn != FfnConfig::NoOp, "layer {i}");
+        if block.attention == AttentionConfig::Linear {
+            assert_eq!(
+                read.weights[&format!("model.layers.{i}.self_attn.linear_attn.weight")].shape,
+                [h, h]
+            );
+        }
+        if block.ffn == FfnConfig::Linear {
+            assert_eq!(read.weights[&format!("model.layers.{i}.mlp.linear_mlp.weight")].shape, [h, h]);
+        }
+    }
+    assert!(json.get("parent_layers").is_none(), "an unfused child needs no layer spans");
 }

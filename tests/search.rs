@@ -522,7 +522,7 @@ fn a_real_library_is_scored_profiled_searched_and_its_child_timed() {
     use burn::prelude::Device;
     use tessera::cost::{Precision, ProfileOptions, Scenario, profile_library};
     use tessera::library::{Library, Stage};
-    use tessera::score::{Scoring, record_scores, space_blocks};
+    use tessera::score::{Scoring, record_scores};
     use tessera::search::check_on_cpu;
     use tessera::source::TokenSource;
 
@@ -532,7 +532,7 @@ fn a_real_library_is_scored_profiled_searched_and_its_child_timed() {
     let device = Device::flex();
     let scoring = Scoring::new(&library, None, &TokenSource::Builtin { seed: 3 }, None, 4, &device).unwrap();
     let rows = scoring
-        .score(&library, &space_blocks(&library), Stage::Trained, false)
+        .score(&library, &library.candidates(), Stage::Trained, false)
         .unwrap();
     record_scores(&lib, &rows).unwrap();
     profile_library(
@@ -573,7 +573,11 @@ fn a_real_library_is_scored_profiled_searched_and_its_child_timed() {
     let checks = check_on_cpu(&lib, &file, &[best], 5, &device).unwrap();
     eprintln!("{checks:?}");
     let child = &checks.children[0];
-    let names: Vec<&str> = best.choice.values().map(|v| v.as_str().unwrap()).collect();
+    let names: Vec<String> = best
+        .choice
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap()))
+        .collect();
     assert_eq!(child.blocks, names);
     assert!(child.predicted_speedup >= 1.7 - 1e-9, "{checks:?}");
     assert!(checks.parents[0].measured.median_ms > 0.0 && child.measured.median_ms > 0.0);

@@ -5,6 +5,9 @@
 //! `ceil_to_multiple(int(2 * ffn_mult * hidden / 3), 256)`. A width that rule cannot produce is
 //! written as an extra `intermediate_size` key in that block's `ffn` entry, which tessera reads
 //! first, so every child round-trips exactly.
+//!
+//! A child with fused layers also carries `parent_layers`: for each of its layers, the parent
+//! layers `{first, last}` it stands for (serving engines ignore the key; distillation reads it).
 
 use std::path::Path;
 
@@ -12,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::error::CheckpointError;
+use super::splice::LayerSpan;
 use crate::model::config::{AttentionConfig, BlockConfig, FfnConfig, ModelConfig};
 
 /// Which `config.json` flavour a directory holds.
@@ -97,6 +101,39 @@ fn default_rope_theta() -> f64 {
 }
 fn default_rms_norm_eps() -> f64 {
     1e-6
+}
+
+/// The top-level `config.json` key of a fused child's layer spans.
+pub const PARENT_LAYERS_KEY: &str = "parent_layers";
+
+/// The `parent_layers` of a config with `layers` layers, checked: one span per layer, covering
+/// parent layers from 0 in order without gaps. `None` when absent.
+pub fn parse_parent_layers(path: &Path, text: &str, layers: usize) -> Result<Option<Vec<LayerSpan>>, CheckpointError> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| CheckpointError::format(path, format!("invalid config: {e}")))?;
+    let Some(raw) = value.get(PARENT_LAYERS_KEY).filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let bad = |problem: String| CheckpointError::field(path, PARENT_LAYERS_KEY, problem);
+    let spans: Vec<LayerSpan> = serde_json::from_value(raw.clone())
+        .map_err(|e| bad(format!("expected a list of {{\"first\": i, \"last\": j}}: {e}")))?;
+    if spans.len() != layers {
+        return Err(bad(format!(
+            "has {} entries but the model has {layers} layers",
+            spans.len()
+        )));
+    }
+    let mut next = 0;
+    for (i, span) in spans.iter().enumerate() {
+        if span.first != next || span.last < span.first {
+            return Err(bad(format!(
+                "entry {i} is {}..={}, but must start at parent layer {next} and not run backwards",
+                span.first, span.last
+            )));
+        }
+        next = span.last + 1;
+    }
+    Ok(Some(spans))
 }
 
 /// DeciLM's width rule (`_ffn_mult_to_intermediate_size`).

@@ -6,6 +6,7 @@ pub mod error;
 pub mod hf_config;
 pub mod llama2c;
 pub mod safetensors_dir;
+pub mod splice;
 
 use std::fs;
 use std::path::Path;
@@ -16,6 +17,7 @@ pub use error::CheckpointError;
 pub use hf_config::ConfigFlavor;
 pub use llama2c::Llama2cVersion;
 pub use safetensors_dir::{StoreDtype, read_tensor_file, write_tensor_file};
+pub use splice::{LayerSpan, Replacement, SpliceError};
 
 use crate::model::weights::{TensorMap, check_weights};
 use crate::model::{Llama, ModelConfig, build_model, model_weights};
@@ -32,6 +34,8 @@ pub enum SourceFormat {
 pub struct Checkpoint {
     pub config: ModelConfig,
     pub weights: TensorMap,
+    /// The parent layers each layer stands for, when layers were fused (`None`: one each).
+    pub parent_layers: Option<Vec<LayerSpan>>,
 }
 
 /// How tensors are stored on export.
@@ -50,15 +54,30 @@ impl Checkpoint {
             let config_path = path.join("config.json");
             let text = fs::read_to_string(&config_path).map_err(CheckpointError::io(&config_path))?;
             let (config, flavor) = hf_config::parse_config(&config_path, &text)?;
+            let parent_layers = hf_config::parse_parent_layers(&config_path, &text, config.num_layers())?;
             let weights = safetensors_dir::read_tensors(path)?;
             let format = match flavor {
                 ConfigFlavor::Llama => SourceFormat::HfLlama,
                 ConfigFlavor::DeciLm => SourceFormat::DeciLm,
             };
-            (Self { config, weights }, format)
+            (
+                Self {
+                    config,
+                    weights,
+                    parent_layers,
+                },
+                format,
+            )
         } else {
             let (config, weights) = llama2c::read(path)?;
-            (Self { config, weights }, SourceFormat::Llama2c)
+            (
+                Self {
+                    config,
+                    weights,
+                    parent_layers: None,
+                },
+                SourceFormat::Llama2c,
+            )
         };
         check_weights(&checkpoint.config, &checkpoint.weights).map_err(|cause| CheckpointError::Weights {
             path: path.to_path_buf(),
@@ -71,6 +90,7 @@ impl Checkpoint {
         Self {
             config: model.config().clone(),
             weights: model_weights(model),
+            parent_layers: None,
         }
     }
 
@@ -115,6 +135,10 @@ impl Checkpoint {
     }
 
     fn write_dir(&self, dir: &Path, config: &serde_json::Value, options: ExportOptions) -> Result<(), CheckpointError> {
+        let mut config = config.clone();
+        if let Some(spans) = &self.parent_layers {
+            config[hf_config::PARENT_LAYERS_KEY] = serde_json::to_value(spans).expect("spans serialise");
+        }
         // Stale shards from an earlier export would be mixed with the new ones: refuse instead.
         if dir.exists() && fs::read_dir(dir).map_err(CheckpointError::io(dir))?.next().is_some() {
             return Err(CheckpointError::Unsupported {
@@ -126,7 +150,7 @@ impl Checkpoint {
         let config_path = dir.join("config.json");
         fs::write(
             &config_path,
-            serde_json::to_string_pretty(config).expect("config serialises"),
+            serde_json::to_string_pretty(&config).expect("config serialises"),
         )
         .map_err(CheckpointError::io(&config_path))?;
         safetensors_dir::write_tensors(dir, &self.weights, options.dtype, options.max_shard_bytes)

@@ -17,7 +17,8 @@ use super::precision::Precision;
 use super::predict::{CalibrationReport, LatencyModel, measure_and_calibrate, random_children};
 use super::roofline::{Hardware, estimate_block, estimate_outside, gpu_table};
 use super::scenario::Scenario;
-use crate::library::interchange::{block_library_path, read_block_library, set_value, write_block_library_map};
+use crate::checkpoint::LayerSpan;
+use crate::library::interchange::{block_library_path, read_block_library, set_span_value, write_block_library_map};
 use crate::library::{Library, LibraryError, block_name};
 use crate::model::{BlockConfig, ForwardError, ModelConfig};
 use crate::table::{Values, write_table};
@@ -89,7 +90,7 @@ pub struct ProfileOptions {
 /// The costs of one block of the space.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProfileRow {
-    pub layer: usize,
+    pub span: LayerSpan,
     pub block: String,
     pub num_params: usize,
     pub memory_mib: f64,
@@ -185,8 +186,9 @@ pub fn profile_library(
     }
     let parent = library.manifest.parent.config.clone();
     let choices = space_choices(library);
+    let candidates = library.candidates();
     let mut distinct: Vec<BlockConfig> = Vec::new();
-    for block in choices.iter().flatten() {
+    for block in choices.iter().flatten().chain(candidates.iter().map(|(_, b)| b)) {
         if !distinct.contains(block) {
             distinct.push(*block);
         }
@@ -239,41 +241,36 @@ pub fn profile_library(
     let path = block_library_path(&library.dir);
     let mut map = read_block_library(&path)?;
     let mut rows = Vec::new();
-    for (layer, v) in library.manifest.space.layers.iter().enumerate() {
-        for &attention in &v.attention {
-            for &ffn in &v.ffn {
-                let block = BlockConfig { attention, ffn };
-                let name = block_name(&block);
-                let memory = block_memory(&parent, &block, options.precision);
-                let runtime_ms: Vec<f64> = latency
-                    .iter()
-                    .map(|l| l.block_ms(&block).expect("every block was profiled"))
-                    .collect();
-                let mib = memory.param_bytes as f64 / (1u64 << 20) as f64;
-                let mut put =
-                    |key: String, value: serde_json::Value| set_value(&mut map, layer, &name, "stats", &key, value);
-                put("num_params".into(), json!(memory.num_params));
-                put("memory_mib".into(), json!(mib));
-                put(format!("memory_mib_{precision}"), json!(mib));
-                put("kv_bytes_per_token".into(), json!(memory.kv_bytes_per_token));
-                put(
-                    format!("kv_bytes_per_token_{precision}"),
-                    json!(memory.kv_bytes_per_token),
-                );
-                put("runtime_ms".into(), json!(runtime_ms[0]));
-                for (scenario, ms) in options.scenarios.iter().zip(&runtime_ms) {
-                    put(format!("runtime_ms_{target}_{precision}_{scenario}"), json!(ms));
-                }
-                rows.push(ProfileRow {
-                    layer,
-                    block: name,
-                    num_params: memory.num_params,
-                    memory_mib: mib,
-                    kv_bytes_per_token: memory.kv_bytes_per_token,
-                    runtime_ms,
-                });
-            }
+    for &(span, block) in &candidates {
+        let name = block_name(&block);
+        let memory = block_memory(&parent, &block, options.precision);
+        let runtime_ms: Vec<f64> = latency
+            .iter()
+            .map(|l| l.block_ms(&block).expect("every block was profiled"))
+            .collect();
+        let mib = memory.param_bytes as f64 / (1u64 << 20) as f64;
+        let mut put =
+            |key: String, value: serde_json::Value| set_span_value(&mut map, span, &name, "stats", &key, value);
+        put("num_params".into(), json!(memory.num_params));
+        put("memory_mib".into(), json!(mib));
+        put(format!("memory_mib_{precision}"), json!(mib));
+        put("kv_bytes_per_token".into(), json!(memory.kv_bytes_per_token));
+        put(
+            format!("kv_bytes_per_token_{precision}"),
+            json!(memory.kv_bytes_per_token),
+        );
+        put("runtime_ms".into(), json!(runtime_ms[0]));
+        for (scenario, ms) in options.scenarios.iter().zip(&runtime_ms) {
+            put(format!("runtime_ms_{target}_{precision}_{scenario}"), json!(ms));
         }
+        rows.push(ProfileRow {
+            span,
+            block: name,
+            num_params: memory.num_params,
+            memory_mib: mib,
+            kv_bytes_per_token: memory.kv_bytes_per_token,
+            runtime_ms,
+        });
     }
     write_block_library_map(&path, &map)?;
     let costs_dir = library.dir.join("costs");
@@ -283,7 +280,11 @@ pub fn profile_library(
     })?;
     let stem = costs_dir.join(format!("{target}_{precision}"));
     let mut columns = vec![
-        ("layer", Values::Int(rows.iter().map(|r| r.layer as i64).collect())),
+        ("layer", Values::Int(rows.iter().map(|r| r.span.first as i64).collect())),
+        (
+            "last_layer",
+            Values::Int(rows.iter().map(|r| r.span.last as i64).collect()),
+        ),
         ("block", Values::Text(rows.iter().map(|r| r.block.clone()).collect())),
         (
             "num_params",

@@ -1,32 +1,48 @@
-//! A child from a library (DESIGN §1.8): the parent's tensors outside the layers, and at each
-//! layer the chosen block's trained weights (the parent's own where the block is the parent's).
-//! Blocks are named as in `block_library.json`; a name the layer's search space does not offer
-//! is an error that names the layer.
+//! A child from a library (DESIGN §1.8): the parent's tensors outside the layers, and for each
+//! chosen span the chosen block's trained weights (the parent's own where the block is the
+//! parent's; a fused run's FFN folded from the parent's). Blocks are named as in
+//! `block_library.json`; a name the span does not offer is an error that names the span.
 
-use super::variant::block_name;
+use serde_json::{Map, Value};
+
+use super::interchange::parse_span_key;
 use super::{Library, LibraryError, Stage};
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, LayerSpan, Replacement};
 use crate::model::{BlockConfig, TensorMap};
 
 /// The parent with the blocks of some layers replaced: `(layer, block, that block's tensors)`.
-pub fn substitute_layers(parent: &Checkpoint, layers: &[(usize, BlockConfig, &TensorMap)]) -> Checkpoint {
-    let replaced = |name: &str| {
-        layers
-            .iter()
-            .any(|(layer, ..)| name.starts_with(&format!("model.layers.{layer}.")))
-    };
-    let mut weights: TensorMap = parent
-        .weights
+pub fn substitute_layers(
+    parent: &Checkpoint,
+    layers: &[(usize, BlockConfig, &TensorMap)],
+) -> Result<Checkpoint, LibraryError> {
+    let replacements: Vec<Replacement> = layers
         .iter()
-        .filter(|(name, _)| !replaced(name))
-        .map(|(n, t)| (n.clone(), t.clone()))
+        .map(|&(layer, block, weights)| Replacement {
+            span: LayerSpan::single(layer),
+            block,
+            weights,
+        })
         .collect();
-    let mut config = parent.config.clone();
-    for (layer, block, tensors) in layers {
-        weights.extend(tensors.iter().map(|(n, t)| (n.clone(), t.clone())));
-        config.blocks[*layer] = *block;
-    }
-    Checkpoint { config, weights }
+    Ok(parent.splice(&replacements)?)
+}
+
+/// A child as the search describes it: for each span of parent layers, a block name.
+pub type ChildChoice = Vec<(LayerSpan, String)>;
+
+/// A solution's `choice` object (`{"layer_0": "kv2 + ffn384", "layer_1-3": "…"}`) as spans.
+pub fn choice_from_json(choice: &Map<String, Value>) -> Result<ChildChoice, String> {
+    let mut out: ChildChoice = choice
+        .iter()
+        .map(|(key, name)| {
+            let span = parse_span_key(key)
+                .filter(|s| s.first <= s.last)
+                .ok_or_else(|| format!("`{key}` is not `layer_<i>` or `layer_<first>-<last>`"))?;
+            let name = name.as_str().ok_or_else(|| format!("`{key}` is not a block name"))?;
+            Ok((span, name.to_string()))
+        })
+        .collect::<Result<_, String>>()?;
+    out.sort();
+    Ok(out)
 }
 
 impl Library {
@@ -45,33 +61,59 @@ impl Library {
                     .iter()
                     .flat_map(|&attention| variants.ffn.iter().map(move |&ffn| BlockConfig { attention, ffn })),
             )
-            .find(|b| block_name(b) == name)
+            .find(|b| super::block_name(b) == name)
             .ok_or_else(unknown)
     }
 
     /// The child whose layer `i` is the block called `names[i]`, from the library's trained
     /// weights.
     pub fn assemble(&self, parent: &Checkpoint, names: &[String]) -> Result<Checkpoint, LibraryError> {
+        let choice: ChildChoice = names
+            .iter()
+            .enumerate()
+            .map(|(layer, name)| (LayerSpan::single(layer), name.clone()))
+            .collect();
+        self.assemble_spans(parent, &choice)
+    }
+
+    /// The child made of `choice`, whose spans must cover every parent layer exactly once.
+    pub fn assemble_spans(&self, parent: &Checkpoint, choice: &ChildChoice) -> Result<Checkpoint, LibraryError> {
         let layers = self.manifest.parent.config.num_layers();
-        if names.len() != layers {
-            return Err(LibraryError::Format {
-                path: self.dir.clone(),
-                problem: format!(
-                    "a child needs one block for each of {layers} layers, got {}",
-                    names.len()
-                ),
-            });
+        let fail = |problem: String| LibraryError::Format {
+            path: self.dir.clone(),
+            problem,
+        };
+        let mut spans: Vec<LayerSpan> = choice.iter().map(|(s, _)| *s).collect();
+        spans.sort();
+        let mut next = 0;
+        for span in &spans {
+            if span.first != next || span.last >= layers {
+                return Err(fail(format!(
+                    "a child needs exactly one block for each of the parent's {layers} layers; the choice has {} where parent layer {next} comes next",
+                    super::interchange::span_key(*span)
+                )));
+            }
+            next = span.last + 1;
+        }
+        if next != layers {
+            return Err(fail(format!(
+                "a child needs one block for each of {layers} layers; the choice stops before layer {next}"
+            )));
         }
         let mut blocks = Vec::new();
-        for (layer, name) in names.iter().enumerate() {
-            let block = self.block_named(layer, name)?;
-            blocks.push((
-                layer,
-                block,
-                self.block_weights(layer, &block, &parent.weights, Stage::Trained)?,
-            ));
+        for (span, name) in choice {
+            let block = self.span_block_named(*span, name)?;
+            let weights = self.span_weights(*span, &block, &parent.weights, Stage::Trained)?;
+            blocks.push((*span, block, weights));
         }
-        let parts: Vec<(usize, BlockConfig, &TensorMap)> = blocks.iter().map(|(l, b, w)| (*l, *b, w)).collect();
-        Ok(substitute_layers(parent, &parts))
+        let replacements: Vec<Replacement> = blocks
+            .iter()
+            .map(|(span, block, weights)| Replacement {
+                span: *span,
+                block: *block,
+                weights,
+            })
+            .collect();
+        Ok(parent.splice(&replacements)?)
     }
 }

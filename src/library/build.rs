@@ -192,6 +192,7 @@ fn planned_manifest(
             name: space.name.clone(),
             source: options.space.clone(),
             layers,
+            fused_runs: space.fused_runs,
         },
         settings: BuildSettings {
             mode: options.mode,
@@ -236,7 +237,7 @@ fn start_manifest(dir: &Path, planned: Manifest) -> Result<Manifest, LibraryErro
         }
         json!({
             "parent": { "fingerprint": m.parent.fingerprint },
-            "space": { "layers": m.space.layers },
+            "space": { "layers": m.space.layers, "fused_runs": m.space.fused_runs },
             "settings": settings,
             "shard": m.shard,
         })

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::variant::block_name;
 use super::{Library, LibraryError};
-use crate::model::BlockConfig;
+use crate::checkpoint::LayerSpan;
 
 pub const BLOCK_LIBRARY_FILE: &str = "block_library.json";
 
@@ -44,10 +44,40 @@ pub fn write_block_library_map(path: &Path, map: &Map<String, Value>) -> Result<
     std::fs::rename(&partial, path).map_err(LibraryError::io(path))
 }
 
+/// The key of the candidates standing for `span`: `layer_3`, or `layer_3-5` for several layers.
+pub fn span_key(span: LayerSpan) -> String {
+    format!("layer_{span}")
+}
+
+/// The span a layer key names (`layer_3` or `layer_3-5`), when it is one.
+pub fn parse_span_key(key: &str) -> Option<LayerSpan> {
+    let rest = key.strip_prefix("layer_")?;
+    let (first, last) = match rest.split_once('-') {
+        Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+        None => {
+            let layer = rest.parse().ok()?;
+            (layer, layer)
+        }
+    };
+    Some(LayerSpan { first, last })
+}
+
 /// Sets `group.key` (`group` is `stats` or `metrics`) of one block, creating what is missing.
 pub fn set_value(map: &mut Map<String, Value>, layer: usize, block: &str, group: &str, key: &str, value: Value) {
+    set_span_value(map, LayerSpan::single(layer), block, group, key, value);
+}
+
+/// [`set_value`] for the candidates of a span of layers.
+pub fn set_span_value(
+    map: &mut Map<String, Value>,
+    span: LayerSpan,
+    block: &str,
+    group: &str,
+    key: &str,
+    value: Value,
+) {
     let entry = map
-        .entry(format!("layer_{layer}"))
+        .entry(span_key(span))
         .or_insert_with(|| json!({}))
         .as_object_mut()
         .expect("layers are objects")
@@ -62,21 +92,9 @@ pub fn write_block_library(library: &Library) -> Result<(), LibraryError> {
     let path = block_library_path(&library.dir);
     let mut map = read_block_library(&path)?;
     let config = &library.manifest.parent.config;
-    for (layer, variants) in library.manifest.space.layers.iter().enumerate() {
-        for &attention in &variants.attention {
-            for &ffn in &variants.ffn {
-                let block = BlockConfig { attention, ffn };
-                let params = config.block_params(&block);
-                set_value(
-                    &mut map,
-                    layer,
-                    &block_name(&block),
-                    "stats",
-                    "num_params",
-                    json!(params),
-                );
-            }
-        }
+    for (span, block) in library.candidates() {
+        let params = config.block_params(&block);
+        set_span_value(&mut map, span, &block_name(&block), "stats", "num_params", json!(params));
     }
     write_block_library_map(&path, &map)
 }

@@ -32,6 +32,9 @@ pub struct SpaceInfo {
     pub name: String,
     pub source: PathBuf,
     pub layers: Vec<LayerVariants>,
+    /// The longest run of layers offered fused as one candidate (0: none).
+    #[serde(default)]
+    pub fused_runs: usize,
 }
 
 /// Everything that decides what a build computes; two parts of one library share it.

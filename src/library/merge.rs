@@ -21,7 +21,7 @@ pub fn merge_libraries(parts: &[&Path], out: &Path) -> Result<Library, LibraryEr
         });
     }
     let libraries = parts.iter().map(|p| Library::open(p)).collect::<Result<Vec<_>, _>>()?;
-    let shared = |m: &Manifest| serde_json::json!({ "parent": m.parent.fingerprint, "space": m.space.layers, "settings": m.settings });
+    let shared = |m: &Manifest| serde_json::json!({ "parent": m.parent.fingerprint, "space": m.space.layers, "fused_runs": m.space.fused_runs, "settings": m.settings });
     for (path, library) in rest.iter().zip(&libraries[1..]) {
         if let Some((key, there, here)) =
             first_difference(&shared(&libraries[0].manifest), &shared(&library.manifest), "")

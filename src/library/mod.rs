@@ -10,6 +10,7 @@ pub mod activations;
 pub mod assemble;
 pub mod bld;
 pub mod build;
+pub mod candidates;
 pub mod init;
 pub mod interchange;
 pub mod manifest;
@@ -19,7 +20,7 @@ pub mod variant;
 
 use std::path::{Path, PathBuf};
 
-pub use assemble::substitute_layers;
+pub use assemble::{ChildChoice, choice_from_json, substitute_layers};
 pub use bld::BldSettings;
 pub use build::{BuildOptions, BuildReport, build_library};
 pub use init::LinearInit;
@@ -41,6 +42,8 @@ pub enum LibraryError {
     Space(#[from] SpaceError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Splice(#[from] crate::checkpoint::SpliceError),
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
     #[error(transparent)]

@@ -5,6 +5,7 @@
 //!
 //! ```toml
 //! description = "what this space is for"
+//! fused_runs = 3                          # also offer runs of 2 to 3 layers fused (optional)
 //! [all]                                   # every layer, unless a [[layers]] entry says otherwise
 //! attention = ["kv/1", "kv/2", "linear", "no_op"]
 //! ffn = [1.0, 0.5, 0.25, "linear", "no_op"]
@@ -69,6 +70,8 @@ pub struct LayerRange {
 struct SpaceFile {
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    fused_runs: usize,
     all: Lists,
     #[serde(default)]
     layers: Vec<LayerRange>,
@@ -82,6 +85,8 @@ pub struct SearchSpace {
     #[serde(skip)]
     pub path: PathBuf,
     pub description: String,
+    /// The longest run of layers offered fused as one candidate (0: none).
+    pub fused_runs: usize,
     pub all: Lists,
     pub layers: Vec<LayerRange>,
 }
@@ -123,6 +128,12 @@ impl SearchSpace {
                     .map_err(|p| err(format!("{key}[{i}]"), p))
             }),
         };
+        if file.fused_runs == 1 {
+            return Err(err(
+                "fused_runs".into(),
+                "a fused run has at least 2 layers: use 0 (none) or 2 and more".into(),
+            ));
+        }
         check("all.attention".into(), &file.all.attention, true)?;
         check("all.ffn".into(), &file.all.ffn, true)?;
         for (i, range) in file.layers.iter().enumerate() {
@@ -157,6 +168,7 @@ impl SearchSpace {
                 .map_or_else(|| "space".into(), |s| s.to_string_lossy().into_owned()),
             path: path.to_path_buf(),
             description: file.description,
+            fused_runs: file.fused_runs,
             all: file.all,
             layers: file.layers,
         })

@@ -8,6 +8,7 @@ pub mod fused;
 pub mod generate;
 pub mod kv_cache;
 pub mod llama;
+pub mod parallel_ffn;
 pub mod rope;
 pub mod weights;
 

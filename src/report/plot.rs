@@ -90,13 +90,20 @@ where
     area.present().map_err(text)
 }
 
-/// Writes `<stem>.svg` and `<stem>.png`.
-pub fn write_scatter(stem: &Path, plot: &Scatter) -> Result<(), String> {
+/// Makes the bundled font plotters' `sans-serif` (once), for PNG text.
+pub(crate) fn register_font() -> Result<(), String> {
     let registered =
         REGISTERED.get_or_init(|| plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok());
-    if !*registered {
-        return Err("the bundled font assets/fonts/DejaVuSans.ttf could not be read".into());
+    if *registered {
+        Ok(())
+    } else {
+        Err("the bundled font assets/fonts/DejaVuSans.ttf could not be read".into())
     }
+}
+
+/// Writes `<stem>.svg` and `<stem>.png`.
+pub fn write_scatter(stem: &Path, plot: &Scatter) -> Result<(), String> {
+    register_font()?;
     let svg = stem.with_extension("svg");
     draw(SVGBackend::new(&svg, (800, 520)).into_drawing_area(), plot)?;
     let png = stem.with_extension("png");

@@ -14,20 +14,20 @@ use serde_json::json;
 
 pub use replace::{Reference, Scores};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, LayerSpan, Replacement};
 use crate::eval::task_accuracy;
-use crate::library::interchange::{block_library_path, read_block_library, set_value, write_block_library_map};
-use crate::library::{Library, LibraryError, Origin, Stage, block_name, layer_tensors, substitute_layers};
+use crate::library::interchange::{block_library_path, read_block_library, set_span_value, write_block_library_map};
+use crate::library::{Library, LibraryError, Origin, Stage, block_name};
 use crate::model::{BlockConfig, Llama, TensorMap, build_block, build_model};
 use crate::source::{SourceError, TokenSource};
 use crate::table::{Values, write_table};
 use crate::tokenizer::Tokenizer;
 use crate::world::{Task, Thinking};
 
-/// One scored block: which layer, which variant, from which weights.
+/// One scored block: which layers it stands for, which variant, from which weights.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScoreRow {
-    pub layer: usize,
+    pub span: LayerSpan,
     pub variant: String,
     pub stage: Stage,
     #[serde(flatten)]
@@ -98,11 +98,11 @@ impl Scoring {
         })
     }
 
-    /// Scores each `(layer, block)` of `library` at `stage` by replace-1-block.
+    /// Scores each `(span, block)` of `library` at `stage` by replacing the span with the block.
     pub fn score(
         &self,
         library: &Library,
-        blocks: &[(usize, BlockConfig)],
+        blocks: &[(LayerSpan, BlockConfig)],
         stage: Stage,
         progress: bool,
     ) -> Result<Vec<ScoreRow>, LibraryError> {
@@ -110,15 +110,14 @@ impl Scoring {
         let config = &self.parent.config;
         let bar = progress_bar(progress, blocks.len());
         let mut rows = Vec::with_capacity(blocks.len());
-        for &(layer, block) in blocks {
-            let parent_layer = layer_tensors(&self.parent.weights, layer);
-            let weights = library.block_weights(layer, &block, &parent_layer, stage)?;
-            let built = build_block(config, layer, &block, &weights, &device)?;
+        for &(span, block) in blocks {
+            let weights = library.span_weights(span, &block, &self.parent.weights, stage)?;
+            let built = build_block(config, span.first, &block, &weights, &device)?;
             rows.push(ScoreRow {
-                layer,
+                span,
                 variant: block_name(&block),
                 stage,
-                scores: self.reference.score_block(&self.model, layer, &built),
+                scores: self.reference.score_block(&self.model, span, &built),
             });
             bar.inc(1);
         }
@@ -131,21 +130,20 @@ impl Scoring {
     pub fn accuracy(
         &self,
         library: &Library,
-        blocks: &[(usize, BlockConfig)],
+        blocks: &[(LayerSpan, BlockConfig)],
         tasks: &[Task],
         thinking: Thinking,
         progress: bool,
-    ) -> Result<Vec<(usize, String, f64)>, ScoreError> {
+    ) -> Result<Vec<(LayerSpan, String, f64)>, ScoreError> {
         let tokenizer = self.tokenizer.as_ref().ok_or(ScoreError::NoTokenizer)?;
         let device = self.model.device();
         let bar = progress_bar(progress, blocks.len());
         let mut out = Vec::with_capacity(blocks.len());
-        for &(layer, block) in blocks {
-            let parent_layer = layer_tensors(&self.parent.weights, layer);
-            let weights = library.block_weights(layer, &block, &parent_layer, Stage::Trained)?;
-            let child = replaced_model(&self.parent, layer, &block, &weights, &device)?;
+        for &(span, block) in blocks {
+            let weights = library.span_weights(span, &block, &self.parent.weights, Stage::Trained)?;
+            let child = replaced_model(&self.parent, span, &block, &weights, &device)?;
             let report = task_accuracy(&child, tokenizer, tasks, thinking, 96, 64)?;
-            out.push((layer, block_name(&block), report.accuracy));
+            out.push((span, block_name(&block), report.accuracy));
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -157,7 +155,7 @@ impl Scoring {
     pub fn check_prefix_reuse(
         &self,
         library: &Library,
-        blocks: &[(usize, BlockConfig)],
+        blocks: &[(LayerSpan, BlockConfig)],
     ) -> Result<ReuseCheck, LibraryError> {
         let started = std::time::Instant::now();
         let reused = self.score(library, blocks, Stage::Trained, false)?;
@@ -165,14 +163,9 @@ impl Scoring {
         let device = self.model.device();
         let mut full = Vec::with_capacity(blocks.len());
         let mut full_seconds = 0.0;
-        for &(layer, block) in blocks {
-            let weights = library.block_weights(
-                layer,
-                &block,
-                &layer_tensors(&self.parent.weights, layer),
-                Stage::Trained,
-            )?;
-            let child = replaced_model(&self.parent, layer, &block, &weights, &device)?;
+        for &(span, block) in blocks {
+            let weights = library.span_weights(span, &block, &self.parent.weights, Stage::Trained)?;
+            let child = replaced_model(&self.parent, span, &block, &weights, &device)?;
             let started = std::time::Instant::now();
             full.push(self.reference.score_model(&child)?);
             full_seconds += started.elapsed().as_secs_f64();
@@ -219,43 +212,37 @@ pub enum ScoreError {
     NoTokenizer,
 }
 
-/// The parent with its layer `layer` replaced by `block` (whose tensors are `weights`).
+/// The parent with layers `span` replaced by `block` (whose tensors are `weights`, named at
+/// `span.first`).
 pub fn replaced_model(
     parent: &Checkpoint,
-    layer: usize,
+    span: LayerSpan,
     block: &BlockConfig,
     weights: &TensorMap,
     device: &Device,
 ) -> Result<Llama, LibraryError> {
-    let child = substitute_layers(parent, &[(layer, *block, weights)]);
+    let child = parent.splice(&[Replacement {
+        span,
+        block: *block,
+        weights,
+    }])?;
     Ok(build_model(&child.config, &child.weights, device)?)
-}
-
-/// Every block of the library's search space, layer by layer.
-pub fn space_blocks(library: &Library) -> Vec<(usize, BlockConfig)> {
-    library
-        .manifest
-        .space
-        .layers
-        .iter()
-        .enumerate()
-        .flat_map(|(layer, v)| {
-            v.attention
-                .iter()
-                .flat_map(move |&attention| v.ffn.iter().map(move |&ffn| (layer, BlockConfig { attention, ffn })))
-        })
-        .collect()
 }
 
 /// The blocks the library's own items form at their layers (the parent filling the other half
 /// of a sub-block item).
-pub fn item_blocks(library: &Library) -> Vec<(usize, BlockConfig)> {
+pub fn item_blocks(library: &Library) -> Vec<(LayerSpan, BlockConfig)> {
     let config = &library.manifest.parent.config;
     library
         .manifest
         .items
         .values()
-        .map(|r| (r.item.layer, r.item.block(&config.blocks[r.item.layer])))
+        .map(|r| {
+            (
+                LayerSpan::single(r.item.layer),
+                r.item.block(&config.blocks[r.item.layer]),
+            )
+        })
         .collect()
 }
 
@@ -265,7 +252,11 @@ pub fn record_scores(dir: &Path, rows: &[ScoreRow]) -> Result<(), LibraryError> 
     write_table(
         &dir.join("scores"),
         vec![
-            ("layer", Values::Int(rows.iter().map(|r| r.layer as i64).collect())),
+            ("layer", Values::Int(rows.iter().map(|r| r.span.first as i64).collect())),
+            (
+                "last_layer",
+                Values::Int(rows.iter().map(|r| r.span.last as i64).collect()),
+            ),
             ("block", Values::Text(rows.iter().map(|r| r.variant.clone()).collect())),
             ("kl_div", Values::Float(rows.iter().map(|r| r.scores.kl_div).collect())),
             (
@@ -284,7 +275,7 @@ pub fn record_scores(dir: &Path, rows: &[ScoreRow]) -> Result<(), LibraryError> 
             ("lm_loss", row.scores.lm_loss),
             ("cosine_distance", row.scores.cosine_distance),
         ]
-        .map(|(key, value)| (row.layer, row.variant.as_str(), key, value))
+        .map(|(key, value)| (row.span, row.variant.as_str(), key, value))
     });
     record_metrics(dir, values)
 }
@@ -316,12 +307,12 @@ pub fn write_item_table(dir: &Path, rows: &[ItemComparison]) -> Result<(), Libra
 /// Writes `metrics.<key>` values of blocks into the library's `block_library.json`.
 pub fn record_metrics<'a>(
     dir: &Path,
-    values: impl IntoIterator<Item = (usize, &'a str, &'a str, f64)>,
+    values: impl IntoIterator<Item = (LayerSpan, &'a str, &'a str, f64)>,
 ) -> Result<(), LibraryError> {
     let path = block_library_path(dir);
     let mut map = read_block_library(&path)?;
-    for (layer, block, key, value) in values {
-        set_value(&mut map, layer, block, "metrics", key, json!(value));
+    for (span, block, key, value) in values {
+        set_span_value(&mut map, span, block, "metrics", key, json!(value));
     }
     write_block_library_map(&path, &map)
 }

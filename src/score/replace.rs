@@ -8,6 +8,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use serde::Serialize;
 
+use crate::checkpoint::LayerSpan;
 use crate::model::{Block, ForwardError, Llama};
 
 /// How far a variant moves the model: all three measured from one forward pass.
@@ -80,10 +81,10 @@ impl Reference {
         }
     }
 
-    /// The parent with its layer `layer` replaced by `block`, run from the cached stream.
-    pub fn score_block(&self, parent: &Llama, layer: usize, block: &Block) -> Scores {
-        let x = block.forward(self.hidden_before(layer), layer, 0, &parent.rope, None);
-        let last = parent.run_layers(x, layer + 1..parent.layers.len());
+    /// The parent with its layers `span` replaced by `block`, run from the cached stream.
+    pub fn score_block(&self, parent: &Llama, span: LayerSpan, block: &Block) -> Scores {
+        let x = block.forward(self.hidden_before(span.first), span.first, 0, &parent.rope, None);
+        let last = parent.run_layers(x, span.last + 1..parent.layers.len());
         self.compare(parent, last)
     }
 

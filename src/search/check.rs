@@ -14,6 +14,7 @@ use super::outside::SearchInput;
 use super::problem::Choice;
 use super::run::SolutionReport;
 use crate::cost::measure::{Runner, Timing, request_runner, time_interleaved};
+use crate::library::choice_from_json;
 use crate::model::{Llama, build_model};
 
 #[derive(Clone, Debug, Serialize)]
@@ -73,23 +74,21 @@ pub fn check_on_cpu(
     batches.dedup();
     let mut children = Vec::new();
     for solution in solutions {
+        let spans = choice_from_json(&solution.choice).map_err(fail)?;
         let mut choice: Choice = Vec::new();
         let mut names = Vec::new();
-        for layer in 0..parent.config.num_layers() {
-            let name = solution
-                .choice
-                .get(&format!("layer_{layer}"))
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| fail(format!("the solution has no single block for layer_{layer}")))?;
+        for (span, name) in &spans {
             choice.push(
                 problem
-                    .starting_at(layer)
-                    .find(|&c| problem.candidates[c].name == name)
-                    .ok_or_else(|| fail(format!("layer_{layer} has no block `{name}`")))?,
+                    .starting_at(span.first)
+                    .find(|&c| problem.candidates[c].name == *name && problem.candidates[c].last == span.last)
+                    .ok_or_else(|| fail(format!("layer_{span} has no block `{name}`")))?,
             );
-            names.push(name.to_string());
+            names.push(format!("layer_{span}: {name}"));
         }
-        let checkpoint = library.assemble(&parent, &names).map_err(|e| fail(e.to_string()))?;
+        let checkpoint = library
+            .assemble_spans(&parent, &spans)
+            .map_err(|e| fail(e.to_string()))?;
         let model = build_model(&checkpoint.config, &checkpoint.weights, device).map_err(|e| fail(e.to_string()))?;
         let batch = solution.batch_size.unwrap_or(1);
         let predicted = file.request_ms(batch, problem, &outside, &choice)?;

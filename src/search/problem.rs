@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::SearchError;
+use crate::checkpoint::LayerSpan;
+use crate::library::interchange::parse_span_key;
 
 /// One block (or multi-layer replacement) that the search may choose.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,14 +50,6 @@ pub struct Problem {
 
 /// A chosen candidate for every layer: indices into `Problem::candidates`, in layer order.
 pub type Choice = Vec<usize>;
-
-fn parse_span(key: &str) -> Option<(usize, usize)> {
-    let rest = key.strip_prefix("layer_")?;
-    match rest.split_once('-') {
-        Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
-        None => rest.parse().ok().map(|l| (l, l)),
-    }
-}
 
 fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, f64>) {
     match value {
@@ -106,8 +100,8 @@ impl Problem {
         };
         let mut candidates = Vec::new();
         for (key, variants) in map {
-            let (first, last) = parse_span(key)
-                .filter(|(a, b)| a <= b)
+            let LayerSpan { first, last } = parse_span_key(key)
+                .filter(|s| s.first <= s.last)
                 .ok_or_else(|| fail(format!("key `{key}` is not `layer_<i>` or `layer_<first>-<last>`")))?;
             let Value::Object(variants) = variants else {
                 return Err(fail(format!("`{key}` is not an object of variants")));

@@ -47,6 +47,7 @@ pub fn tiny_parent(dir: &Path) -> PathBuf {
     Checkpoint {
         weights: random_weights(&config, 3),
         config,
+        parent_layers: None,
     }
     .write_hf(&parent, ExportOptions::default())
     .unwrap();
@@ -56,8 +57,13 @@ pub fn tiny_parent(dir: &Path) -> PathBuf {
 
 /// [`tiny_parent`] and its `small` library, BLD on `tokens` tokens per item.
 pub fn tiny_library(dir: &Path, tokens: usize) -> PathBuf {
+    tiny_library_in(dir, tokens, "small.toml")
+}
+
+/// [`tiny_parent`] and its library of the search space `space` (a file in `search_spaces/`).
+pub fn tiny_library_in(dir: &Path, tokens: usize, space: &str) -> PathBuf {
     let parent = tiny_parent(dir);
-    let space = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("search_spaces/small.toml");
+    let space = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("search_spaces").join(space);
     let mut options = BuildOptions::new(&parent, &space, TokenSource::Builtin { seed: 2 });
     options.seq_len = 32;
     options.held_out_windows = 4;

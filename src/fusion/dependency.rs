@@ -1,0 +1,52 @@
+//! The pairwise dependency between layers (FFN Fusion, arXiv 2503.18908): `M[i][j]`, for
+//! `i < j`, is the mean over tokens of the cosine distance between layer `j`'s contribution to
+//! the residual stream as the model runs, and its contribution when layer `i` is skipped (the
+//! layers between run on as usual). Near 0: layer `j` does not care whether `i` ran before it,
+//! so the two may read the same input. Knows the forward pass only.
+
+use burn::prelude::*;
+use serde::Serialize;
+
+use crate::model::{ForwardError, Llama};
+
+/// `values[i][j]` for `i < j`; the diagonal and below are 0.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DependencyMatrix {
+    pub layers: usize,
+    pub values: Vec<Vec<f64>>,
+}
+
+impl DependencyMatrix {
+    pub fn get(&self, i: usize, j: usize) -> f64 {
+        self.values[i][j]
+    }
+}
+
+/// Mean over tokens of `1 - cos(a, b)` along the hidden axis.
+fn cosine_distance(a: Tensor<3>, b: Tensor<3>) -> f64 {
+    let [batch, seq, _] = a.dims();
+    let dot = (a.clone() * b.clone()).sum_dim(2);
+    let norms = (a.powi_scalar(2).sum_dim(2) * b.powi_scalar(2).sum_dim(2)).sqrt();
+    let cosine = (dot / norms.clamp_min(1e-12)).sum().into_scalar::<f32>() as f64 / (batch * seq) as f64;
+    1.0 - cosine
+}
+
+/// The dependency matrix of `model` on token `windows` (each a row of equal length).
+pub fn dependency_matrix(model: &Llama, windows: &[Vec<u32>]) -> Result<DependencyMatrix, ForwardError> {
+    let out = model.forward(model.tokens_tensor(windows)?, None, true)?;
+    let hidden = out.hidden_states;
+    let layers = model.layers.len();
+    let run = |layer: usize, x: Tensor<3>| model.layers[layer].forward(x, layer, 0, &model.rope, None);
+    let mut values = vec![vec![0.0; layers]; layers];
+    for (i, row) in values.iter_mut().enumerate() {
+        let mut skipped = hidden[i].clone();
+        for (j, value) in row.iter_mut().enumerate().skip(i + 1) {
+            let without = run(j, skipped.clone());
+            let contribution_without = without.clone() - skipped;
+            let contribution = hidden[j + 1].clone() - hidden[j].clone();
+            *value = cosine_distance(contribution, contribution_without);
+            skipped = without;
+        }
+    }
+    Ok(DependencyMatrix { layers, values })
+}

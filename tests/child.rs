@@ -1,0 +1,243 @@
+//! From a search solution to a trained child: fused runs as multi-layer library candidates
+//! (scored, profiled, searched, assembled), `tessera assemble`, global distillation (it lowers
+//! the KL to the parent and resumes exactly), and the errors on bad input.
+
+mod common;
+
+use std::path::Path;
+
+use burn::prelude::Device;
+use tessera::checkpoint::{Checkpoint, LayerSpan};
+use tessera::cost::{Precision, ProfileOptions, Scenario, profile_library};
+use tessera::library::{ChildChoice, Library, block_name};
+use tessera::posttrain::{DistillError, DistillLoss, DistillOptions, distill, layer_matches};
+use tessera::score::{Reference, Scoring, record_scores};
+use tessera::search::{Limits, Objective, SearchInput, SearchSpec, SolveOptions, parse_limits, search};
+use tessera::source::TokenSource;
+
+fn windows(model: &tessera::model::Llama, seq: usize, train: usize, held_out: usize) -> tessera::source::Windows {
+    TokenSource::Builtin { seed: 5 }
+        .windows(model, None, seq + 1, train, held_out)
+        .unwrap()
+}
+
+#[test]
+fn fused_runs_are_scored_profiled_searched_and_assembled_as_multi_layer_candidates() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = common::tiny_library_in(dir.path(), 256, "fusion.toml");
+    let library = Library::open(&lib).unwrap();
+    let device = Device::flex();
+    let candidates = library.candidates();
+    let fused: Vec<_> = candidates.iter().filter(|(s, _)| s.layers() == 2).collect();
+    // The parent's attention at layer 0, one KV head, or none; the two parent FFNs side by side.
+    assert_eq!(fused.len(), 3, "{fused:?}");
+
+    let scoring = Scoring::new(&library, None, &TokenSource::Builtin { seed: 3 }, None, 4, &device).unwrap();
+    let rows = scoring
+        .score(&library, &candidates, tessera::library::Stage::Trained, false)
+        .unwrap();
+    record_scores(&lib, &rows).unwrap();
+    // The score of a fused candidate is the KL of the child that the assembly builds from it.
+    let parent = library.parent(None).unwrap();
+    for row in rows.iter().filter(|r| r.span.layers() == 2) {
+        let choice: ChildChoice = vec![(row.span, row.variant.clone())];
+        let child = library.assemble_spans(&parent, &choice).unwrap();
+        assert_eq!(child.config.num_layers(), 1);
+        assert_eq!(child.layer_spans(), vec![LayerSpan { first: 0, last: 1 }]);
+        let whole = scoring.reference.score_model(&child.build(&device).unwrap()).unwrap();
+        assert!(
+            (whole.kl_div - row.scores.kl_div).abs() <= 1e-5 * (1.0 + whole.kl_div),
+            "{}: {} vs {}",
+            row.variant,
+            whole.kl_div,
+            row.scores.kl_div
+        );
+    }
+    profile_library(
+        &library,
+        &ProfileOptions {
+            target: "cpu".parse().unwrap(),
+            precision: Precision::F32,
+            scenarios: vec![Scenario::Decode { batch: 1, context: 24 }],
+            repeats: 3,
+            calibration_models: 0,
+            progress: false,
+        },
+        &device,
+    )
+    .unwrap();
+    let input = SearchInput::open(&lib).unwrap();
+    let multi: Vec<_> = input.problem.candidates.iter().filter(|c| !c.is_single_layer()).collect();
+    assert_eq!(multi.len(), 3);
+    for c in &multi {
+        assert_eq!(c.span_key, "layer_0-1");
+        for key in ["metrics.kl_div", "stats.num_params", "stats.runtime_ms_cpu_f32_decode_b1_c24"] {
+            assert!(c.values.contains_key(key), "{}: {key} missing", c.name);
+        }
+    }
+    // Fewer parameters than any pair of single blocks with attention in both layers offers:
+    // a fused block with attention, or attention dropped somewhere.
+    let spec = SearchSpec {
+        objective: Objective {
+            key: "metrics.kl_div".into(),
+            maximize: false,
+        },
+        limits: Limits::Raw(parse_limits("stats.kv_bytes_per_token<=128").unwrap()),
+        options: SolveOptions::default(),
+        baselines: false,
+    };
+    let report = search(&input, &spec).unwrap();
+    let best = &report.solutions[0];
+    let path = dir.path().join("solutions.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+
+    let out = dir.path().join("child");
+    let run = common::tessera()
+        .args(["assemble", "--library"])
+        .arg(&lib)
+        .arg("--solution")
+        .arg(format!("{}#0", path.display()))
+        .arg("--out")
+        .arg(&out)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let (child, _) = Checkpoint::read(&out).unwrap();
+    let expected_layers = best.choice.len();
+    assert_eq!(child.config.num_layers(), expected_layers, "{:?}", best.choice);
+    assert!(out.join("tokenizer.json").is_file());
+    let names: Vec<String> = child.config.blocks.iter().map(block_name).collect();
+    let chosen: Vec<String> = best.choice.values().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert_eq!(names, chosen);
+}
+
+fn assemble_error(lib: &Path, solution: &str, out: &Path) -> String {
+    let run = common::tessera()
+        .args(["assemble", "--library"])
+        .arg(lib)
+        .args(["--solution", solution, "--out"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    String::from_utf8_lossy(&run.stderr).into_owned()
+}
+
+#[test]
+fn assemble_names_what_is_wrong_with_a_solution() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = common::tiny_library(dir.path(), 64);
+    let out = dir.path().join("child");
+    let write = |name: &str, choice: serde_json::Value| {
+        let path = dir.path().join(name);
+        let report = serde_json::json!({ "solutions": [{ "choice": choice }], "baselines": [{ "method": "greedy", "choice": choice }] });
+        std::fs::write(&path, report.to_string()).unwrap();
+        path.display().to_string()
+    };
+    let missing = write(
+        "missing.json",
+        serde_json::json!({ "layer_0": "kv2 + ffn64", "layer_1": "kv7 + ffn64" }),
+    );
+    let error = assemble_error(&lib, &missing, &out);
+    assert!(error.contains("layer_1 offers no block `kv7 + ffn64`"), "{error}");
+    let error = assemble_error(&lib, &format!("{missing}#3"), &out);
+    assert!(error.contains("has no solutions[3]") && error.contains("1 solutions"), "{error}");
+    let error = assemble_error(&lib, &format!("{missing}#best"), &out);
+    assert!(error.contains("baseline best") && error.contains("greedy"), "{error}");
+    let short = write("short.json", serde_json::json!({ "layer_0": "kv2 + ffn64" }));
+    let error = assemble_error(&lib, &short, &out);
+    assert!(error.contains("stops before layer 1"), "{error}");
+    let overlapping = write(
+        "overlap.json",
+        serde_json::json!({ "layer_0-1": "attn_noop + ffn128", "layer_1": "kv2 + ffn64" }),
+    );
+    let error = assemble_error(&lib, &overlapping, &out);
+    assert!(error.contains("layer_1") && error.contains("parent layer 2 comes next"), "{error}");
+    let fused_not_offered = write("fused.json", serde_json::json!({ "layer_0-1": "attn_noop + ffn128" }));
+    let error = assemble_error(&lib, &fused_not_offered, &out);
+    assert!(error.contains("layer_0-1 offers no block"), "{error}");
+    assert!(!out.exists(), "nothing is written on an error");
+}
+
+#[test]
+fn distillation_lowers_the_kl_to_the_parent_and_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = common::tiny_library(dir.path(), 256);
+    let library = Library::open(&lib).unwrap();
+    let device = Device::flex();
+    let teacher = library.parent(None).unwrap();
+    let student = library
+        .assemble(
+            &teacher,
+            &["kv1 + ffn16".to_string(), "attn_noop + ffn_linear".to_string()],
+        )
+        .unwrap();
+    let data = windows(&teacher.build(&device).unwrap(), 16, 64, 8);
+    let options = DistillOptions {
+        loss: DistillLoss::CosineKl,
+        tokens: 40 * 8 * 16,
+        batch_size: 8,
+        micro_batches: 2,
+        seq_len: 16,
+        peak_lr: 3e-3,
+        seed: 1,
+        checkpoint_every: 5,
+        stop_after: None,
+        progress: false,
+    };
+    let (whole, report) = distill(&student, &teacher, &data, &options, &dir.path().join("a"), &device).unwrap();
+    eprintln!("KL {} -> {}", report.before.kl_div, report.after.kl_div);
+    assert!(report.finished && report.steps == 40);
+    assert!(report.after.kl_div < 0.8 * report.before.kl_div, "{report:?}");
+    assert_eq!(whole.parent_layers, student.parent_layers);
+    let reference = Reference::new(&teacher.build(&device).unwrap(), &data.held_out).unwrap();
+    let check = reference.score_model(&whole.build(&device).unwrap()).unwrap();
+    assert!((check.kl_div - report.after.kl_div).abs() < 1e-6);
+
+    let stopped = DistillOptions {
+        stop_after: Some(17),
+        ..options.clone()
+    };
+    let work = dir.path().join("b");
+    let (_, partial) = distill(&student, &teacher, &data, &stopped, &work, &device).unwrap();
+    assert!(!partial.finished && partial.steps == 17);
+    let (resumed, report) = distill(&student, &teacher, &data, &options, &work, &device).unwrap();
+    assert!(report.finished);
+    for (name, tensor) in &whole.weights {
+        let other = &resumed.weights[name];
+        let diff = tensor
+            .data
+            .iter()
+            .zip(&other.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff <= 1e-6, "{name}: {diff}");
+    }
+}
+
+#[test]
+fn distillation_refuses_a_teacher_that_does_not_fit_the_student() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = common::tiny_library(dir.path(), 64);
+    let teacher = Library::open(&lib).unwrap().parent(None).unwrap();
+    let mut other_vocab = teacher.clone();
+    other_vocab.config.vocab_size += 1;
+    let error = layer_matches(&teacher, &other_vocab).unwrap_err();
+    assert!(matches!(error, DistillError::Vocabulary { .. }), "{error}");
+    assert!(error.to_string().contains("must share one"), "{error}");
+    let mut deeper = teacher.clone();
+    deeper.config.blocks.push(deeper.config.blocks[0]);
+    let error = layer_matches(&teacher, &deeper).unwrap_err().to_string();
+    assert!(error.contains("parent layers 0..=1 but the teacher has 3 layers"), "{error}");
+    // A fused student matches each of its layers to the last parent layer it stands for.
+    let fused = Checkpoint {
+        parent_layers: Some(vec![LayerSpan { first: 0, last: 1 }]),
+        config: tessera::model::ModelConfig {
+            blocks: vec![teacher.config.blocks[0]],
+            ..teacher.config.clone()
+        },
+        weights: Default::default(),
+    };
+    assert_eq!(layer_matches(&fused, &teacher).unwrap(), vec![(0, 1)]);
+}
