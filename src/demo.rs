@@ -1,8 +1,9 @@
 //! The README's main job on the built-in default (no download, no `../shared`): train the
 //! default parent on the built-in world and evaluate it, build its `small` block library by
 //! BLD, score every block of it, profile every block on this CPU, search for the child that
-//! `constraints/cpu-2x.toml` asks for, time that child against the parent, and write the Pareto
-//! report of the throughput target. Later pipeline stages extend this job.
+//! `constraints/cpu-2x.toml` asks for, time that child against the parent, write the Pareto
+//! report of the throughput target, and assemble that child and distil it from the parent.
+//! Later pipeline stages extend this job.
 
 use std::path::{Path, PathBuf};
 
@@ -10,9 +11,11 @@ use anyhow::{Context, Result};
 use burn::prelude::Device;
 use serde::Serialize;
 
+use crate::checkpoint::{Checkpoint, ExportOptions};
 use crate::cost::{Precision, ProfileOptions, ProfileReport, Scenario, Target, profile_library};
-use crate::library::{BuildOptions, BuildReport, Library, build_library};
+use crate::library::{BuildOptions, BuildReport, Library, build_library, choice_from_json};
 use crate::parent::{ParentOptions, ParentReport, train_parent};
+use crate::posttrain::{DistillOptions, DistillReport, distill};
 use crate::report::{ParetoReport, write_pareto};
 use crate::score::{ComparisonSummary, Scoring, compare_items, record_scores};
 use crate::search::{
@@ -40,6 +43,19 @@ pub struct DemoReport {
     /// The best child and every distinct child of the sweep, timed against the parent.
     pub children: ChildChecks,
     pub pareto: ParetoReport,
+    /// The best child, assembled and distilled from the parent.
+    pub distill: DistillReport,
+}
+
+/// Writes `checkpoint` as a DeciLM directory with the built-in tokenizer, replacing `dir`.
+fn write_model(checkpoint: &Checkpoint, dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    checkpoint.write_decilm(dir, ExportOptions::default())?;
+    crate::world::tokenizer::write_tokenizer(dir)
+        .with_context(|| format!("writing the tokenizer into {}", dir.display()))?;
+    Ok(())
 }
 
 pub fn run_demo(out: &Path, progress: bool, device: &Device) -> Result<DemoReport> {
@@ -113,6 +129,25 @@ pub fn run_demo(out: &Path, progress: bool, device: &Device) -> Result<DemoRepor
         }
     }
     let children = check_on_cpu(&library_dir, &file, &timed, 15, device)?;
+
+    let teacher = library.parent(None)?;
+    let spans = choice_from_json(&search_report.solutions[0].choice).map_err(anyhow::Error::msg)?;
+    let child = library.assemble_spans(&teacher, &spans)?;
+    write_model(&child, &out.join("child"))?;
+    let distill_options = DistillOptions {
+        progress,
+        ..DistillOptions::default()
+    };
+    let windows = data.windows(&teacher.build(device)?, None, distill_options.seq_len + 1, 2048, 32)?;
+    let (distilled, distill_report) = distill(
+        &child,
+        &teacher,
+        &windows,
+        &distill_options,
+        &out.join("distill").join("train"),
+        device,
+    )?;
+    write_model(&distilled, &out.join("distill").join("model"))?;
     Ok(DemoReport {
         out: out.to_path_buf(),
         parent,
@@ -123,6 +158,7 @@ pub fn run_demo(out: &Path, progress: bool, device: &Device) -> Result<DemoRepor
         search: search_report,
         children,
         pareto,
+        distill: distill_report,
     })
 }
 
@@ -193,6 +229,12 @@ impl std::fmt::Display for DemoReport {
             self.children.children.len(),
             self.children.mean_abs_error_pct
         )?;
+        let d = &self.distill;
+        writeln!(
+            f,
+            "child distilled from the parent ({} tokens, cosine+KL, {:.0} s): held-out KL to the parent {:.4} -> {:.4}, LM loss {:.4} -> {:.4}",
+            d.tokens_seen, d.seconds, d.before.kl_div, d.after.kl_div, d.before.lm_loss, d.after.lm_loss
+        )?;
         writeln!(f, "outputs in {}:", self.out.display())?;
         writeln!(
             f,
@@ -220,9 +262,17 @@ impl std::fmt::Display for DemoReport {
             f,
             "  solutions.json                 the search's solutions and baselines with every constrained total"
         )?;
-        write!(
+        writeln!(
             f,
             "  pareto/index.html              the Pareto report of the throughput target (table, plots)"
+        )?;
+        writeln!(
+            f,
+            "  child/                         the best child, assembled (DeciLM checkpoint + tokenizer.json)"
+        )?;
+        write!(
+            f,
+            "  distill/model/                 that child after global distillation (distill/train/: its resumable state)"
         )
     }
 }

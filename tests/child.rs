@@ -67,11 +67,20 @@ fn fused_runs_are_scored_profiled_searched_and_assembled_as_multi_layer_candidat
     )
     .unwrap();
     let input = SearchInput::open(&lib).unwrap();
-    let multi: Vec<_> = input.problem.candidates.iter().filter(|c| !c.is_single_layer()).collect();
+    let multi: Vec<_> = input
+        .problem
+        .candidates
+        .iter()
+        .filter(|c| !c.is_single_layer())
+        .collect();
     assert_eq!(multi.len(), 3);
     for c in &multi {
         assert_eq!(c.span_key, "layer_0-1");
-        for key in ["metrics.kl_div", "stats.num_params", "stats.runtime_ms_cpu_f32_decode_b1_c24"] {
+        for key in [
+            "metrics.kl_div",
+            "stats.num_params",
+            "stats.runtime_ms_cpu_f32_decode_b1_c24",
+        ] {
             assert!(c.values.contains_key(key), "{}: {key} missing", c.name);
         }
     }
@@ -142,7 +151,10 @@ fn assemble_names_what_is_wrong_with_a_solution() {
     let error = assemble_error(&lib, &missing, &out);
     assert!(error.contains("layer_1 offers no block `kv7 + ffn64`"), "{error}");
     let error = assemble_error(&lib, &format!("{missing}#3"), &out);
-    assert!(error.contains("has no solutions[3]") && error.contains("1 solutions"), "{error}");
+    assert!(
+        error.contains("has no solutions[3]") && error.contains("1 solutions"),
+        "{error}"
+    );
     let error = assemble_error(&lib, &format!("{missing}#best"), &out);
     assert!(error.contains("baseline best") && error.contains("greedy"), "{error}");
     let short = write("short.json", serde_json::json!({ "layer_0": "kv2 + ffn64" }));
@@ -153,7 +165,10 @@ fn assemble_names_what_is_wrong_with_a_solution() {
         serde_json::json!({ "layer_0-1": "attn_noop + ffn128", "layer_1": "kv2 + ffn64" }),
     );
     let error = assemble_error(&lib, &overlapping, &out);
-    assert!(error.contains("layer_1") && error.contains("parent layer 2 comes next"), "{error}");
+    assert!(
+        error.contains("layer_1") && error.contains("parent layer 2 comes next"),
+        "{error}"
+    );
     let fused_not_offered = write("fused.json", serde_json::json!({ "layer_0-1": "attn_noop + ffn128" }));
     let error = assemble_error(&lib, &fused_not_offered, &out);
     assert!(error.contains("layer_0-1 offers no block"), "{error}");
@@ -229,7 +244,10 @@ fn distillation_refuses_a_teacher_that_does_not_fit_the_student() {
     let mut deeper = teacher.clone();
     deeper.config.blocks.push(deeper.config.blocks[0]);
     let error = layer_matches(&teacher, &deeper).unwrap_err().to_string();
-    assert!(error.contains("parent layers 0..=1 but the teacher has 3 layers"), "{error}");
+    assert!(
+        error.contains("parent layers 0..=1 but the teacher has 3 layers"),
+        "{error}"
+    );
     // A fused student matches each of its layers to the last parent layer it stands for.
     let fused = Checkpoint {
         parent_layers: Some(vec![LayerSpan { first: 0, last: 1 }]),

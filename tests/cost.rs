@@ -44,7 +44,7 @@ fn parent_blocks_score_zero_and_prefix_reuse_changes_nothing() {
     let table = std::fs::read_to_string(library.dir.join("scores.csv")).unwrap();
     assert_eq!(table.lines().count(), 1 + blocks.len());
     assert!(
-        table.starts_with("layer,block,kl_div,lm_loss,cosine_distance\n0,kv2 + ffn64,0.0,"),
+        table.starts_with("layer,last_layer,block,kl_div,lm_loss,cosine_distance\n0,0,kv2 + ffn64,0.0,"),
         "{table}"
     );
     assert!(library.dir.join("scores.parquet").is_file());
@@ -196,7 +196,7 @@ fn profiling_writes_costs_into_the_library() {
     let table = std::fs::read_to_string(lib.join("costs/h100_bf16.csv")).unwrap();
     assert!(
         table.starts_with(
-            "layer,block,num_params,memory_mib,kv_bytes_per_token,runtime_ms_prefill_b2_s16,runtime_ms_decode_b4_c32\n"
+            "layer,last_layer,block,num_params,memory_mib,kv_bytes_per_token,runtime_ms_prefill_b2_s16,runtime_ms_decode_b4_c32\n"
         ),
         "{table}"
     );

@@ -88,7 +88,10 @@ fn a_fused_layer_is_the_parallel_sum_of_its_members() {
     let sequential = model.run_layers(x, 0..4);
     let approximation = max_rel_diff(fused_out, sequential);
     eprintln!("fused vs parallel sum {exact:.2e}; fused vs sequential (the approximation) {approximation:.3}");
-    assert!(approximation > 1e-3, "the test weights should make parallel differ from sequential");
+    assert!(
+        approximation > 1e-3,
+        "the test weights should make parallel differ from sequential"
+    );
 }
 
 #[test]
@@ -124,7 +127,9 @@ fn a_layer_that_contributes_nothing_has_no_dependants() {
         }
     }
     let model = child.build(&device).unwrap();
-    let windows: Vec<Vec<u32>> = (0..3).map(|r| (0..12).map(|t| (r * 7 + t * 5) % 64).collect()).collect();
+    let windows: Vec<Vec<u32>> = (0..3)
+        .map(|r| (0..12).map(|t| (r * 7 + t * 5) % 64).collect())
+        .collect();
     let matrix = dependency_matrix(&model, &windows).unwrap();
     for j in 1..5 {
         assert!(matrix.get(0, j).abs() < 1e-5, "M[0][{j}] = {}", matrix.get(0, j));
@@ -154,7 +159,10 @@ fn the_automatic_choice_takes_the_longest_runs_under_the_threshold() {
     assert_eq!(spans, vec![LayerSpan { first: 1, last: 3 }]);
     assert!((chosen[0].m_max - 0.2).abs() < 1e-12 && (chosen[0].m_sum - 0.45).abs() < 1e-12);
     assert!(choose_runs(&matrix, &eligible, 0.05).is_empty());
-    assert_eq!(choose_runs(&matrix, &eligible, 1.0)[0].span(), LayerSpan { first: 0, last: 3 });
+    assert_eq!(
+        choose_runs(&matrix, &eligible, 1.0)[0].span(),
+        LayerSpan { first: 0, last: 3 }
+    );
 }
 
 #[test]

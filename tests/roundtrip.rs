@@ -197,7 +197,10 @@ fn decilm_config_follows_the_nemotron_nas_schema_field_by_field() {
         );
         match block.attention {
             AttentionConfig::Gqa { kv_heads } => {
-                assert_eq!(attention["n_heads_in_group"], json!(config.num_attention_heads / kv_heads))
+                assert_eq!(
+                    attention["n_heads_in_group"],
+                    json!(config.num_attention_heads / kv_heads)
+                )
             }
             _ => assert!(attention["n_heads_in_group"].is_null()),
         }
@@ -229,8 +232,16 @@ fn decilm_config_follows_the_nemotron_nas_schema_field_by_field() {
     let h = config.hidden_size;
     for (i, block) in config.blocks.iter().enumerate() {
         let has = |name: &str| read.weights.contains_key(&format!("model.layers.{i}.{name}.weight"));
-        assert_eq!(has("input_layernorm"), block.attention != AttentionConfig::NoOp, "layer {i}");
-        assert_eq!(has("post_attention_layernorm"), block.ffn != FfnConfig::NoOp, "layer {i}");
+        assert_eq!(
+            has("input_layernorm"),
+            block.attention != AttentionConfig::NoOp,
+            "layer {i}"
+        );
+        assert_eq!(
+            has("post_attention_layernorm"),
+            block.ffn != FfnConfig::NoOp,
+            "layer {i}"
+        );
         if block.attention == AttentionConfig::Linear {
             assert_eq!(
                 read.weights[&format!("model.layers.{i}.self_attn.linear_attn.weight")].shape,
@@ -238,8 +249,14 @@ fn decilm_config_follows_the_nemotron_nas_schema_field_by_field() {
             );
         }
         if block.ffn == FfnConfig::Linear {
-            assert_eq!(read.weights[&format!("model.layers.{i}.mlp.linear_mlp.weight")].shape, [h, h]);
+            assert_eq!(
+                read.weights[&format!("model.layers.{i}.mlp.linear_mlp.weight")].shape,
+                [h, h]
+            );
         }
     }
-    assert!(json.get("parent_layers").is_none(), "an unfused child needs no layer spans");
+    assert!(
+        json.get("parent_layers").is_none(),
+        "an unfused child needs no layer spans"
+    );
 }

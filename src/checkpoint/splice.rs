@@ -42,11 +42,11 @@ impl std::fmt::Display for LayerSpan {
 
 /// One block standing for layers `span` of the checkpoint it replaces them in; its tensors
 /// are named at layer `span.first`.
-#[derive(Clone, Copy, Debug)]
-pub struct Replacement<'a> {
+#[derive(Clone, Debug)]
+pub struct Replacement {
     pub span: LayerSpan,
     pub block: BlockConfig,
-    pub weights: &'a TensorMap,
+    pub weights: TensorMap,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -115,7 +115,7 @@ impl Checkpoint {
             let child = blocks.len();
             match next.next_if(|r| r.span.first == layer) {
                 Some(r) => {
-                    weights.extend(layer_renamed(r.weights, layer, child));
+                    weights.extend(layer_renamed(&r.weights, layer, child));
                     blocks.push(r.block);
                     parent_layers.push(LayerSpan {
                         first: spans[r.span.first].first,

@@ -12,7 +12,7 @@ use crate::model::{BlockConfig, FfnConfig, TensorMap, block_tensors};
 /// `checkpoint` with every run of `runs` (in its own layer numbers) fused into one layer.
 pub fn fuse_runs(checkpoint: &Checkpoint, runs: &[LayerSpan]) -> Result<Checkpoint, FusionError> {
     let config = &checkpoint.config;
-    let mut fused: Vec<(LayerSpan, BlockConfig, TensorMap)> = Vec::new();
+    let mut fused: Vec<Replacement> = Vec::new();
     for &span in runs {
         check_run(config, span)?;
         let first = config.blocks[span.first];
@@ -32,22 +32,14 @@ pub fn fuse_runs(checkpoint: &Checkpoint, runs: &[LayerSpan]) -> Result<Checkpoi
             .collect();
         let (ffn, tensors) = fuse_ffns(&members, span.first);
         weights.extend(tensors);
-        fused.push((
+        fused.push(Replacement {
             span,
-            BlockConfig {
+            block: BlockConfig {
                 attention: first.attention,
                 ffn,
             },
             weights,
-        ));
+        });
     }
-    let replacements: Vec<Replacement> = fused
-        .iter()
-        .map(|(span, block, weights)| Replacement {
-            span: *span,
-            block: *block,
-            weights,
-        })
-        .collect();
-    Ok(checkpoint.splice(&replacements)?)
+    Ok(checkpoint.splice(&fused)?)
 }

@@ -8,23 +8,7 @@ use serde_json::{Map, Value};
 use super::interchange::parse_span_key;
 use super::{Library, LibraryError, Stage};
 use crate::checkpoint::{Checkpoint, LayerSpan, Replacement};
-use crate::model::{BlockConfig, TensorMap};
-
-/// The parent with the blocks of some layers replaced: `(layer, block, that block's tensors)`.
-pub fn substitute_layers(
-    parent: &Checkpoint,
-    layers: &[(usize, BlockConfig, &TensorMap)],
-) -> Result<Checkpoint, LibraryError> {
-    let replacements: Vec<Replacement> = layers
-        .iter()
-        .map(|&(layer, block, weights)| Replacement {
-            span: LayerSpan::single(layer),
-            block,
-            weights,
-        })
-        .collect();
-    Ok(parent.splice(&replacements)?)
-}
+use crate::model::BlockConfig;
 
 /// A child as the search describes it: for each span of parent layers, a block name.
 pub type ChildChoice = Vec<(LayerSpan, String)>;
@@ -100,20 +84,12 @@ impl Library {
                 "a child needs one block for each of {layers} layers; the choice stops before layer {next}"
             )));
         }
-        let mut blocks = Vec::new();
-        for (span, name) in choice {
-            let block = self.span_block_named(*span, name)?;
-            let weights = self.span_weights(*span, &block, &parent.weights, Stage::Trained)?;
-            blocks.push((*span, block, weights));
+        let mut replacements = Vec::new();
+        for &(span, ref name) in choice {
+            let block = self.span_block_named(span, name)?;
+            let weights = self.span_weights(span, &block, &parent.weights, Stage::Trained)?;
+            replacements.push(Replacement { span, block, weights });
         }
-        let replacements: Vec<Replacement> = blocks
-            .iter()
-            .map(|(span, block, weights)| Replacement {
-                span: *span,
-                block: *block,
-                weights,
-            })
-            .collect();
         Ok(parent.splice(&replacements)?)
     }
 }

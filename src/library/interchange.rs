@@ -94,7 +94,14 @@ pub fn write_block_library(library: &Library) -> Result<(), LibraryError> {
     let config = &library.manifest.parent.config;
     for (span, block) in library.candidates() {
         let params = config.block_params(&block);
-        set_span_value(&mut map, span, &block_name(&block), "stats", "num_params", json!(params));
+        set_span_value(
+            &mut map,
+            span,
+            &block_name(&block),
+            "stats",
+            "num_params",
+            json!(params),
+        );
     }
     write_block_library_map(&path, &map)
 }

@@ -20,7 +20,7 @@ pub mod variant;
 
 use std::path::{Path, PathBuf};
 
-pub use assemble::{ChildChoice, choice_from_json, substitute_layers};
+pub use assemble::{ChildChoice, choice_from_json};
 pub use bld::BldSettings;
 pub use build::{BuildOptions, BuildReport, build_library};
 pub use init::LinearInit;

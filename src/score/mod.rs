@@ -141,7 +141,7 @@ impl Scoring {
         let mut out = Vec::with_capacity(blocks.len());
         for &(span, block) in blocks {
             let weights = library.span_weights(span, &block, &self.parent.weights, Stage::Trained)?;
-            let child = replaced_model(&self.parent, span, &block, &weights, &device)?;
+            let child = replaced_model(&self.parent, span, &block, weights, &device)?;
             let report = task_accuracy(&child, tokenizer, tasks, thinking, 96, 64)?;
             out.push((span, block_name(&block), report.accuracy));
             bar.inc(1);
@@ -165,7 +165,7 @@ impl Scoring {
         let mut full_seconds = 0.0;
         for &(span, block) in blocks {
             let weights = library.span_weights(span, &block, &self.parent.weights, Stage::Trained)?;
-            let child = replaced_model(&self.parent, span, &block, &weights, &device)?;
+            let child = replaced_model(&self.parent, span, &block, weights, &device)?;
             let started = std::time::Instant::now();
             full.push(self.reference.score_model(&child)?);
             full_seconds += started.elapsed().as_secs_f64();
@@ -218,7 +218,7 @@ pub fn replaced_model(
     parent: &Checkpoint,
     span: LayerSpan,
     block: &BlockConfig,
-    weights: &TensorMap,
+    weights: TensorMap,
     device: &Device,
 ) -> Result<Llama, LibraryError> {
     let child = parent.splice(&[Replacement {

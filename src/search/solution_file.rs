@@ -39,7 +39,9 @@ pub fn read_solution(spec: &str) -> Result<SavedSolution, SearchError> {
             Ok(k) => (format!("solutions[{k}]"), solutions.get(k)),
             Err(_) => (
                 format!("baseline {k}"),
-                baselines.iter().find(|b| b.get("method").and_then(Value::as_str) == Some(k)),
+                baselines
+                    .iter()
+                    .find(|b| b.get("method").and_then(Value::as_str) == Some(k)),
             ),
         },
     };

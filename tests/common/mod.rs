@@ -63,7 +63,9 @@ pub fn tiny_library(dir: &Path, tokens: usize) -> PathBuf {
 /// [`tiny_parent`] and its library of the search space `space` (a file in `search_spaces/`).
 pub fn tiny_library_in(dir: &Path, tokens: usize, space: &str) -> PathBuf {
     let parent = tiny_parent(dir);
-    let space = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("search_spaces").join(space);
+    let space = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("search_spaces")
+        .join(space);
     let mut options = BuildOptions::new(&parent, &space, TokenSource::Builtin { seed: 2 });
     options.seq_len = 32;
     options.held_out_windows = 4;
