@@ -192,3 +192,72 @@ fn bad_runs_are_refused_with_the_reason() {
         assert!(error.starts_with(&format!("--runs `{spec}`")), "{error}");
     }
 }
+
+/// [`child_with_a_run`] on the built-in world's vocabulary, saved with its tokenizer.
+fn saved_child(dir: &std::path::Path) -> std::path::PathBuf {
+    use tessera::world::tokenizer::{VOCAB_SIZE, write_tokenizer};
+    let mut child = child_with_a_run();
+    child.config.vocab_size = VOCAB_SIZE;
+    let fresh = random_weights(&child.config, 12);
+    for name in ["model.embed_tokens.weight", "lm_head.weight"] {
+        if let Some(t) = fresh.get(name) {
+            child.weights.insert(name.to_string(), t.clone());
+        }
+    }
+    let path = dir.join("child");
+    child.write_decilm(&path, ExportOptions::default()).unwrap();
+    write_tokenizer(&path).unwrap();
+    path
+}
+
+#[test]
+fn fuse_analyze_and_apply_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = saved_child(dir.path());
+    let analysis = dir.path().join("analysis");
+    let run = common::tessera()
+        .args(["fuse", "analyze", "--model"])
+        .arg(&child)
+        .args(["--windows", "4", "--seq-len", "16", "--max-dependency", "2", "--out"])
+        .arg(&analysis)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    for file in ["dependency.csv", "dependency.svg", "dependency.png", "runs.csv", "runs.parquet", "analysis.json"] {
+        assert!(analysis.join(file).is_file(), "{file} missing");
+    }
+    let csv = std::fs::read_to_string(analysis.join("dependency.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 6, "{csv}");
+    let runs = std::fs::read_to_string(analysis.join("runs.csv")).unwrap();
+    assert!(runs.starts_with("first,last,m_max,m_sum,chosen\n"), "{runs}");
+    // Layers 0..=3 may fuse (1 to 3 have no attention): 6 sub-runs, the whole run chosen.
+    assert_eq!(runs.lines().count(), 1 + 6, "{runs}");
+    assert!(runs.lines().any(|l| l.starts_with("0,3,") && l.ends_with(",1")), "{runs}");
+
+    let fused = dir.path().join("fused");
+    let run = common::tessera()
+        .args(["fuse", "apply", "--model"])
+        .arg(&child)
+        .args(["--runs", "auto", "--windows", "4", "--seq-len", "16", "--max-dependency", "2", "--out"])
+        .arg(&fused)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains("fused runs [0-3]: 5 layers -> 2"), "{stdout}");
+    assert!(stdout.contains("parallel instead of sequential"), "{stdout}");
+    let (back, _) = Checkpoint::read(&fused).unwrap();
+    assert_eq!(back.layer_spans(), vec![LayerSpan { first: 0, last: 3 }, LayerSpan::single(4)]);
+
+    let bad = common::tessera()
+        .args(["fuse", "apply", "--model"])
+        .arg(&child)
+        .args(["--runs", "2-4", "--out"])
+        .arg(dir.path().join("bad"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(stderr.contains("run 2-4: layer 4 still has attention"), "{stderr}");
+    assert!(!dir.path().join("bad").exists());
+}
