@@ -223,7 +223,14 @@ fn fuse_analyze_and_apply_from_the_command_line() {
         .output()
         .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    for file in ["dependency.csv", "dependency.svg", "dependency.png", "runs.csv", "runs.parquet", "analysis.json"] {
+    for file in [
+        "dependency.csv",
+        "dependency.svg",
+        "dependency.png",
+        "runs.csv",
+        "runs.parquet",
+        "analysis.json",
+    ] {
         assert!(analysis.join(file).is_file(), "{file} missing");
     }
     let csv = std::fs::read_to_string(analysis.join("dependency.csv")).unwrap();
@@ -232,13 +239,26 @@ fn fuse_analyze_and_apply_from_the_command_line() {
     assert!(runs.starts_with("first,last,m_max,m_sum,chosen\n"), "{runs}");
     // Layers 0..=3 may fuse (1 to 3 have no attention): 6 sub-runs, the whole run chosen.
     assert_eq!(runs.lines().count(), 1 + 6, "{runs}");
-    assert!(runs.lines().any(|l| l.starts_with("0,3,") && l.ends_with(",1")), "{runs}");
+    assert!(
+        runs.lines().any(|l| l.starts_with("0,3,") && l.ends_with(",1")),
+        "{runs}"
+    );
 
     let fused = dir.path().join("fused");
     let run = common::tessera()
         .args(["fuse", "apply", "--model"])
         .arg(&child)
-        .args(["--runs", "auto", "--windows", "4", "--seq-len", "16", "--max-dependency", "2", "--out"])
+        .args([
+            "--runs",
+            "auto",
+            "--windows",
+            "4",
+            "--seq-len",
+            "16",
+            "--max-dependency",
+            "2",
+            "--out",
+        ])
         .arg(&fused)
         .output()
         .unwrap();
@@ -247,7 +267,10 @@ fn fuse_analyze_and_apply_from_the_command_line() {
     assert!(stdout.contains("fused runs [0-3]: 5 layers -> 2"), "{stdout}");
     assert!(stdout.contains("parallel instead of sequential"), "{stdout}");
     let (back, _) = Checkpoint::read(&fused).unwrap();
-    assert_eq!(back.layer_spans(), vec![LayerSpan { first: 0, last: 3 }, LayerSpan::single(4)]);
+    assert_eq!(
+        back.layer_spans(),
+        vec![LayerSpan { first: 0, last: 3 }, LayerSpan::single(4)]
+    );
 
     let bad = common::tessera()
         .args(["fuse", "apply", "--model"])
