@@ -1,9 +1,10 @@
 //! Every candidate a library offers the search: each layer's blocks from the search space, and,
 //! when the space asks for them (`fused_runs = N`), multi-layer candidates (DESIGN §1.7, §1.9):
-//! a run of 2 to N consecutive parent layers that becomes one layer, with the first layer's attention (any variant the space offers it, or none) and
-//! the parent FFNs of the whole run read in parallel as one wide SwiGLU; the attention of the
-//! other members is removed. They stand under `layer_A-B` keys, so the search decides fusion
-//! and block choice together. Training-free: the FFN is the parent's, folded exactly.
+//! a run of 2 to N consecutive parent layers that becomes one layer, with the first layer's
+//! attention (the parent's, any variant the space offers it, or none) and the parent FFNs of the
+//! whole run read in parallel as one wide SwiGLU; the other members' attention is removed. They
+//! stand under `layer_A-B` keys, so the search decides fusion and block choice together.
+//! Training-free: the FFN is the parent's, folded exactly.
 
 use super::{Library, LibraryError, Stage, block_name};
 use crate::checkpoint::LayerSpan;

@@ -229,11 +229,16 @@ pub fn distill(
         ..TrainConfig::default()
     };
     let micro = options.batch_size / options.micro_batches;
+    // A resumed run must see the same data: FNV-1a over every training token.
+    let data_checksum = windows.train.iter().flatten().fold(0xcbf2_9ce4_8422_2325u64, |h, &t| {
+        (h ^ t as u64).wrapping_mul(0x0100_0000_01b3)
+    });
     let fingerprint = json!({
         "student": student.config,
         "student_layers": student.layer_spans(),
         "teacher": teacher.config,
         "options": options,
+        "data": { "train_windows": windows.train.len(), "checksum": format!("{data_checksum:016x}") },
     });
     let started = Instant::now();
     let outcome = train(
