@@ -133,20 +133,21 @@ pub fn run_demo(out: &Path, progress: bool, device: &Device) -> Result<DemoRepor
     let teacher = library.parent(None)?;
     let spans = choice_from_json(&search_report.solutions[0].choice).map_err(anyhow::Error::msg)?;
     let child = library.assemble_spans(&teacher, &spans)?;
-    write_model(&child, &out.join("child"))?;
+    let child_dir = out.join("child");
+    let distill_state = out.join("distill").join("train");
+    // Profiling is measured again on every run, so the search may choose another child; the
+    // distillation state of an earlier child cannot be resumed for it.
+    let same_child = Checkpoint::read(&child_dir).is_ok_and(|(earlier, _)| earlier.config == child.config);
+    if !same_child && distill_state.exists() {
+        std::fs::remove_dir_all(&distill_state).with_context(|| format!("clearing {}", distill_state.display()))?;
+    }
+    write_model(&child, &child_dir)?;
     let distill_options = DistillOptions {
         progress,
         ..DistillOptions::default()
     };
     let windows = data.windows(&teacher.build(device)?, None, distill_options.seq_len + 1, 2048, 32)?;
-    let (distilled, distill_report) = distill(
-        &child,
-        &teacher,
-        &windows,
-        &distill_options,
-        &out.join("distill").join("train"),
-        device,
-    )?;
+    let (distilled, distill_report) = distill(&child, &teacher, &windows, &distill_options, &distill_state, device)?;
     write_model(&distilled, &out.join("distill").join("model"))?;
     Ok(DemoReport {
         out: out.to_path_buf(),
