@@ -23,6 +23,7 @@ use crate::search::{
     check_on_cpu, search,
 };
 use crate::source::TokenSource;
+use crate::train::RunControl;
 
 /// The `small` search space and the CPU target, carried in the binary so the demo runs from
 /// anywhere.
@@ -59,9 +60,13 @@ fn write_model(checkpoint: &Checkpoint, dir: &Path) -> Result<()> {
 }
 
 pub fn run_demo(out: &Path, progress: bool, device: &Device) -> Result<DemoReport> {
+    let defaults = ParentOptions::default();
     let options = ParentOptions {
-        progress,
-        ..ParentOptions::default()
+        control: RunControl {
+            progress,
+            ..defaults.control
+        },
+        ..defaults
     };
     let parent = train_parent(&out.join("parent-run"), &options, device)?;
 
@@ -142,9 +147,13 @@ pub fn run_demo(out: &Path, progress: bool, device: &Device) -> Result<DemoRepor
         std::fs::remove_dir_all(&distill_state).with_context(|| format!("clearing {}", distill_state.display()))?;
     }
     write_model(&child, &child_dir)?;
+    let defaults = DistillOptions::default();
     let distill_options = DistillOptions {
-        progress,
-        ..DistillOptions::default()
+        control: RunControl {
+            progress,
+            ..defaults.control
+        },
+        ..defaults
     };
     let windows = data.windows(&teacher.build(device)?, None, distill_options.seq_len + 1, 2048, 32)?;
     let (distilled, distill_report) = distill(&child, &teacher, &windows, &distill_options, &distill_state, device)?;

@@ -39,6 +39,7 @@ use tessera::search::{
 };
 use tessera::source::TokenSource;
 use tessera::tokenizer::Tokenizer;
+use tessera::train::RunControl;
 use tessera::world::{Split, Thinking, World};
 
 #[derive(Parser)]
@@ -957,8 +958,11 @@ fn parent_train_command(args: ParentTrainArgs, device: &burn::prelude::Device) -
         peak_lr: args.lr.unwrap_or(defaults.peak_lr),
         seed: args.seed.unwrap_or(defaults.seed),
         eval_tasks: args.eval_tasks.unwrap_or(defaults.eval_tasks),
-        stop_after: args.stop_after,
-        progress: !args.json,
+        control: RunControl {
+            stop_after: args.stop_after,
+            progress: !args.json,
+            ..defaults.control
+        },
         ..defaults
     };
     let report = train_parent(&args.out, &options, device)?;
@@ -1390,9 +1394,11 @@ fn distill_command(args: DistillArgs, device: &burn::prelude::Device) -> Result<
         seq_len: args.windows.seq_len,
         peak_lr: args.lr,
         seed: args.seed,
-        checkpoint_every: 20,
-        stop_after: args.stop_after,
-        progress: !args.json,
+        control: RunControl {
+            stop_after: args.stop_after,
+            progress: !args.json,
+            ..DistillOptions::default().control
+        },
     };
     let (child, report) = distill(&student, &teacher, &windows, &options, &args.out.join("train"), device)?;
     anyhow::ensure!(

@@ -22,7 +22,7 @@ use crate::data::{ShardWriter, TokenWindows};
 use crate::eval::{AccuracyReport, mean_nll, task_accuracy, unigram_entropy};
 use crate::model::{AttentionConfig, BlockConfig, FfnConfig, Llama, ModelConfig, build_model, random_weights};
 use crate::tokenizer::Tokenizer;
-use crate::train::{TrainConfig, lm_micro_batch, train};
+use crate::train::{RunControl, TrainConfig, lm_micro_batch, train};
 use crate::world::tokenizer::{BOS, EOS, VOCAB_SIZE, token_id, write_tokenizer};
 use crate::world::{Split, Thinking, World};
 
@@ -60,11 +60,7 @@ pub struct ParentOptions {
     pub eval_tasks: usize,
     pub eval_stories: usize,
     #[serde(skip)]
-    pub checkpoint_every: usize,
-    #[serde(skip)]
-    pub stop_after: Option<usize>,
-    #[serde(skip)]
-    pub progress: bool,
+    pub control: RunControl,
 }
 
 impl Default for ParentOptions {
@@ -81,9 +77,11 @@ impl Default for ParentOptions {
             train_stories: 1_000,
             eval_tasks: 200,
             eval_stories: 300,
-            checkpoint_every: 50,
-            stop_after: None,
-            progress: true,
+            control: RunControl {
+                checkpoint_every: 50,
+                stop_after: None,
+                progress: true,
+            },
         }
     }
 }
@@ -221,9 +219,7 @@ pub fn train_parent(out: &Path, options: &ParentOptions, device: &Device) -> Res
         warmup_steps: (options.steps / 20).max(1),
         clip_norm: Some(1.0),
         seed: options.seed,
-        checkpoint_every: options.checkpoint_every,
-        stop_after: options.stop_after,
-        progress: options.progress,
+        control: options.control,
         ..TrainConfig::default()
     };
     let micro_size = options.batch_size / options.micro_batches;

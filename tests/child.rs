@@ -14,6 +14,7 @@ use tessera::posttrain::{DistillError, DistillLoss, DistillOptions, distill, lay
 use tessera::score::{Reference, Scoring, record_scores};
 use tessera::search::{Limits, Objective, SearchInput, SearchSpec, SolveOptions, parse_limits, search};
 use tessera::source::TokenSource;
+use tessera::train::RunControl;
 
 fn windows(model: &tessera::model::Llama, seq: usize, train: usize, held_out: usize) -> tessera::source::Windows {
     TokenSource::Builtin { seed: 5 }
@@ -197,9 +198,11 @@ fn distillation_lowers_the_kl_to_the_parent_and_resumes_where_it_stopped() {
         seq_len: 16,
         peak_lr: 3e-3,
         seed: 1,
-        checkpoint_every: 5,
-        stop_after: None,
-        progress: false,
+        control: RunControl {
+            checkpoint_every: 5,
+            stop_after: None,
+            progress: false,
+        },
     };
     let (whole, report) = distill(&student, &teacher, &data, &options, &dir.path().join("a"), &device).unwrap();
     eprintln!("KL {} -> {}", report.before.kl_div, report.after.kl_div);
@@ -211,7 +214,10 @@ fn distillation_lowers_the_kl_to_the_parent_and_resumes_where_it_stopped() {
     assert!((check.kl_div - report.after.kl_div).abs() < 1e-6);
 
     let stopped = DistillOptions {
-        stop_after: Some(17),
+        control: RunControl {
+            stop_after: Some(17),
+            ..options.control
+        },
         ..options.clone()
     };
     let work = dir.path().join("b");

@@ -5,6 +5,7 @@
 
 use burn::prelude::Device;
 use tessera::parent::{ParentOptions, train_parent};
+use tessera::train::RunControl;
 
 #[test]
 #[ignore = "trains two models for about 7 minutes"]
@@ -12,7 +13,7 @@ fn default_parent_beats_half_depth_and_the_unigram_baseline() {
     let dir = tempfile::tempdir().unwrap();
     let device = Device::flex();
     let options = ParentOptions {
-        progress: false,
+        control: RunControl::default(),
         ..ParentOptions::default()
     };
     let full = train_parent(&dir.path().join("full"), &options, &device).unwrap();

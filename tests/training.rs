@@ -14,7 +14,7 @@ use tessera::parent::{ParentOptions, write_world_shards};
 use tessera::tokenizer::Tokenizer;
 use tessera::train::clip::global_norm;
 use tessera::train::{
-    MicroBatch, TrainConfig, TrainError, TrainOutcome, lm_micro_batch, next_token_loss, params, train,
+    MicroBatch, RunControl, TrainConfig, TrainError, TrainOutcome, lm_micro_batch, next_token_loss, params, train,
 };
 use tessera::world::World;
 use tessera::world::tokenizer::{VOCAB_SIZE, write_tokenizer};
@@ -45,7 +45,10 @@ fn settings(steps: usize) -> TrainConfig {
         warmup_steps: 2,
         clip_norm: Some(0.5),
         seed: 9,
-        checkpoint_every: 2,
+        control: RunControl {
+            checkpoint_every: 2,
+            ..RunControl::default()
+        },
         ..TrainConfig::default()
     }
 }
@@ -107,7 +110,10 @@ fn stopped_and_resumed_run_ends_where_an_uninterrupted_run_ends() {
     let half = run(
         &shard,
         &TrainConfig {
-            stop_after: Some(3),
+            control: RunControl {
+                stop_after: Some(3),
+                ..settings(6).control
+            },
             ..settings(6)
         },
         2,
@@ -174,7 +180,10 @@ fn a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
     let calls = AtomicUsize::new(0);
     let config = TrainConfig {
         grad_accum: 1,
-        checkpoint_every: 1,
+        control: RunControl {
+            checkpoint_every: 1,
+            ..RunControl::default()
+        },
         ..settings(10)
     };
     let checkpoints = dir.path().join("run");

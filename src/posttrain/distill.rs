@@ -17,7 +17,7 @@ use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::model::{Llama, WeightError};
 use crate::score::{Reference, Scores};
 use crate::source::Windows;
-use crate::train::{MicroBatch, StepLog, TrainConfig, TrainError, cross_entropy, train};
+use crate::train::{MicroBatch, RunControl, StepLog, TrainConfig, TrainError, cross_entropy, train};
 
 /// What the student learns from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -61,11 +61,7 @@ pub struct DistillOptions {
     pub peak_lr: f64,
     pub seed: u64,
     #[serde(skip)]
-    pub checkpoint_every: usize,
-    #[serde(skip)]
-    pub stop_after: Option<usize>,
-    #[serde(skip)]
-    pub progress: bool,
+    pub control: RunControl,
 }
 
 impl Default for DistillOptions {
@@ -78,9 +74,11 @@ impl Default for DistillOptions {
             seq_len: 64,
             peak_lr: 1e-3,
             seed: 0,
-            checkpoint_every: 20,
-            stop_after: None,
-            progress: false,
+            control: RunControl {
+                checkpoint_every: 20,
+                stop_after: None,
+                progress: false,
+            },
         }
     }
 }
@@ -140,7 +138,7 @@ pub struct DistillReport {
     pub before: Scores,
     pub after: Scores,
     pub held_out_windows: usize,
-    /// False when stopped early as asked (`stop_after`); running again resumes.
+    /// False when stopped early as asked (`control.stop_after`); running again resumes.
     pub finished: bool,
     pub history: Vec<StepLog>,
 }
@@ -223,9 +221,7 @@ pub fn distill(
         warmup_steps: (steps / 20).max(1),
         clip_norm: Some(1.0),
         seed: options.seed,
-        checkpoint_every: options.checkpoint_every,
-        stop_after: options.stop_after,
-        progress: options.progress,
+        control: options.control,
         ..TrainConfig::default()
     };
     let micro = options.batch_size / options.micro_batches;

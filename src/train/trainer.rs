@@ -25,6 +25,17 @@ use super::state::{self, StepLog, TrainState, first_difference};
 use super::{AdamW, AdamWConfig, Schedule, TrainError};
 use crate::model::{HostTensor, TensorMap};
 
+/// How a long run is driven, never what it computes, so no resume fingerprint holds it: how
+/// often to checkpoint, where to stop early, whether to draw a progress bar.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RunControl {
+    /// Save a checkpoint every this many steps (0 = only at the end).
+    pub checkpoint_every: usize,
+    /// Stop (with a checkpoint) after this many steps, as if killed there.
+    pub stop_after: Option<usize>,
+    pub progress: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub steps: usize,
@@ -36,14 +47,8 @@ pub struct TrainConfig {
     /// Global gradient-norm limit; `None` = no clipping.
     pub clip_norm: Option<f64>,
     pub seed: u64,
-    /// Save a checkpoint every this many steps (0 = only at the end).
     #[serde(skip)]
-    pub checkpoint_every: usize,
-    /// Stop (with a checkpoint) after this many steps, as if killed there.
-    #[serde(skip)]
-    pub stop_after: Option<usize>,
-    #[serde(skip)]
-    pub progress: bool,
+    pub control: RunControl,
     /// Threads for the micro-batches of a step (0 = one per core); never changes the result.
     #[serde(skip)]
     pub workers: usize,
@@ -60,9 +65,7 @@ impl Default for TrainConfig {
             adamw: AdamWConfig::default(),
             clip_norm: Some(1.0),
             seed: 0,
-            checkpoint_every: 0,
-            stop_after: None,
-            progress: false,
+            control: RunControl::default(),
             workers: 0,
         }
     }
@@ -276,9 +279,9 @@ where
         resumed_from = Some(start);
         last_checkpoint = Some((checkpoint, start));
     }
-    let end = config.stop_after.map_or(config.steps, |s| s.min(config.steps));
+    let end = config.control.stop_after.map_or(config.steps, |s| s.min(config.steps));
     let schedule = config.schedule();
-    let bar = progress_bar(config.progress, start, end);
+    let bar = progress_bar(config.control.progress, start, end);
     let kept = |last: &Option<(std::path::PathBuf, usize)>| match last {
         Some((path, step)) => format!("the last good checkpoint (step {step}) is kept at {}", path.display()),
         None => "no checkpoint had been written yet".to_string(),
@@ -336,7 +339,8 @@ where
         });
         bar.set_position((step + 1) as u64);
         bar.set_message(format!("loss {loss:.4}  {:.0} tok/s", tokens as f64 / seconds));
-        let due = config.checkpoint_every > 0 && (step + 1) % config.checkpoint_every == 0;
+        let every = config.control.checkpoint_every;
+        let due = every > 0 && (step + 1) % every == 0;
         if let Some(dir) = checkpoint_dir
             && (due || step + 1 == end)
         {
