@@ -155,8 +155,9 @@ pub fn run_demo(out: &Path, progress: bool, device: &Device) -> Result<DemoRepor
         },
         ..defaults
     };
-    let windows = data.windows(&teacher.build(device)?, None, distill_options.seq_len + 1, 2048, 32)?;
-    let (distilled, distill_report) = distill(&child, &teacher, &windows, &distill_options, &distill_state, device)?;
+    let teacher_model = teacher.build(device)?;
+    let windows = data.windows(&teacher_model, None, distill_options.seq_len + 1, 2048, 32)?;
+    let (distilled, distill_report) = distill(&child, &teacher_model, &windows, &distill_options, &distill_state)?;
     write_model(&distilled, &out.join("distill").join("model"))?;
     Ok(DemoReport {
         out: out.to_path_buf(),

@@ -1249,16 +1249,10 @@ fn data_windows(args: &WindowArgs, model: &Llama, model_dir: &Path, train: usize
     Ok(windows)
 }
 
-fn fusion_analysis(
-    model_dir: &Path,
-    windows: &WindowArgs,
-    max_dependency: f64,
-    device: &burn::prelude::Device,
-) -> Result<FusionAnalysis> {
-    let model = load_model(model_dir, device)?;
-    let data = data_windows(windows, &model, model_dir, 0)?;
-    let inputs: Vec<Vec<u32>> = data.held_out.iter().map(|w| w[..windows.seq_len].to_vec()).collect();
-    Ok(analyze(&model, &inputs, max_dependency)?)
+/// The fusion analysis of `model` on the inputs of the held-out windows in `data`.
+fn fusion_analysis(model: &Llama, data: &tessera::source::Windows, max_dependency: f64) -> Result<FusionAnalysis> {
+    let inputs: Vec<Vec<u32>> = data.held_out.iter().map(|w| w[..w.len() - 1].to_vec()).collect();
+    Ok(analyze(model, &inputs, max_dependency)?)
 }
 
 fn fuse_command(command: FuseCommand, device: &burn::prelude::Device) -> Result<()> {
@@ -1270,7 +1264,9 @@ fn fuse_command(command: FuseCommand, device: &burn::prelude::Device) -> Result<
             out,
             json,
         } => {
-            let analysis = fusion_analysis(&model, &windows, max_dependency, device)?;
+            let built = load_model(&model, device)?;
+            let data = data_windows(&windows, &built, &model, 0)?;
+            let analysis = fusion_analysis(&built, &data, max_dependency)?;
             write_analysis(&out, &analysis)?;
             write_heatmap(
                 &out.join("dependency"),
@@ -1316,8 +1312,10 @@ fn fuse_command(command: FuseCommand, device: &burn::prelude::Device) -> Result<
             json,
         } => {
             let (checkpoint, _) = Checkpoint::read(&model)?;
+            let unfused = checkpoint.build(device)?;
+            let data = data_windows(&windows, &unfused, &model, 0)?;
             let spans = if runs == "auto" {
-                let analysis = fusion_analysis(&model, &windows, max_dependency, device)?;
+                let analysis = fusion_analysis(&unfused, &data, max_dependency)?;
                 anyhow::ensure!(
                     !analysis.chosen.is_empty(),
                     "no run of {} can be fused with every dependency at most --max-dependency {max_dependency} ({} candidate runs; see `tessera fuse analyze`)",
@@ -1331,8 +1329,6 @@ fn fuse_command(command: FuseCommand, device: &burn::prelude::Device) -> Result<
             let fused = fuse_runs(&checkpoint, &spans)?;
             write_child(&fused, &model, &out)?;
             // What "parallel instead of sequential" changed: the fused model against the one it came from.
-            let unfused = checkpoint.build(device)?;
-            let data = data_windows(&windows, &unfused, &model, 0)?;
             let change = Reference::new(&unfused, &data.held_out)?.score_model(&fused.build(device)?)?;
             let summary = child_summary(&fused);
             if json {
@@ -1381,11 +1377,9 @@ fn print_matrix(analysis: &FusionAnalysis) {
 
 fn distill_command(args: DistillArgs, device: &burn::prelude::Device) -> Result<()> {
     let (student, _) = Checkpoint::read(&args.student).context("reading the student")?;
-    let (teacher, _) = Checkpoint::read(&args.teacher).context("reading the teacher")?;
-    layer_matches(&student, &teacher)?;
-    let teacher_model = teacher.build(device)?;
-    let windows = data_windows(&args.windows, &teacher_model, &args.teacher, args.train_windows)?;
-    drop(teacher_model);
+    let teacher = load_model(&args.teacher, device).context("loading the teacher")?;
+    layer_matches(&student, teacher.config())?;
+    let windows = data_windows(&args.windows, &teacher, &args.teacher, args.train_windows)?;
     let options = DistillOptions {
         loss: args.loss,
         tokens: args.tokens,
@@ -1400,7 +1394,7 @@ fn distill_command(args: DistillArgs, device: &burn::prelude::Device) -> Result<
             ..DistillOptions::default().control
         },
     };
-    let (child, report) = distill(&student, &teacher, &windows, &options, &args.out.join("train"), device)?;
+    let (child, report) = distill(&student, &teacher, &windows, &options, &args.out.join("train"))?;
     anyhow::ensure!(
         report.finished,
         "stopped after step {} as asked; run the same command again to resume",

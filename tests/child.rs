@@ -189,7 +189,8 @@ fn distillation_lowers_the_kl_to_the_parent_and_resumes_where_it_stopped() {
             &["kv1 + ffn16".to_string(), "attn_noop + ffn_linear".to_string()],
         )
         .unwrap();
-    let data = windows(&teacher.build(&device).unwrap(), 16, 64, 8);
+    let teacher_model = teacher.build(&device).unwrap();
+    let data = windows(&teacher_model, 16, 64, 8);
     let options = DistillOptions {
         loss: DistillLoss::CosineKl,
         tokens: 40 * 8 * 16,
@@ -204,12 +205,12 @@ fn distillation_lowers_the_kl_to_the_parent_and_resumes_where_it_stopped() {
             progress: false,
         },
     };
-    let (whole, report) = distill(&student, &teacher, &data, &options, &dir.path().join("a"), &device).unwrap();
+    let (whole, report) = distill(&student, &teacher_model, &data, &options, &dir.path().join("a")).unwrap();
     eprintln!("KL {} -> {}", report.before.kl_div, report.after.kl_div);
     assert!(report.finished && report.steps == 40);
     assert!(report.after.kl_div < 0.8 * report.before.kl_div, "{report:?}");
     assert_eq!(whole.parent_layers, student.parent_layers);
-    let reference = Reference::new(&teacher.build(&device).unwrap(), &data.held_out).unwrap();
+    let reference = Reference::new(&teacher_model, &data.held_out).unwrap();
     let check = reference.score_model(&whole.build(&device).unwrap()).unwrap();
     assert!((check.kl_div - report.after.kl_div).abs() < 1e-6);
 
@@ -221,9 +222,9 @@ fn distillation_lowers_the_kl_to_the_parent_and_resumes_where_it_stopped() {
         ..options.clone()
     };
     let work = dir.path().join("b");
-    let (_, partial) = distill(&student, &teacher, &data, &stopped, &work, &device).unwrap();
+    let (_, partial) = distill(&student, &teacher_model, &data, &stopped, &work).unwrap();
     assert!(!partial.finished && partial.steps == 17);
-    let (resumed, report) = distill(&student, &teacher, &data, &options, &work, &device).unwrap();
+    let (resumed, report) = distill(&student, &teacher_model, &data, &options, &work).unwrap();
     assert!(report.finished);
     for (name, tensor) in &whole.weights {
         let other = &resumed.weights[name];
@@ -244,12 +245,12 @@ fn distillation_refuses_a_teacher_that_does_not_fit_the_student() {
     let teacher = Library::open(&lib).unwrap().parent(None).unwrap();
     let mut other_vocab = teacher.clone();
     other_vocab.config.vocab_size += 1;
-    let error = layer_matches(&teacher, &other_vocab).unwrap_err();
+    let error = layer_matches(&teacher, &other_vocab.config).unwrap_err();
     assert!(matches!(error, DistillError::Vocabulary { .. }), "{error}");
     assert!(error.to_string().contains("must share one"), "{error}");
     let mut deeper = teacher.clone();
     deeper.config.blocks.push(deeper.config.blocks[0]);
-    let error = layer_matches(&teacher, &deeper).unwrap_err().to_string();
+    let error = layer_matches(&teacher, &deeper.config).unwrap_err().to_string();
     assert!(
         error.contains("parent layers 0..=1 but the teacher has 3 layers"),
         "{error}"
@@ -263,5 +264,5 @@ fn distillation_refuses_a_teacher_that_does_not_fit_the_student() {
         },
         weights: Default::default(),
     };
-    assert_eq!(layer_matches(&fused, &teacher).unwrap(), vec![(0, 1)]);
+    assert_eq!(layer_matches(&fused, &teacher.config).unwrap(), vec![(0, 1)]);
 }

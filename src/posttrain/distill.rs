@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
-use crate::model::{Llama, WeightError};
+use crate::model::{Llama, ModelConfig, WeightError};
 use crate::score::{Reference, Scores};
 use crate::source::Windows;
 use crate::train::{MicroBatch, RunControl, StepLog, TrainConfig, TrainError, cross_entropy, train};
@@ -109,8 +109,8 @@ pub enum DistillError {
 
 /// `(student layer, teacher layer)` pairs whose outputs are compared: each student layer with
 /// the last parent layer it stands for. Checks that the two models fit together.
-pub fn layer_matches(student: &Checkpoint, teacher: &Checkpoint) -> Result<Vec<(usize, usize)>, DistillError> {
-    let (s, t) = (&student.config, &teacher.config);
+pub fn layer_matches(student: &Checkpoint, teacher: &ModelConfig) -> Result<Vec<(usize, usize)>, DistillError> {
+    let (s, t) = (&student.config, teacher);
     if s.vocab_size != t.vocab_size {
         return Err(DistillError::Vocabulary {
             student: s.vocab_size,
@@ -166,22 +166,23 @@ fn logits_kl(student_logits: Tensor<3>, teacher_logits: Tensor<3>) -> Tensor<1> 
     (log_p.clone().exp() * (log_p - log_q)).sum() / (batch * seq) as f64
 }
 
-/// Distils `student` from `teacher` on `windows` (each `options.seq_len + 1` tokens), keeping
-/// resumable training state in `work_dir`; returns the trained student (with its layer spans)
-/// and a report with held-out scores before and after.
+/// Distils `student` from `teacher` (built on the device to train on, outside autodiff) on
+/// `windows` (each `options.seq_len + 1` tokens), keeping resumable training state in
+/// `work_dir`; returns the trained student (with its layer spans) and a report with held-out
+/// scores before and after.
 pub fn distill(
     student: &Checkpoint,
-    teacher: &Checkpoint,
+    teacher: &Llama,
     windows: &Windows,
     options: &DistillOptions,
     work_dir: &Path,
-    device: &Device,
 ) -> Result<(Checkpoint, DistillReport), DistillError> {
-    let matches = layer_matches(student, teacher)?;
-    if options.loss.uses_cosine() && student.config.hidden_size != teacher.config.hidden_size {
+    let device = teacher.device();
+    let matches = layer_matches(student, teacher.config())?;
+    if options.loss.uses_cosine() && student.config.hidden_size != teacher.config().hidden_size {
         return Err(DistillError::Hidden {
             student: student.config.hidden_size,
-            teacher: teacher.config.hidden_size,
+            teacher: teacher.config().hidden_size,
         });
     }
     let window_len = options.seq_len + 1;
@@ -208,9 +209,8 @@ pub fn distill(
             options.batch_size, options.micro_batches
         )));
     }
-    let teacher_model = teacher.build(device)?;
-    let reference = Reference::new(&teacher_model, &windows.held_out)?;
-    let before = reference.score_model(&student.build(device)?)?;
+    let reference = Reference::new(teacher, &windows.held_out)?;
+    let before = reference.score_model(&student.build(&device)?)?;
 
     let steps = (options.tokens / (options.batch_size * options.seq_len)).max(1);
     let config = TrainConfig {
@@ -232,7 +232,7 @@ pub fn distill(
     let fingerprint = json!({
         "student": student.config,
         "student_layers": student.layer_spans(),
-        "teacher": teacher.config,
+        "teacher": teacher.config(),
         "options": options,
         "data": { "train_windows": windows.train.len(), "checksum": format!("{data_checksum:016x}") },
     });
@@ -253,8 +253,7 @@ pub fn distill(
                 let targets: Vec<Vec<u32>> = rows.iter().map(|w| w[1..].to_vec()).collect();
                 cross_entropy(out.logits, model.tokens_tensor(&targets)?, None)
             } else {
-                let taught =
-                    teacher_model.forward(teacher_model.tokens_tensor(&inputs)?, None, options.loss.uses_cosine())?;
+                let taught = teacher.forward(teacher.tokens_tensor(&inputs)?, None, options.loss.uses_cosine())?;
                 let mut loss = Tensor::<1>::zeros([1], &out.logits.device());
                 if options.loss.uses_kl() {
                     loss = loss + logits_kl(out.logits, taught.logits);
