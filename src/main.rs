@@ -22,7 +22,7 @@ use tessera::cost::{Precision, ProfileOptions, Scenario, gpu_table, profile_libr
 use tessera::data::{read_documents, tokenize_corpus};
 use tessera::demo::{DemoReport, run_demo};
 use tessera::device::DeviceChoice;
-use tessera::eval::{mean_nll, read_task_file, task_accuracy};
+use tessera::eval::{AccuracyReport, AccuracySummary, mean_nll, read_task_file, switch_accuracy, task_accuracy};
 use tessera::fusion::{FusionAnalysis, analyze, fuse_runs, parse_runs, write_analysis};
 use tessera::library::{
     BldMode, BldSettings, BuildOptions, Library, LinearInit, Origin, Shard, Stage, build_library, choice_from_json,
@@ -30,7 +30,10 @@ use tessera::library::{
 };
 use tessera::model::{Llama, Sampling, build_model, generate, random_weights};
 use tessera::parent::{ParentOptions, default_parent_config, train_parent};
-use tessera::posttrain::{DistillLoss, DistillOptions, distill, layer_matches};
+use tessera::posttrain::{
+    DistillLoss, DistillOptions, GrpoSettings, RlOptions, SftOptions, SftStage, StageChats, builtin_chats, distill,
+    layer_matches, read_chat_file, rl, sft,
+};
 use tessera::report::{HeatMap, write_heatmap, write_pareto};
 use tessera::score::{Reference, Scoring, compare_items, record_metrics, record_scores, write_item_table};
 use tessera::search::{
@@ -40,7 +43,7 @@ use tessera::search::{
 use tessera::source::TokenSource;
 use tessera::tokenizer::Tokenizer;
 use tessera::train::RunControl;
-use tessera::world::{Split, Thinking, World};
+use tessera::world::{Split, Task, Thinking, World};
 
 #[derive(Parser)]
 #[command(
@@ -98,6 +101,10 @@ enum Command {
     Fuse(FuseCommand),
     /// Global distillation of a child (student) from its parent (teacher).
     Distill(DistillArgs),
+    /// Supervised fine-tuning on chats with the `detailed thinking on/off` switch, in stages.
+    Sft(SftArgs),
+    /// Reinforcement learning with GRPO on verifiable tasks (accuracy + format rewards).
+    Rl(RlArgs),
     /// The hardware table the roofline uses, with this machine's CPU measured.
     Hardware {
         #[arg(long)]
@@ -210,6 +217,124 @@ struct DistillArgs {
     out: PathBuf,
     #[arg(long)]
     json: bool,
+}
+
+/// Held-out tasks that `sft` and `rl` measure before and after.
+#[derive(Args)]
+struct HeldOutArgs {
+    /// `builtin` (held-out tasks of the built-in world) or a JSONL task file.
+    #[arg(long, default_value = "builtin")]
+    eval_tasks: String,
+    #[arg(long, default_value_t = 500)]
+    eval_count: usize,
+}
+
+#[derive(Args)]
+struct SftArgs {
+    /// A checkpoint directory with a tokenizer.json that has the chat markers.
+    #[arg(long)]
+    model: PathBuf,
+    /// `builtin` (the built-in world's training tasks, each with thinking on and off) or a JSONL
+    /// file: `{"system", "user", "assistant"}` or `{"messages": [{"role", "content"}, …]}` per line.
+    #[arg(long, default_value = "builtin")]
+    data: String,
+    /// Built-in tasks (each gives two chats).
+    #[arg(long, default_value_t = 20_000)]
+    builtin_tasks: usize,
+    /// Seed of the built-in world (for data and evaluation).
+    #[arg(long, default_value_t = 1)]
+    world_seed: u64,
+    /// A stage as CHATS:STEPS, CHATS one of on, off, both; repeat for several stages, in order.
+    /// Default: on:100 then both:100 (reasoning first, then both modes mixed).
+    #[arg(long = "stage", value_parser = parse_stage)]
+    stages: Vec<SftStage>,
+    #[arg(long, default_value_t = SftOptions::default().batch_size)]
+    batch_size: usize,
+    #[arg(long, default_value_t = SftOptions::default().micro_batches)]
+    micro_batches: usize,
+    #[arg(long, default_value_t = SftOptions::default().peak_lr)]
+    lr: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    held_out: HeldOutArgs,
+    /// Stop (with a checkpoint) after this many steps over all stages; the same command resumes.
+    #[arg(long)]
+    stop_after: Option<usize>,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RlArgs {
+    /// A checkpoint directory with a tokenizer.json that has the chat markers (usually SFT's output).
+    #[arg(long)]
+    model: PathBuf,
+    /// `builtin` (the built-in world's training tasks) or a JSONL task file: `{"question", "answer"}`
+    /// per line; a GSM8K-style answer carries the number after `####`.
+    #[arg(long, default_value = "builtin")]
+    tasks: String,
+    /// How many built-in tasks to survey (the solved ones are dropped).
+    #[arg(long, default_value_t = 2000)]
+    count: usize,
+    /// Seed of the built-in world (for tasks and evaluation).
+    #[arg(long, default_value_t = 1)]
+    world_seed: u64,
+    /// Which switch setting prompts are asked with (`both`: alternating).
+    #[arg(long, value_enum, default_value_t = ThinkingChoice::On)]
+    thinking: ThinkingChoice,
+    #[arg(long, default_value_t = RlOptions::default().rounds)]
+    rounds: usize,
+    /// Optimizer steps on each round's samples.
+    #[arg(long, default_value_t = RlOptions::default().updates_per_round)]
+    updates_per_round: usize,
+    #[arg(long, default_value_t = RlOptions::default().prompts_per_round)]
+    prompts_per_round: usize,
+    /// G, replies sampled per prompt.
+    #[arg(long, default_value_t = RlOptions::default().group_size)]
+    group_size: usize,
+    #[arg(long, default_value_t = RlOptions::default().micro_batches)]
+    micro_batches: usize,
+    #[arg(long, default_value_t = RlOptions::default().max_new_tokens)]
+    max_tokens: usize,
+    #[arg(long, default_value_t = RlOptions::default().temperature)]
+    temperature: f32,
+    /// ε of the clipped importance ratio.
+    #[arg(long, default_value_t = GrpoSettings::default().clip)]
+    clip: f64,
+    /// β, the weight of the KL penalty to the starting model.
+    #[arg(long, default_value_t = GrpoSettings::default().kl_beta)]
+    kl_beta: f64,
+    #[arg(long, default_value_t = RlOptions::default().peak_lr)]
+    lr: f64,
+    /// Prompts the starting model solves at this pass rate or above are dropped.
+    #[arg(long, default_value_t = RlOptions::default().solved_pass_rate)]
+    solved_pass_rate: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    held_out: HeldOutArgs,
+    /// Stop (with a checkpoint) after this many rounds; the same command resumes.
+    #[arg(long)]
+    stop_after: Option<usize>,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_stage(text: &str) -> Result<SftStage, String> {
+    let (chats, steps) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}`: expected CHATS:STEPS, e.g. on:100"))?;
+    let chats = StageChats::from_str(chats, true)
+        .map_err(|_| format!("`{text}`: CHATS must be on, off or both, got `{chats}`"))?;
+    let steps = steps
+        .parse()
+        .map_err(|_| format!("`{text}`: STEPS must be a whole number, got `{steps}`"))?;
+    Ok(SftStage { chats, steps })
 }
 
 /// What to optimise and under which limits: a constraint file, or an objective and raw limits.
@@ -475,6 +600,16 @@ enum ThinkingChoice {
     Both,
 }
 
+impl ThinkingChoice {
+    fn modes(self) -> &'static [Thinking] {
+        match self {
+            ThinkingChoice::On => &[Thinking::On],
+            ThinkingChoice::Off => &[Thinking::Off],
+            ThinkingChoice::Both => &[Thinking::On, Thinking::Off],
+        }
+    }
+}
+
 #[derive(Args)]
 struct ModelArgs {
     /// A checkpoint directory (HF or DeciLM) or a llama2.c `.bin` file.
@@ -723,6 +858,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Assemble(args) => assemble_command(args),
         Command::Fuse(command) => fuse_command(command, &device),
         Command::Distill(args) => distill_command(args, &device),
+        Command::Sft(args) => sft_command(args, &device),
+        Command::Rl(args) => rl_command(args, &device),
         Command::Info { model } => {
             let (checkpoint, format) = Checkpoint::read(&model)?;
             let params = checkpoint.config.num_params();
@@ -977,16 +1114,8 @@ fn parent_train_command(args: ParentTrainArgs, device: &burn::prelude::Device) -
 fn accuracy_command(args: AccuracyArgs, device: &burn::prelude::Device) -> Result<()> {
     let (model, tokenizer) = load(&args.model, device)?;
     let tokenizer = tokenizer.context("task accuracy needs a tokenizer: pass --tokenizer")?;
-    let tasks = if args.tasks == "builtin" {
-        World::new(args.seed).tasks(Split::HeldOut, args.count)
-    } else {
-        read_task_file(Path::new(&args.tasks))?
-    };
-    let modes: &[Thinking] = match args.thinking {
-        ThinkingChoice::On => &[Thinking::On],
-        ThinkingChoice::Off => &[Thinking::Off],
-        ThinkingChoice::Both => &[Thinking::On, Thinking::Off],
-    };
+    let tasks = eval_task_set(&args.tasks, args.count, args.seed)?;
+    let modes = args.thinking.modes();
     let mut reports = Vec::new();
     for &mode in modes {
         reports.push(task_accuracy(
@@ -1423,6 +1552,242 @@ fn distill_command(args: DistillArgs, device: &burn::prelude::Device) -> Result<
         report.after.cosine_distance
     );
     println!("wrote {} and {}", model_dir.display(), report_path.display());
+    Ok(())
+}
+
+/// Held-out tasks for before/after measurements: the built-in world's or a task file.
+fn eval_task_set(spec: &str, count: usize, world_seed: u64) -> Result<Vec<Task>> {
+    Ok(if spec == "builtin" {
+        World::new(world_seed).tasks(Split::HeldOut, count)
+    } else {
+        read_task_file(Path::new(spec))?
+    })
+}
+
+fn print_switch_change(before: &[AccuracyReport; 2], after: &[AccuracyReport; 2]) {
+    for (b, a) in before.iter().zip(after) {
+        println!(
+            "  thinking {:<3}  accuracy {:5.1}% -> {:5.1}%   format ok {:5.1}% -> {:5.1}%",
+            format!("{:?}", a.thinking).to_lowercase(),
+            100.0 * b.accuracy,
+            100.0 * a.accuracy,
+            100.0 * b.format_ok,
+            100.0 * a.format_ok
+        );
+    }
+}
+
+/// A checkpoint and the tokenizer.json beside it, which chat training needs.
+fn read_chat_model(path: &Path) -> Result<(Checkpoint, Tokenizer)> {
+    let (model, _) = Checkpoint::read(path).context("reading the model")?;
+    let tokenizer_path = Tokenizer::beside_model(path).with_context(|| {
+        format!(
+            "{} has no tokenizer.json; chat training needs one with the chat markers",
+            path.display()
+        )
+    })?;
+    Ok((model, Tokenizer::read(&tokenizer_path)?))
+}
+
+fn accuracy_summaries(reports: &[AccuracyReport; 2]) -> serde_json::Value {
+    json!({ "on": AccuracySummary::from(&reports[0]), "off": AccuracySummary::from(&reports[1]) })
+}
+
+/// What a chat-training command (`sft`, `rl`) ran, measured and wrote.
+struct ChatStageOutcome<R> {
+    report: R,
+    before: [AccuracyReport; 2],
+    after: [AccuracyReport; 2],
+    model_dir: PathBuf,
+    report_path: PathBuf,
+    /// What `NAME.json` holds.
+    written: serde_json::Value,
+}
+
+/// Measures the model at `model_path` on the held-out tasks, trains it with `stage` (which
+/// returns the trained checkpoint, its report, and whether it finished), measures again, and
+/// writes `out/model` and `out/NAME.json` (with `details`).
+fn run_chat_stage<R: serde::Serialize>(
+    name: &str,
+    model_path: &Path,
+    out: &Path,
+    eval_tasks: &[Task],
+    details: serde_json::Value,
+    device: &burn::prelude::Device,
+    stage: impl FnOnce(&Checkpoint, &Tokenizer) -> Result<(Checkpoint, R, bool)>,
+) -> Result<ChatStageOutcome<R>> {
+    let (model, tokenizer) = read_chat_model(model_path)?;
+    let before = switch_accuracy(&model.build(device)?, &tokenizer, eval_tasks)?;
+    let (trained, report, finished) = stage(&model, &tokenizer)?;
+    anyhow::ensure!(finished, "stopped early as asked; run the same command again to resume");
+    let after = switch_accuracy(&trained.build(device)?, &tokenizer, eval_tasks)?;
+    let model_dir = out.join("model");
+    write_child(&trained, model_path, &model_dir)?;
+    let mut result = json!({
+        "model": model_dir,
+        "eval_tasks": eval_tasks.len(),
+        "before": accuracy_summaries(&before),
+        "after": accuracy_summaries(&after),
+        "details": details,
+    });
+    result[name] = serde_json::to_value(&report)?;
+    let report_path = out.join(format!("{name}.json"));
+    fs::write(&report_path, serde_json::to_string_pretty(&result)?)
+        .with_context(|| format!("writing {}", report_path.display()))?;
+    Ok(ChatStageOutcome {
+        report,
+        before,
+        after,
+        model_dir,
+        report_path,
+        written: result,
+    })
+}
+
+impl<R> ChatStageOutcome<R> {
+    /// Prints the JSON written (and returns true) when asked for JSON.
+    fn print_json(&self, json_out: bool) -> Result<bool> {
+        if json_out {
+            println!("{}", serde_json::to_string_pretty(&self.written)?);
+        }
+        Ok(json_out)
+    }
+
+    fn print_accuracy_and_paths(&self) {
+        println!("held-out tasks ({}), greedy:", self.after[0].tasks);
+        print_switch_change(&self.before, &self.after);
+        println!("wrote {} and {}", self.model_dir.display(), self.report_path.display());
+    }
+}
+
+fn rl_command(args: RlArgs, device: &burn::prelude::Device) -> Result<()> {
+    let tasks = if args.tasks == "builtin" {
+        World::new(args.world_seed).tasks(Split::Train, args.count)
+    } else {
+        read_task_file(Path::new(&args.tasks))?
+    };
+    let eval_tasks = eval_task_set(&args.held_out.eval_tasks, args.held_out.eval_count, args.world_seed)?;
+    let options = RlOptions {
+        rounds: args.rounds,
+        updates_per_round: args.updates_per_round,
+        prompts_per_round: args.prompts_per_round,
+        group_size: args.group_size,
+        micro_batches: args.micro_batches,
+        max_new_tokens: args.max_tokens,
+        temperature: args.temperature,
+        grpo: GrpoSettings {
+            clip: args.clip,
+            kl_beta: args.kl_beta,
+        },
+        peak_lr: args.lr,
+        solved_pass_rate: args.solved_pass_rate,
+        modes: args.thinking.modes().to_vec(),
+        seed: args.seed,
+        control: RunControl {
+            stop_after: args.stop_after,
+            progress: !args.json,
+            ..RlOptions::default().control
+        },
+    };
+    let details = json!({ "tasks": args.tasks, "task_count": tasks.len() });
+    let outcome = run_chat_stage(
+        "rl",
+        &args.model,
+        &args.out,
+        &eval_tasks,
+        details,
+        device,
+        |model, tokenizer| {
+            let (trained, report) = rl(model, &tasks, tokenizer, &options, &args.out.join("train"), device)?;
+            let finished = report.finished;
+            Ok((trained, report, finished))
+        },
+    )?;
+    if outcome.print_json(args.json)? {
+        return Ok(());
+    }
+    let report = &outcome.report;
+    println!(
+        "{} prompts, {} already solved (pass rate >= {}) dropped; the rest start at pass rate {:.3}",
+        report.prompts, report.solved, args.solved_pass_rate, report.kept_pass_rate
+    );
+    println!(
+        "{:>5} {:>6} {:>8} {:>8} {:>7} {:>8} {:>8} {:>7}",
+        "round", "step", "reward", "pass", "format", "KL", "entropy", "clipped"
+    );
+    for h in report
+        .history
+        .iter()
+        .filter(|h| h.step % (10 * args.updates_per_round) == 0 || h.step == report.steps)
+    {
+        println!(
+            "{:>5} {:>6} {:>8.3} {:>8.3} {:>7.3} {:>8.5} {:>8.4} {:>7.4}",
+            h.round, h.step, h.reward, h.accuracy, h.format, h.kl, h.entropy, h.clipped
+        );
+    }
+    println!(
+        "{} rounds, {} steps in {:.1} s; largest KL to the start {:.5}",
+        report.rounds, report.steps, report.seconds, report.max_kl
+    );
+    outcome.print_accuracy_and_paths();
+    Ok(())
+}
+
+fn sft_command(args: SftArgs, device: &burn::prelude::Device) -> Result<()> {
+    let chats = if args.data == "builtin" {
+        builtin_chats(args.world_seed, args.builtin_tasks)
+    } else {
+        read_chat_file(Path::new(&args.data))?
+    };
+    let eval_tasks = eval_task_set(&args.held_out.eval_tasks, args.held_out.eval_count, args.world_seed)?;
+    let defaults = SftOptions::default();
+    let options = SftOptions {
+        stages: if args.stages.is_empty() {
+            defaults.stages.clone()
+        } else {
+            args.stages
+        },
+        batch_size: args.batch_size,
+        micro_batches: args.micro_batches,
+        peak_lr: args.lr,
+        seed: args.seed,
+        control: RunControl {
+            stop_after: args.stop_after,
+            progress: !args.json,
+            ..defaults.control
+        },
+    };
+    let details = json!({ "data": args.data, "chats": chats.len() });
+    let outcome = run_chat_stage(
+        "sft",
+        &args.model,
+        &args.out,
+        &eval_tasks,
+        details,
+        device,
+        |model, tokenizer| {
+            let (tuned, report) = sft(model, &chats, tokenizer, &options, &args.out.join("train"), device)?;
+            let finished = report.finished;
+            Ok((tuned, report, finished))
+        },
+    )?;
+    if outcome.print_json(args.json)? {
+        return Ok(());
+    }
+    for (k, stage) in outcome.report.stages.iter().enumerate() {
+        println!(
+            "stage {} ({:?} chats, {} in the pool): {} steps, {} assistant tokens in {:.1} s, loss {:.4} -> {:.4}",
+            k + 1,
+            stage.chats,
+            stage.pool,
+            stage.steps,
+            stage.tokens_seen,
+            stage.seconds,
+            stage.first_loss,
+            stage.final_loss
+        );
+    }
+    outcome.print_accuracy_and_paths();
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::checkpoint::{Checkpoint, ExportOptions};
 use crate::data::{ShardWriter, TokenWindows};
-use crate::eval::{AccuracyReport, mean_nll, task_accuracy, unigram_entropy};
+use crate::eval::{AccuracyReport, AccuracySummary, mean_nll, switch_accuracy, unigram_entropy};
 use crate::model::{AttentionConfig, BlockConfig, FfnConfig, Llama, ModelConfig, build_model, random_weights};
 use crate::tokenizer::Tokenizer;
 use crate::train::{RunControl, TrainConfig, lm_micro_batch, train};
@@ -104,27 +104,6 @@ pub struct ParentReport {
     pub thinking_off: AccuracySummary,
 }
 
-#[derive(Debug, Serialize)]
-pub struct AccuracySummary {
-    pub accuracy: f64,
-    pub correct: usize,
-    pub tasks: usize,
-    pub format_ok: f64,
-    pub example_reply: String,
-}
-
-impl From<&AccuracyReport> for AccuracySummary {
-    fn from(r: &AccuracyReport) -> Self {
-        Self {
-            accuracy: r.accuracy,
-            correct: r.correct,
-            tasks: r.tasks,
-            format_ok: r.format_ok,
-            example_reply: r.answers.first().map(|a| a.reply.clone()).unwrap_or_default(),
-        }
-    }
-}
-
 /// Writes the world's training documents (shuffled chats and stories) and held-out stories as
 /// token shards in `dir`; returns (train shard, held-out shard).
 pub fn write_world_shards(
@@ -176,8 +155,7 @@ pub fn evaluate_parent(
     let sequences = windows.consecutive(options.seq_len + 1, usize::MAX)?;
     let nll = mean_nll(model, &sequences)?;
     let tasks = world.tasks(Split::HeldOut, options.eval_tasks);
-    let on = task_accuracy(model, tokenizer, &tasks, Thinking::On, 96, 64)?;
-    let off = task_accuracy(model, tokenizer, &tasks, Thinking::Off, 16, 64)?;
+    let [on, off] = switch_accuracy(model, tokenizer, &tasks)?;
     Ok((nll.mean_nll, nll.tokens, unigram_entropy(&sequences), on, off))
 }
 
@@ -230,7 +208,7 @@ pub fn train_parent(out: &Path, options: &ParentOptions, device: &Device) -> Res
         &train_config,
         Some(&out.join("train")),
         fingerprint,
-        |model, rng| lm_micro_batch(model, &windows, rng, micro_size, options.seq_len),
+        |model, _, rng| lm_micro_batch(model, &windows, rng, micro_size, options.seq_len),
     )?;
     let train_seconds = started.elapsed().as_secs_f64();
     let model = outcome.model.valid();

@@ -72,7 +72,7 @@ fn run(
         config,
         checkpoint,
         json!({ "model": model_config }),
-        |model, rng| lm_micro_batch(model, &windows, rng, 4, 32),
+        |model, _, rng| lm_micro_batch(model, &windows, rng, 4, 32),
     )
 }
 
@@ -187,7 +187,7 @@ fn a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
         ..settings(10)
     };
     let checkpoints = dir.path().join("run");
-    let err = train(model, &config, Some(&checkpoints), json!(null), |model, rng| {
+    let err = train(model, &config, Some(&checkpoints), json!(null), |model, _, rng| {
         let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
         let batch = lm_micro_batch(model, &windows, rng, 2, 16)?;
         let loss = if call == 3 { batch.loss * f32::NAN } else { batch.loss };

@@ -70,7 +70,7 @@ pub fn bench_train(
         ..TrainConfig::default()
     };
     let micro_size = batch_size / micro_batches;
-    let outcome = train(model, &train_config, None, Value::Null, |model, rng| {
+    let outcome = train(model, &train_config, None, Value::Null, |model, _, rng| {
         lm_micro_batch(model, &windows, rng, micro_size, seq_len)
     })?;
     let mut timed: Vec<f64> = outcome.history[warmup..].iter().map(|h| h.seconds * 1e3).collect();

@@ -1,5 +1,5 @@
-//! Task accuracy: greedy answers to verifiable tasks, scored by exact match of the final answer
-//! (the text after `</think>`), with the reasoning switch on or off. Prompts of equal token
+//! Task accuracy: greedy answers to verifiable tasks, scored by the verifier (the final answer
+//! after `</think>` against the reference), with the reasoning switch on or off. Prompts of equal token
 //! length are decoded together in batches.
 
 use std::collections::BTreeMap;
@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::verify::answer_correct;
 use crate::model::{ForwardError, Llama, Sampling, generate_batch};
 use crate::tokenizer::{Tokenizer, TokenizerError};
-use crate::world::{Task, Thinking, final_answer, format_matches};
+use crate::world::{Task, Thinking, format_matches};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccuracyError {
@@ -81,7 +82,7 @@ pub fn read_task_file(path: &Path) -> Result<Vec<Task>, AccuracyError> {
 }
 
 /// Greedy replies of `model` to `tasks` with the switch set to `thinking`, each up to
-/// `max_new_tokens` long, scored by exact match.
+/// `max_new_tokens` long, scored by the verifier.
 pub fn task_accuracy(
     model: &Llama,
     tokenizer: &Tokenizer,
@@ -118,7 +119,7 @@ pub fn task_accuracy(
         .map(|(task, reply)| Answer {
             question: task.question.clone(),
             expected: task.answer.clone(),
-            correct: final_answer(&reply) == task.answer.trim(),
+            correct: answer_correct(&reply, &task.answer),
             reply,
         })
         .collect();
@@ -133,4 +134,43 @@ pub fn task_accuracy(
         format_ok: format_ok as f64 / total,
         answers,
     })
+}
+
+/// The longest reply the switch evaluations read: a worked solution of the built-in world's
+/// longest chains takes about 50 tokens. Thinking-off replies get as long a budget, so that a
+/// reply that wrongly opens a think block is seen closing it.
+pub const SWITCH_REPLY_TOKENS: usize = 96;
+
+/// Greedy accuracy and format compliance on `tasks` with thinking on, then off.
+pub fn switch_accuracy(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    tasks: &[Task],
+) -> Result<[AccuracyReport; 2], AccuracyError> {
+    Ok([
+        task_accuracy(model, tokenizer, tasks, Thinking::On, SWITCH_REPLY_TOKENS, 64)?,
+        task_accuracy(model, tokenizer, tasks, Thinking::Off, SWITCH_REPLY_TOKENS, 64)?,
+    ])
+}
+
+/// An accuracy report without the individual answers (but one example reply).
+#[derive(Clone, Debug, Serialize)]
+pub struct AccuracySummary {
+    pub accuracy: f64,
+    pub correct: usize,
+    pub tasks: usize,
+    pub format_ok: f64,
+    pub example_reply: String,
+}
+
+impl From<&AccuracyReport> for AccuracySummary {
+    fn from(r: &AccuracyReport) -> Self {
+        Self {
+            accuracy: r.accuracy,
+            correct: r.correct,
+            tasks: r.tasks,
+            format_ok: r.format_ok,
+            example_reply: r.answers.first().map(|a| a.reply.clone()).unwrap_or_default(),
+        }
+    }
 }

@@ -5,7 +5,11 @@
 pub mod accuracy;
 pub mod consistency;
 pub mod nll;
+pub mod verify;
 
-pub use accuracy::{AccuracyError, AccuracyReport, read_task_file, task_accuracy};
+pub use accuracy::{
+    AccuracyError, AccuracyReport, AccuracySummary, SWITCH_REPLY_TOKENS, read_task_file, switch_accuracy, task_accuracy,
+};
 pub use consistency::{max_abs_diff, prefill_decode_max_diff};
 pub use nll::{NllReport, mean_nll, unigram_entropy};
+pub use verify::{answer_correct, reference_answer};

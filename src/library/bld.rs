@@ -155,7 +155,7 @@ impl ItemNet {
             &train_config,
             None,
             json!({ "item": self.item.key() }),
-            |own: &Block, rng: &mut StdRng| {
+            |own: &Block, _, rng: &mut StdRng| {
                 let picks: Vec<i64> = (0..settings.batch_windows)
                     .map(|_| rng.random_range(0..windows) as i64)
                     .collect();

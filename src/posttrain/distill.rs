@@ -242,7 +242,7 @@ pub fn distill(
         &config,
         Some(work_dir),
         fingerprint,
-        |model: &Llama, rng| {
+        |model: &Llama, _, rng| {
             let all = &windows.train;
             let rows: Vec<Vec<u32>> = (0..micro)
                 .map(|_| all[rng.random_range(0..all.len())].clone())

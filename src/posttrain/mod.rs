@@ -1,7 +1,17 @@
 //! The post-training stages on an assembled child (DESIGN §1.10–§1.12): global distillation
-//! from the parent, then (later) SFT and RL. Reads checkpoints and token sources, trains on the
-//! shared engine; knows nothing of libraries or searches.
+//! from the parent, SFT with the reasoning switch, and GRPO reinforcement learning. Reads
+//! checkpoints, token sources and chats, trains on the shared engine; knows nothing of
+//! libraries or searches.
 
+pub mod chat_data;
 pub mod distill;
+pub mod grpo;
+pub mod rl;
+pub mod sequences;
+pub mod sft;
 
+pub use chat_data::{ChatDataError, builtin_chats, check_chat_tokenizer, read_chat_file, tokenize_chat};
 pub use distill::{DistillError, DistillLoss, DistillOptions, DistillReport, distill, layer_matches};
+pub use grpo::{GrpoSettings, GrpoTerms, group_advantages, grpo_loss};
+pub use rl::{Reward, RlError, RlOptions, RlReport, RlStepLog, rl};
+pub use sft::{SftError, SftOptions, SftReport, SftStage, StageChats, sft};

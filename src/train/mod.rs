@@ -17,7 +17,7 @@ pub use adamw::{AdamW, AdamWConfig};
 pub use loss::{cross_entropy, lm_micro_batch, next_token_loss};
 pub use schedule::Schedule;
 pub use state::{StepLog, TrainState};
-pub use trainer::{MicroBatch, RunControl, TrainConfig, TrainOutcome, train};
+pub use trainer::{BatchIndex, MicroBatch, RunControl, TrainConfig, TrainOutcome, train};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {

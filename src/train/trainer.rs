@@ -102,6 +102,13 @@ impl TrainConfig {
     }
 }
 
+/// Which micro-batch of which (0-based) step the closure is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchIndex {
+    pub step: usize,
+    pub micro: usize,
+}
+
 /// A micro-batch's mean loss (a scalar on the model's autodiff device) and its token count.
 pub struct MicroBatch {
     pub loss: Tensor<1>,
@@ -134,11 +141,11 @@ fn run_micro_batches<M, F>(
 ) -> Vec<Result<MicroResult, TrainError>>
 where
     M: Module + Sync,
-    F: Fn(&M, &mut StdRng) -> Result<MicroBatch, TrainError> + Sync,
+    F: Fn(&M, BatchIndex, &mut StdRng) -> Result<MicroBatch, TrainError> + Sync,
 {
     let one = |model: &M, micro: usize| -> Result<MicroResult, TrainError> {
         let mut rng = StdRng::seed_from_u64(batch_seed(config.seed, step, micro));
-        let batch = micro_batch(model, &mut rng)?;
+        let batch = micro_batch(model, BatchIndex { step, micro }, &mut rng)?;
         let loss = batch.loss.clone().into_scalar::<f32>() as f64;
         // A non-finite loss is reported by the caller; its gradient is not worth computing.
         let grads = if loss.is_finite() {
@@ -216,7 +223,8 @@ fn progress_bar(show: bool, start: usize, end: usize) -> ProgressBar {
 }
 
 /// Trains `model` (built on an autodiff device) with `micro_batch`, which returns the loss of
-/// one micro-batch drawn with the given generator (and may be called from several threads). With `checkpoint_dir`, an existing
+/// one micro-batch (the given one of its step) drawn with the given generator (and may be called
+/// from several threads). With `checkpoint_dir`, an existing
 /// checkpoint there is resumed (after checking it belongs to this run: `fingerprint` and the
 /// training settings must match) and new ones are written there.
 pub fn train<M, F>(
@@ -228,7 +236,7 @@ pub fn train<M, F>(
 ) -> Result<TrainOutcome<M>, TrainError>
 where
     M: Module + Sync,
-    F: Fn(&M, &mut StdRng) -> Result<MicroBatch, TrainError> + Sync,
+    F: Fn(&M, BatchIndex, &mut StdRng) -> Result<MicroBatch, TrainError> + Sync,
 {
     config.check()?;
     let fingerprint = json!({ "run": fingerprint, "train": config });

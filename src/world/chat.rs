@@ -16,7 +16,7 @@ pub struct Task {
     pub answer: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Thinking {
     On,
     Off,
@@ -29,24 +29,58 @@ impl Thinking {
             Thinking::Off => THINKING_OFF,
         }
     }
+
+    /// The switch a system prompt sets: `None` unless it is exactly one of the two prompts.
+    pub fn from_system_prompt(prompt: &str) -> Option<Self> {
+        [Thinking::On, Thinking::Off]
+            .into_iter()
+            .find(|t| t.system_prompt() == prompt)
+    }
+}
+
+/// One conversation: the switch (the system prompt) and user / assistant turns. Each assistant
+/// turn ends with EOS when rendered; only assistant turns are trained on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Chat {
+    pub thinking: Thinking,
+    /// `(user, assistant)` pairs in order.
+    pub turns: Vec<(String, String)>,
+}
+
+impl Chat {
+    /// The text pieces in order, each with whether it is assistant text (trained on).
+    pub fn pieces(&self) -> Vec<(String, bool)> {
+        let mut pieces = vec![(format!("{BOS}{SYSTEM}{}", self.thinking.system_prompt()), false)];
+        for (user, assistant) in &self.turns {
+            pieces.push((format!("{USER}{user}{ASSISTANT}"), false));
+            pieces.push((format!("{assistant}{EOS}"), true));
+        }
+        pieces
+    }
 }
 
 impl Task {
+    /// The task as a one-turn chat whose assistant turn is the reference reply.
+    pub fn chat(&self, thinking: Thinking) -> Chat {
+        let assistant = match thinking {
+            Thinking::On => format!("{THINK_OPEN}{}{THINK_CLOSE}{}", self.thinking, self.answer),
+            Thinking::Off => self.answer.clone(),
+        };
+        Chat {
+            thinking,
+            turns: vec![(self.question.clone(), assistant)],
+        }
+    }
+
     /// Everything up to and including the assistant marker: what a model is asked to continue.
     pub fn prompt(&self, thinking: Thinking) -> String {
-        format!(
-            "{BOS}{SYSTEM}{}{USER}{}{ASSISTANT}",
-            thinking.system_prompt(),
-            self.question
-        )
+        let pieces = self.chat(thinking).pieces();
+        format!("{}{}", pieces[0].0, pieces[1].0)
     }
 
     /// The reference reply, ending with EOS.
     pub fn reply(&self, thinking: Thinking) -> String {
-        match thinking {
-            Thinking::On => format!("{THINK_OPEN}{}{THINK_CLOSE}{}{EOS}", self.thinking, self.answer),
-            Thinking::Off => format!("{}{EOS}", self.answer),
-        }
+        self.chat(thinking).pieces().swap_remove(2).0
     }
 
     /// Prompt and reply: one training document.
