@@ -240,7 +240,7 @@ fn the_cli_rejects_bad_chat_and_task_files_before_training() {
         ),
         (
             vec!["rl", "--tasks", empty.to_str().unwrap()],
-            "tasks.jsonl:0: the task file holds no tasks",
+            "tasks.jsonl: the task file holds no tasks",
         ),
         (
             vec!["rl", "--tasks", no_answer.to_str().unwrap()],

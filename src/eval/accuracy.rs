@@ -26,6 +26,8 @@ pub enum AccuracyError {
         line: usize,
         problem: String,
     },
+    #[error("{}: the task file holds no tasks", path.display())]
+    NoTasks { path: PathBuf },
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -72,10 +74,8 @@ pub fn read_task_file(path: &Path) -> Result<Vec<Task>, AccuracyError> {
         tasks.push(task);
     }
     if tasks.is_empty() {
-        return Err(AccuracyError::TaskFile {
+        return Err(AccuracyError::NoTasks {
             path: path.to_path_buf(),
-            line: 0,
-            problem: "the task file holds no tasks".into(),
         });
     }
     Ok(tasks)

@@ -55,7 +55,7 @@ pub struct RlOptions {
 impl Default for RlOptions {
     fn default() -> Self {
         Self {
-            rounds: 60,
+            rounds: 120,
             updates_per_round: 2,
             prompts_per_round: 16,
             group_size: 8,
@@ -92,6 +92,8 @@ pub enum RlError {
     Io { path: PathBuf, cause: std::io::Error },
     #[error("invalid RL settings: {0}")]
     Settings(String),
+    #[error("{}: {problem}", path.display())]
+    Log { path: PathBuf, problem: String },
     #[error(
         "all {prompts} prompts are already solved (pass rate ≥ {threshold}) by the starting model: nothing left to learn from; give harder tasks or raise the threshold"
     )]
@@ -307,23 +309,39 @@ fn pass_rates(
     } else {
         ProgressBar::hidden()
     };
+    // Chunks of prompts are sampled on every core side by side: decoding is small matrix work
+    // that one core cannot keep busy.
+    let chunks: Vec<&[Prompt]> = prompts.chunks(32).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(chunks.len());
+    let survey = |k: usize| -> Result<Vec<f64>, RlError> {
+        let refs: Vec<&Prompt> = chunks[k].iter().collect();
+        let seed = sample_seed(options.seed, usize::MAX, k);
+        let groups = sample_groups(model, tokenizer, &refs, options.group_size, options, seed)?;
+        bar.inc(refs.len() as u64);
+        Ok(groups
+            .iter()
+            .map(|g| g.iter().map(|s| s.reward.accuracy).sum::<f64>() / g.len() as f64)
+            .collect())
+    };
+    let mut by_chunk: Vec<(usize, Result<Vec<f64>, RlError>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let survey = &survey;
+                let count = chunks.len();
+                scope.spawn(move || (w..count).step_by(workers).map(|k| (k, survey(k))).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a pass-rate thread panicked"))
+            .collect()
+    });
+    by_chunk.sort_by_key(|(k, _)| *k);
     let mut rates = Vec::with_capacity(prompts.len());
-    for (k, chunk) in prompts.chunks(32).enumerate() {
-        let refs: Vec<&Prompt> = chunk.iter().collect();
-        let groups = sample_groups(
-            model,
-            tokenizer,
-            &refs,
-            options.group_size,
-            options,
-            sample_seed(options.seed, usize::MAX, k),
-        )?;
-        rates.extend(
-            groups
-                .iter()
-                .map(|g| g.iter().map(|s| s.reward.accuracy).sum::<f64>() / g.len() as f64),
-        );
-        bar.inc(chunk.len() as u64);
+    for (_, chunk_rates) in by_chunk {
+        rates.extend(chunk_rates?);
     }
     bar.finish_and_clear();
     if let Some(dir) = path.parent() {
@@ -344,8 +362,10 @@ fn read_step_log(path: &Path, steps: usize) -> Result<Vec<RlStepLog>, RlError> {
     };
     let mut entries: HashMap<(usize, usize), RlStepLog> = HashMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let (micro, log): (usize, RlStepLog) = serde_json::from_str(line)
-            .map_err(|e| RlError::Settings(format!("{}: unreadable line: {e}", path.display())))?;
+        let (micro, log): (usize, RlStepLog) = serde_json::from_str(line).map_err(|e| RlError::Log {
+            path: path.to_path_buf(),
+            problem: format!("unreadable line: {e}"),
+        })?;
         entries.insert((log.step, micro), log);
     }
     let mut history = Vec::with_capacity(steps);
@@ -491,7 +511,7 @@ pub fn rl(
                     )
                     .map_err(|e| match e {
                         RlError::Forward(e) => TrainError::Forward(e),
-                        other => TrainError::Settings(other.to_string()),
+                        other => TrainError::Batch(other.to_string()),
                     })?;
                     let samples: Vec<&Sample> = groups.iter().flatten().collect();
                     let rows: Vec<(&[u32], &[bool])> = samples

@@ -52,4 +52,7 @@ pub enum TrainError {
     },
     #[error("invalid training settings: {0}")]
     Settings(String),
+    /// A stage's own batch preparation failed (sampling, decoding, …).
+    #[error("preparing a batch failed: {0}")]
+    Batch(String),
 }
