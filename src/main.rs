@@ -31,8 +31,8 @@ use tessera::library::{
 use tessera::model::{Llama, Sampling, build_model, generate, random_weights};
 use tessera::parent::{ParentOptions, default_parent_config, train_parent};
 use tessera::posttrain::{
-    DistillLoss, DistillOptions, GrpoSettings, RlOptions, SftOptions, SftStage, StageChats, builtin_chats, distill,
-    layer_matches, read_chat_file, rl, sft,
+    DistillLoss, DistillOptions, GrpoSettings, RlOptions, RlReport, SftOptions, SftReport, SftStage, StageChats,
+    builtin_chats, distill, layer_matches, read_chat_file, rl, sft,
 };
 use tessera::report::{HeatMap, write_heatmap, write_pareto};
 use tessera::score::{Reference, Scoring, compare_items, record_metrics, record_scores, write_item_table};
@@ -1604,22 +1604,42 @@ struct ChatStageOutcome<R> {
     written: serde_json::Value,
 }
 
+/// A training report that says whether the run finished or stopped early as asked.
+trait Finishes {
+    fn finished(&self) -> bool;
+}
+
+impl Finishes for SftReport {
+    fn finished(&self) -> bool {
+        self.finished
+    }
+}
+
+impl Finishes for RlReport {
+    fn finished(&self) -> bool {
+        self.finished
+    }
+}
+
 /// Measures the model at `model_path` on the held-out tasks, trains it with `stage` (which
-/// returns the trained checkpoint, its report, and whether it finished), measures again, and
+/// returns the trained checkpoint and its report), measures again, and
 /// writes `out/model` and `out/NAME.json` (with `details`).
-fn run_chat_stage<R: serde::Serialize>(
+fn run_chat_stage<R: serde::Serialize + Finishes>(
     name: &str,
     model_path: &Path,
     out: &Path,
     eval_tasks: &[Task],
     details: serde_json::Value,
     device: &burn::prelude::Device,
-    stage: impl FnOnce(&Checkpoint, &Tokenizer) -> Result<(Checkpoint, R, bool)>,
+    stage: impl FnOnce(&Checkpoint, &Tokenizer) -> Result<(Checkpoint, R)>,
 ) -> Result<ChatStageOutcome<R>> {
     let (model, tokenizer) = read_chat_model(model_path)?;
     let before = switch_accuracy(&model.build(device)?, &tokenizer, eval_tasks)?;
-    let (trained, report, finished) = stage(&model, &tokenizer)?;
-    anyhow::ensure!(finished, "stopped early as asked; run the same command again to resume");
+    let (trained, report) = stage(&model, &tokenizer)?;
+    anyhow::ensure!(
+        report.finished(),
+        "stopped early as asked; run the same command again to resume"
+    );
     let after = switch_accuracy(&trained.build(device)?, &tokenizer, eval_tasks)?;
     let model_dir = out.join("model");
     write_child(&trained, model_path, &model_dir)?;
@@ -1697,11 +1717,7 @@ fn rl_command(args: RlArgs, device: &burn::prelude::Device) -> Result<()> {
         &eval_tasks,
         details,
         device,
-        |model, tokenizer| {
-            let (trained, report) = rl(model, &tasks, tokenizer, &options, &args.out.join("train"), device)?;
-            let finished = report.finished;
-            Ok((trained, report, finished))
-        },
+        |model, tokenizer| Ok(rl(model, &tasks, tokenizer, &options, &args.out.join("train"), device)?),
     )?;
     if outcome.print_json(args.json)? {
         return Ok(());
@@ -1766,9 +1782,14 @@ fn sft_command(args: SftArgs, device: &burn::prelude::Device) -> Result<()> {
         details,
         device,
         |model, tokenizer| {
-            let (tuned, report) = sft(model, &chats, tokenizer, &options, &args.out.join("train"), device)?;
-            let finished = report.finished;
-            Ok((tuned, report, finished))
+            Ok(sft(
+                model,
+                &chats,
+                tokenizer,
+                &options,
+                &args.out.join("train"),
+                device,
+            )?)
         },
     )?;
     if outcome.print_json(args.json)? {

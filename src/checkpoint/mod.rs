@@ -86,6 +86,29 @@ impl Checkpoint {
         Ok((checkpoint, format))
     }
 
+    /// FNV-1a over the config and every tensor (names, shapes, bytes), as 16 hex digits.
+    pub fn fingerprint(&self) -> String {
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let mut feed = |bytes: &[u8]| {
+            for &b in bytes {
+                hash = (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        feed(
+            serde_json::to_string(&self.config)
+                .expect("config serialises")
+                .as_bytes(),
+        );
+        for (name, tensor) in &self.weights {
+            feed(name.as_bytes());
+            for &d in &tensor.shape {
+                feed(&(d as u64).to_le_bytes());
+            }
+            feed(bytemuck::cast_slice(&tensor.data));
+        }
+        format!("{hash:016x}")
+    }
+
     pub fn from_model(model: &Llama) -> Self {
         Self {
             config: model.config().clone(),

@@ -20,7 +20,7 @@ use super::interchange::write_block_library;
 use super::manifest::{BuildSettings, ItemRecord, ItemState, Manifest, ParentInfo, Shard, SpaceInfo};
 use super::space::{LayerVariants, SearchSpace};
 use super::variant::{BldMode, Origin, WorkItem, block_name};
-use super::{Library, LibraryError, Stage, fingerprint, layer_tensors};
+use super::{Library, LibraryError, Stage, layer_tensors};
 use crate::checkpoint::{Checkpoint, write_tensor_file};
 use crate::model::{BlockConfig, ModelConfig, TensorMap};
 use crate::source::TokenSource;
@@ -185,7 +185,7 @@ fn planned_manifest(
         format: super::manifest::FORMAT.into(),
         parent: ParentInfo {
             source: options.parent.clone(),
-            fingerprint: fingerprint(checkpoint),
+            fingerprint: checkpoint.fingerprint(),
             config: config.clone(),
         },
         space: SpaceInfo {

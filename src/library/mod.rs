@@ -116,29 +116,6 @@ impl Stage {
     }
 }
 
-/// FNV-1a over the config and every tensor (names, shapes, bytes), as 16 hex digits.
-pub fn fingerprint(checkpoint: &Checkpoint) -> String {
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    let mut feed = |bytes: &[u8]| {
-        for &b in bytes {
-            hash = (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    feed(
-        serde_json::to_string(&checkpoint.config)
-            .expect("config serialises")
-            .as_bytes(),
-    );
-    for (name, tensor) in &checkpoint.weights {
-        feed(name.as_bytes());
-        for &d in &tensor.shape {
-            feed(&(d as u64).to_le_bytes());
-        }
-        feed(bytemuck::cast_slice(&tensor.data));
-    }
-    format!("{hash:016x}")
-}
-
 /// The tensors of one layer of a checkpoint (`model.layers.{layer}.…`).
 pub fn layer_tensors(weights: &TensorMap, layer: usize) -> TensorMap {
     let prefix = format!("model.layers.{layer}.");
@@ -173,7 +150,7 @@ impl Library {
     pub fn parent(&self, path: Option<&Path>) -> Result<Checkpoint, LibraryError> {
         let source = path.unwrap_or(&self.manifest.parent.source);
         let (checkpoint, _) = Checkpoint::read(source)?;
-        let found = fingerprint(&checkpoint);
+        let found = checkpoint.fingerprint();
         if found != self.manifest.parent.fingerprint {
             return Err(LibraryError::Mismatch {
                 path: source.to_path_buf(),

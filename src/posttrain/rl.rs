@@ -421,17 +421,23 @@ pub fn rl(
         });
     }
     let reference = model.build(device)?;
-    let fingerprint = json!({
-        "model": model.config,
-        "options": options,
+    let model_fingerprint = model.fingerprint();
+    // The survey depends on the model, the prompts and how replies are sampled, not on training.
+    let survey_fingerprint = json!({
+        "model": model_fingerprint,
         "tasks": tasks,
+        "modes": options.modes,
+        "group_size": options.group_size,
+        "max_new_tokens": options.max_new_tokens,
+        "temperature": options.temperature,
+        "seed": options.seed,
     });
     let rates = pass_rates(
         &reference,
         tokenizer,
         &prompts,
         options,
-        &fingerprint,
+        &survey_fingerprint,
         &work_dir.join("pass_rates.json"),
     )?;
     let mut order: Vec<usize> = (0..prompts.len())
@@ -489,7 +495,7 @@ pub fn rl(
         model.build(&device.clone().autodiff())?,
         &config,
         Some(&work_dir.join("train")),
-        fingerprint.clone(),
+        json!({ "model": model_fingerprint, "options": options, "tasks": tasks }),
         |policy: &Llama, BatchIndex { step, micro }, _| {
             let round = step / updates;
             let cached = rollouts

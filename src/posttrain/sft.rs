@@ -216,7 +216,7 @@ pub fn sft(
             })
         });
         let fingerprint = json!({
-            "model": current.config,
+            "model": current.fingerprint(),
             "stage": k,
             "chats": stage.chats,
             "options": options,
