@@ -192,7 +192,7 @@ struct Rollout {
     stats: RolloutStats,
 }
 
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug)]
 struct RolloutStats {
     reward: f64,
     accuracy: f64,
