@@ -219,21 +219,31 @@ struct DistillArgs {
     json: bool,
 }
 
-/// Held-out tasks that `sft` and `rl` measure before and after.
+/// What `sft` and `rl` share: the model, the held-out tasks measured before and after, and
+/// where the results go.
 #[derive(Args)]
-struct HeldOutArgs {
+struct ChatRunArgs {
+    /// A checkpoint directory with a tokenizer.json that has the chat markers.
+    #[arg(long)]
+    model: PathBuf,
+    /// Seed of the built-in world (training data and held-out tasks).
+    #[arg(long, default_value_t = 1)]
+    world_seed: u64,
     /// `builtin` (held-out tasks of the built-in world) or a JSONL task file.
     #[arg(long, default_value = "builtin")]
     eval_tasks: String,
     #[arg(long, default_value_t = 500)]
     eval_count: usize,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
 struct SftArgs {
-    /// A checkpoint directory with a tokenizer.json that has the chat markers.
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    run: ChatRunArgs,
     /// `builtin` (the built-in world's training tasks, each with thinking on and off) or a JSONL
     /// file: `{"system", "user", "assistant"}` or `{"messages": [{"role", "content"}, …]}` per line.
     #[arg(long, default_value = "builtin")]
@@ -241,9 +251,6 @@ struct SftArgs {
     /// Built-in tasks (each gives two chats).
     #[arg(long, default_value_t = 20_000)]
     builtin_tasks: usize,
-    /// Seed of the built-in world (for data and evaluation).
-    #[arg(long, default_value_t = 1)]
-    world_seed: u64,
     /// A stage as CHATS:STEPS, CHATS one of on, off, both; repeat for several stages, in order.
     /// Default: on:100 then both:100 (reasoning first, then both modes mixed).
     #[arg(long = "stage", value_parser = parse_stage)]
@@ -256,22 +263,16 @@ struct SftArgs {
     lr: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[command(flatten)]
-    held_out: HeldOutArgs,
     /// Stop (with a checkpoint) after this many steps over all stages; the same command resumes.
     #[arg(long)]
     stop_after: Option<usize>,
-    #[arg(long)]
-    out: PathBuf,
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Args)]
 struct RlArgs {
-    /// A checkpoint directory with a tokenizer.json that has the chat markers (usually SFT's output).
-    #[arg(long)]
-    model: PathBuf,
+    /// `--model` is usually SFT's output.
+    #[command(flatten)]
+    run: ChatRunArgs,
     /// `builtin` (the built-in world's training tasks) or a JSONL task file: `{"question", "answer"}`
     /// per line; a GSM8K-style answer carries the number after `####`.
     #[arg(long, default_value = "builtin")]
@@ -279,9 +280,6 @@ struct RlArgs {
     /// How many built-in tasks to survey (the solved ones are dropped).
     #[arg(long, default_value_t = 2000)]
     count: usize,
-    /// Seed of the built-in world (for tasks and evaluation).
-    #[arg(long, default_value_t = 1)]
-    world_seed: u64,
     /// Which switch setting prompts are asked with (`both`: alternating).
     #[arg(long, value_enum, default_value_t = ThinkingChoice::On)]
     thinking: ThinkingChoice,
@@ -314,15 +312,9 @@ struct RlArgs {
     solved_pass_rate: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[command(flatten)]
-    held_out: HeldOutArgs,
     /// Stop (with a checkpoint) after this many rounds; the same command resumes.
     #[arg(long)]
     stop_after: Option<usize>,
-    #[arg(long)]
-    out: PathBuf,
-    #[arg(long)]
-    json: bool,
 }
 
 fn parse_stage(text: &str) -> Result<SftStage, String> {
@@ -1621,19 +1613,18 @@ impl Finishes for RlReport {
     }
 }
 
-/// Measures the model at `model_path` on the held-out tasks, trains it with `stage` (which
-/// returns the trained checkpoint and its report), measures again, and
-/// writes `out/model` and `out/NAME.json` (with `details`).
+/// Measures `run.model` on the held-out tasks, trains it with `stage` (which returns the trained
+/// checkpoint and its report), measures again, and writes `run.out/model` and
+/// `run.out/NAME.json` (with `details`).
 fn run_chat_stage<R: serde::Serialize + Finishes>(
     name: &str,
-    model_path: &Path,
-    out: &Path,
-    eval_tasks: &[Task],
+    run: &ChatRunArgs,
     details: serde_json::Value,
     device: &burn::prelude::Device,
     stage: impl FnOnce(&Checkpoint, &Tokenizer) -> Result<(Checkpoint, R)>,
 ) -> Result<ChatStageOutcome<R>> {
-    let (model, tokenizer) = read_chat_model(model_path)?;
+    let eval_tasks = &eval_task_set(&run.eval_tasks, run.eval_count, run.world_seed)?;
+    let (model, tokenizer) = read_chat_model(&run.model)?;
     let before = switch_accuracy(&model.build(device)?, &tokenizer, eval_tasks)?;
     let (trained, report) = stage(&model, &tokenizer)?;
     anyhow::ensure!(
@@ -1641,8 +1632,8 @@ fn run_chat_stage<R: serde::Serialize + Finishes>(
         "stopped early as asked; run the same command again to resume"
     );
     let after = switch_accuracy(&trained.build(device)?, &tokenizer, eval_tasks)?;
-    let model_dir = out.join("model");
-    write_child(&trained, model_path, &model_dir)?;
+    let model_dir = run.out.join("model");
+    write_child(&trained, &run.model, &model_dir)?;
     let mut result = json!({
         "model": model_dir,
         "eval_tasks": eval_tasks.len(),
@@ -1651,7 +1642,7 @@ fn run_chat_stage<R: serde::Serialize + Finishes>(
         "details": details,
     });
     result[name] = serde_json::to_value(&report)?;
-    let report_path = out.join(format!("{name}.json"));
+    let report_path = run.out.join(format!("{name}.json"));
     fs::write(&report_path, serde_json::to_string_pretty(&result)?)
         .with_context(|| format!("writing {}", report_path.display()))?;
     Ok(ChatStageOutcome {
@@ -1682,11 +1673,10 @@ impl<R> ChatStageOutcome<R> {
 
 fn rl_command(args: RlArgs, device: &burn::prelude::Device) -> Result<()> {
     let tasks = if args.tasks == "builtin" {
-        World::new(args.world_seed).tasks(Split::Train, args.count)
+        World::new(args.run.world_seed).tasks(Split::Train, args.count)
     } else {
         read_task_file(Path::new(&args.tasks))?
     };
-    let eval_tasks = eval_task_set(&args.held_out.eval_tasks, args.held_out.eval_count, args.world_seed)?;
     let options = RlOptions {
         rounds: args.rounds,
         updates_per_round: args.updates_per_round,
@@ -1705,21 +1695,22 @@ fn rl_command(args: RlArgs, device: &burn::prelude::Device) -> Result<()> {
         seed: args.seed,
         control: RunControl {
             stop_after: args.stop_after,
-            progress: !args.json,
+            progress: !args.run.json,
             ..RlOptions::default().control
         },
     };
     let details = json!({ "tasks": args.tasks, "task_count": tasks.len() });
-    let outcome = run_chat_stage(
-        "rl",
-        &args.model,
-        &args.out,
-        &eval_tasks,
-        details,
-        device,
-        |model, tokenizer| Ok(rl(model, &tasks, tokenizer, &options, &args.out.join("train"), device)?),
-    )?;
-    if outcome.print_json(args.json)? {
+    let outcome = run_chat_stage("rl", &args.run, details, device, |model, tokenizer| {
+        Ok(rl(
+            model,
+            &tasks,
+            tokenizer,
+            &options,
+            &args.run.out.join("train"),
+            device,
+        )?)
+    })?;
+    if outcome.print_json(args.run.json)? {
         return Ok(());
     }
     let report = &outcome.report;
@@ -1751,11 +1742,10 @@ fn rl_command(args: RlArgs, device: &burn::prelude::Device) -> Result<()> {
 
 fn sft_command(args: SftArgs, device: &burn::prelude::Device) -> Result<()> {
     let chats = if args.data == "builtin" {
-        builtin_chats(args.world_seed, args.builtin_tasks)
+        builtin_chats(args.run.world_seed, args.builtin_tasks)
     } else {
         read_chat_file(Path::new(&args.data))?
     };
-    let eval_tasks = eval_task_set(&args.held_out.eval_tasks, args.held_out.eval_count, args.world_seed)?;
     let defaults = SftOptions::default();
     let options = SftOptions {
         stages: if args.stages.is_empty() {
@@ -1769,30 +1759,22 @@ fn sft_command(args: SftArgs, device: &burn::prelude::Device) -> Result<()> {
         seed: args.seed,
         control: RunControl {
             stop_after: args.stop_after,
-            progress: !args.json,
+            progress: !args.run.json,
             ..defaults.control
         },
     };
     let details = json!({ "data": args.data, "chats": chats.len() });
-    let outcome = run_chat_stage(
-        "sft",
-        &args.model,
-        &args.out,
-        &eval_tasks,
-        details,
-        device,
-        |model, tokenizer| {
-            Ok(sft(
-                model,
-                &chats,
-                tokenizer,
-                &options,
-                &args.out.join("train"),
-                device,
-            )?)
-        },
-    )?;
-    if outcome.print_json(args.json)? {
+    let outcome = run_chat_stage("sft", &args.run, details, device, |model, tokenizer| {
+        Ok(sft(
+            model,
+            &chats,
+            tokenizer,
+            &options,
+            &args.run.out.join("train"),
+            device,
+        )?)
+    })?;
+    if outcome.print_json(args.run.json)? {
         return Ok(());
     }
     for (k, stage) in outcome.report.stages.iter().enumerate() {

@@ -189,17 +189,13 @@ pub fn train_parent(out: &Path, options: &ParentOptions, device: &Device) -> Res
         &random_weights(&config, options.seed),
         &device.clone().autodiff(),
     )?;
-    let train_config = TrainConfig {
-        steps: options.steps,
-        grad_accum: options.micro_batches,
-        peak_lr: options.peak_lr,
-        min_lr: options.peak_lr / 10.0,
-        warmup_steps: (options.steps / 20).max(1),
-        clip_norm: Some(1.0),
-        seed: options.seed,
-        control: options.control,
-        ..TrainConfig::default()
-    };
+    let train_config = TrainConfig::warmup_cosine(
+        options.steps,
+        options.micro_batches,
+        options.peak_lr,
+        options.seed,
+        options.control,
+    );
     let micro_size = options.batch_size / options.micro_batches;
     let started = Instant::now();
     let fingerprint = json!({ "model": config, "data": options });

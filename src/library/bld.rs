@@ -15,7 +15,7 @@ use super::activations::LayerActivations;
 use super::variant::WorkItem;
 use crate::model::rope::Rope;
 use crate::model::{Block, BlockConfig, ModelConfig, TensorMap, WeightError, block_weights, build_block};
-use crate::train::{MicroBatch, TrainConfig, TrainError, train};
+use crate::train::{MicroBatch, RunControl, TrainConfig, TrainError, train};
 
 /// How each item is trained.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,15 +137,14 @@ impl ItemNet {
         let seq = acts.x.dims()[1];
         let steps = settings.tokens.div_ceil(settings.batch_windows * seq).max(1);
         let train_config = TrainConfig {
-            steps,
-            grad_accum: 1,
-            peak_lr: settings.peak_lr,
-            min_lr: settings.peak_lr / 10.0,
-            warmup_steps: (steps / 20).max(1),
-            clip_norm: Some(1.0),
-            seed: item_seed(settings.seed, &self.item.key()),
             workers: 1,
-            ..TrainConfig::default()
+            ..TrainConfig::warmup_cosine(
+                steps,
+                1,
+                settings.peak_lr,
+                item_seed(settings.seed, &self.item.key()),
+                RunControl::default(),
+            )
         };
         let windows = acts.windows();
         let input = self.input(acts);

@@ -213,17 +213,13 @@ pub fn distill(
     let before = reference.score_model(&student.build(&device)?)?;
 
     let steps = (options.tokens / (options.batch_size * options.seq_len)).max(1);
-    let config = TrainConfig {
+    let config = TrainConfig::warmup_cosine(
         steps,
-        grad_accum: options.micro_batches,
-        peak_lr: options.peak_lr,
-        min_lr: options.peak_lr / 10.0,
-        warmup_steps: (steps / 20).max(1),
-        clip_norm: Some(1.0),
-        seed: options.seed,
-        control: options.control,
-        ..TrainConfig::default()
-    };
+        options.micro_batches,
+        options.peak_lr,
+        options.seed,
+        options.control,
+    );
     let micro = options.batch_size / options.micro_batches;
     // A resumed run must see the same data: FNV-1a over every training token.
     let data_checksum = windows.train.iter().flatten().fold(0xcbf2_9ce4_8422_2325u64, |h, &t| {

@@ -460,22 +460,22 @@ pub fn rl(
             .map(|i| &prompts[order[(round * options.prompts_per_round + micro * per_micro + i) % order.len()]])
             .collect()
     };
+    // Checkpoints fall on round boundaries, so a resumed round is sampled afresh from the model
+    // that sampled it the first time. Warm-up is one round.
+    let control = RunControl {
+        checkpoint_every: options.control.checkpoint_every * updates,
+        stop_after: options.control.stop_after.map(|rounds| rounds * updates),
+        progress: options.control.progress,
+    };
     let config = TrainConfig {
-        steps: options.rounds * updates,
-        grad_accum: options.micro_batches,
-        peak_lr: options.peak_lr,
-        min_lr: options.peak_lr / 10.0,
         warmup_steps: updates,
-        clip_norm: Some(1.0),
-        seed: options.seed,
-        // Checkpoints fall on round boundaries, so a resumed round is sampled afresh from the
-        // model that sampled it the first time.
-        control: RunControl {
-            checkpoint_every: options.control.checkpoint_every * updates,
-            stop_after: options.control.stop_after.map(|rounds| rounds * updates),
-            progress: options.control.progress,
-        },
-        ..TrainConfig::default()
+        ..TrainConfig::warmup_cosine(
+            options.rounds * updates,
+            options.micro_batches,
+            options.peak_lr,
+            options.seed,
+            control,
+        )
     };
     let log_path = work_dir.join("steps.jsonl");
     let log = Mutex::new(

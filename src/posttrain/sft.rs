@@ -195,20 +195,16 @@ pub fn sft(
             other => other.map(|total| total - steps_before),
         };
         steps_before += stage.steps;
-        let config = TrainConfig {
-            steps: stage.steps,
-            grad_accum: options.micro_batches,
-            peak_lr: options.peak_lr,
-            min_lr: options.peak_lr / 10.0,
-            warmup_steps: (stage.steps / 20).max(1),
-            clip_norm: Some(1.0),
-            seed: options.seed.wrapping_add(k as u64),
-            control: RunControl {
+        let config = TrainConfig::warmup_cosine(
+            stage.steps,
+            options.micro_batches,
+            options.peak_lr,
+            options.seed.wrapping_add(k as u64),
+            RunControl {
                 stop_after,
                 ..options.control
             },
-            ..TrainConfig::default()
-        };
+        );
         // A resumed stage must see the same chats: FNV-1a over the pool's tokens and masks.
         let checksum = pool.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, t| {
             t.tokens.iter().zip(&t.trained).fold(h, |h, (&id, &trained)| {

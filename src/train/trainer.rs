@@ -72,6 +72,22 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The schedule every stage starts from: warm-up over 5% of the steps (at least one), cosine
+    /// decay to a tenth of `peak_lr`, global-norm clipping at 1.
+    pub fn warmup_cosine(steps: usize, grad_accum: usize, peak_lr: f64, seed: u64, control: RunControl) -> Self {
+        Self {
+            steps,
+            grad_accum,
+            peak_lr,
+            min_lr: peak_lr / 10.0,
+            warmup_steps: (steps / 20).max(1),
+            clip_norm: Some(1.0),
+            seed,
+            control,
+            ..Self::default()
+        }
+    }
+
     pub fn schedule(&self) -> Schedule {
         Schedule {
             peak_lr: self.peak_lr,
