@@ -20,7 +20,6 @@ use tessera::checkpoint::{Checkpoint, ExportOptions, Llama2cVersion, StoreDtype,
 use tessera::cost::measure::{Runner, request_runner, time_interleaved};
 use tessera::cost::{Precision, ProfileOptions, Scenario, gpu_table, profile_library};
 use tessera::data::{read_documents, tokenize_corpus};
-use tessera::demo::{DemoReport, run_demo};
 use tessera::device::DeviceChoice;
 use tessera::eval::{AccuracyReport, AccuracySummary, mean_nll, read_task_file, switch_accuracy, task_accuracy};
 use tessera::fusion::{FusionAnalysis, analyze, fuse_runs, parse_runs, write_analysis};
@@ -30,11 +29,12 @@ use tessera::library::{
 };
 use tessera::model::{Llama, Sampling, build_model, generate, random_weights};
 use tessera::parent::{ParentOptions, default_parent_config, train_parent};
+use tessera::pipeline::{Outcome, Pipeline, RunOptions, run_pipeline};
 use tessera::posttrain::{
-    DistillLoss, DistillOptions, GrpoSettings, RlOptions, RlReport, SftOptions, SftReport, SftStage, StageChats,
-    builtin_chats, distill, layer_matches, read_chat_file, rl, sft,
+    DistillLoss, DistillOptions, GrpoSettings, RlOptions, RlReport, SftOptions, SftReport, SftStage, builtin_chats,
+    distill, layer_matches, read_chat_file, rl, sft,
 };
-use tessera::report::{HeatMap, write_heatmap, write_pareto};
+use tessera::report::{write_dependency_heatmap, write_pareto};
 use tessera::score::{Reference, Scoring, compare_items, record_metrics, record_scores, write_item_table};
 use tessera::search::{
     ConstraintFile, Limits, Objective, SearchInput, SearchSpec, SolutionReport, SolveOptions, SolverKind, Sweep,
@@ -110,10 +110,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The built-in default job, with no download: train the default parent and evaluate it.
-    Demo {
-        #[arg(long, default_value = "runs/demo")]
-        out: PathBuf,
+    /// The whole pipeline from a pipeline file (`pipelines/default.toml`: the built-in default,
+    /// no download): parent → library → score → profile → search → assemble → fuse → distill →
+    /// sft → rl → export → report. Stages that are up to date are skipped; a killed run resumes.
+    Run {
+        pipeline: PathBuf,
+        /// Stage outputs go to RUNS/<name>/.
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+        /// The report goes to REPORTS/<name>/index.html.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -253,7 +260,7 @@ struct SftArgs {
     builtin_tasks: usize,
     /// A stage as CHATS:STEPS, CHATS one of on, off, both; repeat for several stages, in order.
     /// Default: on:100 then both:100 (reasoning first, then both modes mixed).
-    #[arg(long = "stage", value_parser = parse_stage)]
+    #[arg(long = "stage")]
     stages: Vec<SftStage>,
     #[arg(long, default_value_t = SftOptions::default().batch_size)]
     batch_size: usize,
@@ -315,18 +322,6 @@ struct RlArgs {
     /// Stop (with a checkpoint) after this many rounds; the same command resumes.
     #[arg(long)]
     stop_after: Option<usize>,
-}
-
-fn parse_stage(text: &str) -> Result<SftStage, String> {
-    let (chats, steps) = text
-        .split_once(':')
-        .ok_or_else(|| format!("`{text}`: expected CHATS:STEPS, e.g. on:100"))?;
-    let chats = StageChats::from_str(chats, true)
-        .map_err(|_| format!("`{text}`: CHATS must be on, off or both, got `{chats}`"))?;
-    let steps = steps
-        .parse()
-        .map_err(|_| format!("`{text}`: STEPS must be a whole number, got `{steps}`"))?;
-    Ok(SftStage { chats, steps })
 }
 
 /// What to optimise and under which limits: a constraint file, or an objective and raw limits.
@@ -1069,10 +1064,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Search(args) => search_command(args, &device),
         Command::Pareto(args) => pareto_command(args),
         Command::Hardware { json } => hardware_command(json, &device),
-        Command::Demo { out, json } => {
-            let report = run_demo(&out, !json, &device)?;
-            print_demo(&report, json)
-        }
+        Command::Run {
+            pipeline,
+            runs,
+            reports,
+            json,
+        } => run_command(&pipeline, runs, reports, json, &device),
     }
 }
 
@@ -1389,16 +1386,8 @@ fn fuse_command(command: FuseCommand, device: &burn::prelude::Device) -> Result<
             let data = data_windows(&windows, &built, &model, 0)?;
             let analysis = fusion_analysis(&built, &data, max_dependency)?;
             write_analysis(&out, &analysis)?;
-            write_heatmap(
-                &out.join("dependency"),
-                &HeatMap {
-                    title: "layer dependency (cosine distance)",
-                    x_label: "layer j (runs after i)",
-                    y_label: "layer i (skipped)",
-                    values: &analysis.matrix.values,
-                },
-            )
-            .map_err(|e| anyhow::anyhow!("drawing the heat map: {e}"))?;
+            write_dependency_heatmap(&out.join("dependency"), &analysis.matrix.values)
+                .map_err(|e| anyhow::anyhow!("drawing the heat map: {e}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&analysis)?);
                 return Ok(());
@@ -1894,12 +1883,35 @@ fn bench_command(
     Ok(())
 }
 
-fn print_demo(report: &DemoReport, json: bool) -> Result<()> {
+fn run_command(
+    pipeline: &Path,
+    runs: PathBuf,
+    reports: PathBuf,
+    json: bool,
+    device: &burn::prelude::Device,
+) -> Result<()> {
+    let pipeline = Pipeline::read(pipeline)?;
+    let options = RunOptions {
+        runs_dir: runs,
+        reports_dir: reports,
+        progress: !json,
+    };
+    let report = run_pipeline(&pipeline, &options, device)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-    } else {
-        println!("{report}");
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
     }
+    println!("stage        outcome      seconds");
+    for stage in &report.stages {
+        let outcome = match stage.outcome {
+            Outcome::Ran => "ran",
+            Outcome::UpToDate => "up to date",
+        };
+        println!("{:<12} {outcome:<12} {:>7.1}", stage.stage, stage.seconds);
+    }
+    println!("{}", report.summary);
+    println!("outputs: {}/ (one folder per stage)", report.run_dir.display());
+    println!("report:  {}", report.report.display());
     Ok(())
 }
 

@@ -86,7 +86,7 @@ impl Default for ParentOptions {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct ParentReport {
     pub model_dir: PathBuf,
     pub params: usize,

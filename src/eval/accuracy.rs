@@ -154,7 +154,7 @@ pub fn switch_accuracy(
 }
 
 /// An accuracy report without the individual answers (but one example reply).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct AccuracySummary {
     pub accuracy: f64,
     pub correct: usize,

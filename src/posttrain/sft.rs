@@ -47,6 +47,23 @@ pub struct SftStage {
     pub steps: usize,
 }
 
+impl std::str::FromStr for SftStage {
+    type Err = String;
+
+    /// `CHATS:STEPS`, e.g. `on:100`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (chats, steps) = text
+            .split_once(':')
+            .ok_or_else(|| format!("`{text}`: expected CHATS:STEPS, e.g. on:100"))?;
+        let chats = <StageChats as clap::ValueEnum>::from_str(chats, true)
+            .map_err(|_| format!("`{text}`: CHATS must be on, off or both, got `{chats}`"))?;
+        let steps = steps
+            .parse()
+            .map_err(|_| format!("`{text}`: STEPS must be a whole number, got `{steps}`"))?;
+        Ok(SftStage { chats, steps })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SftOptions {
     pub stages: Vec<SftStage>,

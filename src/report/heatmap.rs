@@ -95,3 +95,16 @@ pub fn write_heatmap(stem: &Path, map: &HeatMap) -> Result<(), String> {
     let png = stem.with_extension("png");
     draw(BitMapBackend::new(&png, (720, 640)).into_drawing_area(), map)
 }
+
+/// The fusion stage's dependency matrix `M[i][j]` as a heat map (`<stem>.svg` / `.png`).
+pub fn write_dependency_heatmap(stem: &Path, values: &[Vec<f64>]) -> Result<(), String> {
+    write_heatmap(
+        stem,
+        &HeatMap {
+            title: "layer dependency (cosine distance)",
+            x_label: "layer j (runs after i)",
+            y_label: "layer i (skipped)",
+            values,
+        },
+    )
+}

@@ -18,7 +18,7 @@ pub struct ReportError {
 }
 
 /// What was written.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ParetoReport {
     pub dir: PathBuf,
     pub table: PathBuf,
@@ -209,6 +209,7 @@ pub fn write_pareto(dir: &Path, sweep: &Sweep, points: &[SweepPoint]) -> Result<
                 y_label: &objective_key,
                 series: &series,
                 front: &front,
+                lines: false,
             },
         )
         .map_err(|e| fail(&plot_stem, e))?;

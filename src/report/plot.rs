@@ -1,4 +1,4 @@
-//! Scatter plots of one quantity against another with a marked front, drawn once for any
+//! Scatter plots of one quantity against another with a marked front (or curves), drawn once for any
 //! plotters backend and written as SVG (text as text, no font needed) and PNG (text rendered
 //! with the bundled DejaVu Sans, so no system font is needed either).
 
@@ -21,6 +21,8 @@ pub struct Scatter<'a> {
     pub series: &'a [Series],
     /// Joined by a line and drawn on top.
     pub front: &'a [(f64, f64)],
+    /// Each series drawn as a line through its points (a curve) instead of as dots.
+    pub lines: bool,
 }
 
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
@@ -67,11 +69,19 @@ where
         .map_err(text)?;
     for (i, series) in plot.series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(series.points.iter().map(|&p| Circle::new(p, 4, color.filled())))
-            .map_err(text)?
-            .label(series.label.as_str())
-            .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
+        if plot.lines {
+            chart
+                .draw_series(LineSeries::new(series.points.iter().copied(), color.stroke_width(2)))
+                .map_err(text)?
+                .label(series.label.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x - 8, y), (x + 8, y)], color.stroke_width(2)));
+        } else {
+            chart
+                .draw_series(series.points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .map_err(text)?
+                .label(series.label.as_str())
+                .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
+        }
     }
     if !plot.front.is_empty() {
         chart

@@ -328,7 +328,7 @@ pub struct ItemComparison {
     pub trained: Scores,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct ComparisonSummary {
     /// Items with their own training.
     pub trainable: usize,

@@ -12,7 +12,7 @@ use crate::checkpoint::LayerSpan;
 use crate::model::{Block, ForwardError, Llama};
 
 /// How far a variant moves the model: all three measured from one forward pass.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Scores {
     /// Mean over predicted tokens of KL(parent ‖ child), nats.
     pub kl_div: f64,

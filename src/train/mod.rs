@@ -16,7 +16,7 @@ use std::path::PathBuf;
 pub use adamw::{AdamW, AdamWConfig};
 pub use loss::{cross_entropy, lm_micro_batch, next_token_loss};
 pub use schedule::Schedule;
-pub use state::{StepLog, TrainState};
+pub use state::{StepLog, TrainState, read_history};
 pub use trainer::{BatchIndex, MicroBatch, RunControl, TrainConfig, TrainOutcome, train};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,11 @@
+//! The whole pipeline as one job (`tessera run PIPELINE.toml`): a pipeline file names the
+//! settings of every stage; the runner calls each stage's library code in order, skipping the
+//! ones whose outputs are up to date. Sits above every stage; no stage knows it.
+
+pub mod file;
+pub mod run;
+pub mod stamp;
+
+pub use file::{Pipeline, PipelineError};
+pub use run::{RunOptions, RunReport, STAGES, run_pipeline};
+pub use stamp::{Outcome, StageLog};

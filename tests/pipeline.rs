@@ -1,0 +1,274 @@
+//! `tessera run`: a tiny pipeline run end to end as a real process, killed in the middle of a
+//! stage and run again (finished stages are not redone), then run with a changed RL setting
+//! (only RL and what follows it run again). And bad pipeline files.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::tessera;
+use serde_json::Value;
+
+fn tiny_pipeline(dir: &Path, rl_rounds: usize) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let constraints = dir.join("tiny-constraints.toml");
+    std::fs::write(
+        &constraints,
+        "objective = \"metrics.kl_div\"\n[target]\nhardware = \"cpu\"\ndtype = \"f32\"\n\
+         [scenario]\nbatch_sizes = [1]\nprompt_tokens = 32\ngenerated_tokens = 16\n\
+         [limits]\nthroughput_speedup = 1.2\n",
+    )
+    .unwrap();
+    let text = format!(
+        r#"[run]
+name = "tiny"
+[parent]
+layers = 2
+steps = 30
+batch_size = 8
+train_tasks = 2000
+train_stories = 100
+eval_stories = 20
+[library]
+space = "{space}"
+tokens = 2048
+[score]
+windows = 4
+[profile]
+scenarios = ["prefill:b=1,s=32", "decode:b=1,c=40"]
+repeats = 2
+calibration_models = 3
+[search]
+constraints = "tiny-constraints.toml"
+sweep = "throughput_speedup=1..1.4:2"
+[fuse]
+windows = 4
+[distill]
+tokens = 4096
+[sft]
+stages = ["on:4", "both:4"]
+batch_size = 8
+[rl]
+rounds = {rl_rounds}
+survey_tasks = 24
+prompts_per_round = 4
+group_size = 4
+max_new_tokens = 24
+[eval]
+tasks = 16
+request_rounds = 2
+"#,
+        space = repo.join("search_spaces/small.toml").display()
+    );
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The run's JSON report and what it printed on stderr.
+fn run_json(pipeline: &Path, dir: &Path) -> (Value, String) {
+    let output = tessera()
+        .args(["run", pipeline.to_str().unwrap(), "--json", "--runs"])
+        .arg(dir.join("runs"))
+        .arg("--reports")
+        .arg(dir.join("reports"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "tessera run failed:\n{stderr}");
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stderr}"));
+    (report, stderr.into_owned())
+}
+
+fn outcomes(report: &Value) -> Vec<(String, String)> {
+    report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["stage"].as_str().unwrap().to_string(),
+                s["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn stamp_id(run: &Path, stage: &str) -> String {
+    let text = std::fs::read_to_string(run.join("stages").join(format!("{stage}.json"))).unwrap();
+    serde_json::from_str::<Value>(&text).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn modified(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+#[test]
+fn a_run_killed_mid_stage_resumes_without_redoing_finished_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = tiny_pipeline(dir.path(), 8);
+    let run = dir.path().join("runs/tiny");
+
+    // Kill the process once RL has started (SFT stamped, RL's work folder made).
+    let mut child = tessera()
+        .args(["run", pipeline.to_str().unwrap(), "--json", "--runs"])
+        .arg(dir.path().join("runs"))
+        .arg("--reports")
+        .arg(dir.path().join("reports"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if run.join("stages/sft.json").is_file() && run.join("rl/train").is_dir() {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("tessera run ended ({status}) before RL started");
+        }
+        assert!(started.elapsed() < Duration::from_secs(1200), "RL never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !run.join("stages/rl.json").exists(),
+        "the kill came after RL finished; it was meant to land inside the stage"
+    );
+    let finished = [
+        "parent", "library", "score", "profile", "search", "assemble", "fuse", "distill", "sft",
+    ];
+    let ids_before: Vec<String> = finished.iter().map(|s| stamp_id(&run, s)).collect();
+    let parent_weights = run.join("parent-run/parent/model.safetensors");
+    let parent_written = modified(&parent_weights);
+    let library_written = modified(&run.join("library/manifest.json"));
+
+    let (report, log) = run_json(&pipeline, dir.path());
+    assert!(
+        log.contains("rl: resuming"),
+        "RL started afresh instead of resuming:\n{log}"
+    );
+    let resumed = outcomes(&report);
+    let expected: Vec<(String, String)> = finished
+        .iter()
+        .map(|s| (s.to_string(), "up_to_date".to_string()))
+        .chain(
+            ["rl", "export", "report"]
+                .iter()
+                .map(|s| (s.to_string(), "ran".to_string())),
+        )
+        .collect();
+    assert_eq!(resumed, expected);
+    let ids_after: Vec<String> = finished.iter().map(|s| stamp_id(&run, s)).collect();
+    assert_eq!(ids_before, ids_after, "a finished stage was stamped again");
+    assert_eq!(
+        modified(&parent_weights),
+        parent_written,
+        "the parent was written again"
+    );
+    assert_eq!(modified(&run.join("library/manifest.json")), library_written);
+
+    // The run ends with its summary and its report.
+    let rows = report["summary"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "parent, assembled, distilled, final");
+    assert_eq!(rows[0]["model"], "parent");
+    assert!(rows[0]["request_ms"].as_f64().unwrap() > 0.0);
+    assert!(rows[3]["kl_to_parent"].as_f64().unwrap() > 0.0);
+    let page = PathBuf::from(report["report"].as_str().unwrap());
+    let html = std::fs::read_to_string(&page).unwrap();
+    for part in [
+        "Parent and child",
+        "architecture.svg",
+        "dependency.svg",
+        "curve-0.svg",
+        "pareto-",
+    ] {
+        assert!(html.contains(part), "the report lacks {part}");
+    }
+    for picture in ["architecture.svg", "dependency.svg", "curve-0.svg"] {
+        assert!(page.with_file_name(picture).is_file(), "{picture} is missing");
+    }
+
+    // Nothing changed: nothing runs.
+    let (again, _) = run_json(&pipeline, dir.path());
+    assert!(
+        outcomes(&again).iter().all(|(_, o)| o == "up_to_date"),
+        "{:?}",
+        outcomes(&again)
+    );
+
+    // A changed RL setting reruns RL and what follows it, nothing before.
+    let pipeline = tiny_pipeline(dir.path(), 9);
+    let (changed, log) = run_json(&pipeline, dir.path());
+    assert!(
+        log.contains("rl: running"),
+        "RL with other settings must start afresh:\n{log}"
+    );
+    let ran: Vec<String> = outcomes(&changed)
+        .into_iter()
+        .filter(|(_, o)| o == "ran")
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(ran, ["rl", "export", "report"]);
+}
+
+fn run_error(pipeline_text: &str) -> (String, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, pipeline_text.replace("REPO", repo.to_str().unwrap())).unwrap();
+    let output = tessera()
+        .args(["run", path.to_str().unwrap(), "--runs"])
+        .arg(dir.path().join("runs"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        !dir.path().join("runs").exists(),
+        "a bad pipeline file must stop before writing"
+    );
+    (String::from_utf8_lossy(&output.stderr).into_owned(), path)
+}
+
+#[test]
+fn bad_pipeline_files_are_refused_naming_file_and_field() {
+    let good_search = "[library]\nspace = \"REPO/search_spaces/small.toml\"\n[search]\nconstraints = \"REPO/constraints/cpu-2x.toml\"\n";
+    let cases = [
+        (
+            format!("[run]\nname = \"x\"\n{good_search}[rl]\nrouns = 3\n"),
+            vec!["bad.toml", "line 8", "unknown field `rouns`"],
+        ),
+        (
+            format!("[run]\nname = \"x\"\n{good_search}[sft]\nstages = [\"on:ten\"]\n"),
+            vec!["bad.toml", "`sft.stages`", "STEPS must be a whole number"],
+        ),
+        (
+            "[run]\nname = \"x\"\n[library]\nspace = \"REPO/search_spaces/small.toml\"\n[search]\nconstraints = \"nowhere.toml\"\n".to_string(),
+            vec!["bad.toml", "`search.constraints`", "nowhere.toml is not a file"],
+        ),
+        (
+            format!("[run]\nname = \"../x\"\n{good_search}"),
+            vec!["bad.toml", "`run.name`", "plain folder name"],
+        ),
+        (
+            format!("[run]\nname = \"x\"\n{good_search}[profile]\nscenarios = [\"prefil:b=1,s=8\"]\n"),
+            vec!["bad.toml", "`profile.scenarios`", "prefil"],
+        ),
+        (
+            format!("[run]\nname = \"x\"\n{good_search}[rl]\ngroup_size = 1\n"),
+            vec!["bad.toml", "`rl.group_size`", "at least 2"],
+        ),
+        (good_search.to_string(), vec!["bad.toml", "missing field `run`"]),
+    ];
+    for (text, expected) in cases {
+        let (error, _) = run_error(&text);
+        for part in expected {
+            assert!(error.contains(part), "expected `{part}` in:\n{error}\nfor:\n{text}");
+        }
+    }
+}
