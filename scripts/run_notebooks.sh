@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Executes notebooks/0*.ipynb headless with the evcxr Rust kernel, in order, from a clean
-# notebooks/work/, writing each notebook back with its outputs; stops at the first cell error
-# (nbconvert exits non-zero). Installs what it needs when missing: evcxr_jupyter (crates.io),
-# and Jupyter with nbconvert (PyPI).
+# notebooks/work/, writing each notebook back with its outputs; fails at the first cell error.
+# evcxr reports a cell's error (a `?` that fails, a panic) as output on stderr, not as a failed
+# cell, so nbconvert alone would pass it: every cell's outputs are checked for stderr text or an
+# error. Installs what it needs when missing: evcxr_jupyter (crates.io), and Jupyter with
+# nbconvert (PyPI).
 #
 #   scripts/run_notebooks.sh
 #
@@ -23,5 +25,16 @@ for notebook in 01_quickstart 02_constraints 03_fusion; do
   start=$(date +%s)
   jupyter nbconvert --to notebook --execute --inplace \
     --ExecutePreprocessor.kernel_name=rust --ExecutePreprocessor.timeout=3600 "$notebook.ipynb"
+  python3 - "$notebook.ipynb" <<'PY'
+import json, sys
+path = sys.argv[1]
+for number, cell in enumerate(json.load(open(path))["cells"], 1):
+    for output in cell.get("outputs", []):
+        failed = output["output_type"] == "error" or (
+            output["output_type"] == "stream" and output["name"] == "stderr" and "".join(output["text"]).strip())
+        if failed:
+            text = "".join(output.get("text", [])) or output.get("evalue", "")
+            sys.exit(f"{path}: cell {number} failed:\n{''.join(cell['source'])}\n---\n{text}")
+PY
   echo "== $notebook: $(( $(date +%s) - start )) s" >&2
 done

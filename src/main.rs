@@ -804,7 +804,7 @@ enum BenchCommand {
 
 #[derive(Args)]
 struct BldBenchArgs {
-    /// The parent (for the default run: runs/demo/parent-run/parent after `tessera demo`).
+    /// The parent (for the default run: runs/default/parent-run/parent after `tessera run pipelines/default.toml`).
     #[arg(long)]
     parent: PathBuf,
     #[arg(long, default_value = "search_spaces/small.toml")]

@@ -36,7 +36,6 @@ tokens = 2048
 [score]
 windows = 4
 [profile]
-scenarios = ["prefill:b=1,s=32", "decode:b=1,c=40"]
 repeats = 2
 calibration_models = 3
 [search]
@@ -256,8 +255,8 @@ fn bad_pipeline_files_are_refused_naming_file_and_field() {
             vec!["bad.toml", "`run.name`", "plain folder name"],
         ),
         (
-            format!("[run]\nname = \"x\"\n{good_search}[profile]\nscenarios = [\"prefil:b=1,s=8\"]\n"),
-            vec!["bad.toml", "`profile.scenarios`", "prefil"],
+            format!("[run]\nname = \"x\"\n{good_search}[distill]\nloss = \"mse\"\n"),
+            vec!["bad.toml", "line 8", "unknown variant `mse`"],
         ),
         (
             format!("[run]\nname = \"x\"\n{good_search}[rl]\ngroup_size = 1\n"),

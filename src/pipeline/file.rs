@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::config_file::toml_location;
-use crate::cost::{Precision, Scenario, Target};
+use crate::cost::Target;
 use crate::parent::ParentOptions;
 use crate::posttrain::{DistillLoss, DistillOptions, RlOptions, SftOptions, SftStage};
-use crate::search::Sweep;
+use crate::search::{ConstraintFile, Sweep};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -89,8 +89,6 @@ struct RawScore {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProfile {
-    target: Option<String>,
-    scenarios: Option<Vec<String>>,
     repeats: Option<usize>,
     calibration_models: Option<usize>,
 }
@@ -147,17 +145,19 @@ pub struct LibrarySettings {
     pub tokens: usize,
 }
 
+/// The profile's target, precision and scenarios are the constraint file's: the costs the
+/// search needs.
 #[derive(Clone, Debug)]
 pub struct ProfileSettings {
-    pub target: Target,
-    pub scenarios: Vec<Scenario>,
     pub repeats: usize,
     pub calibration_models: usize,
 }
 
 #[derive(Clone, Debug)]
 pub struct SearchSettings {
-    pub constraints: PathBuf,
+    pub constraints: ConstraintFile,
+    /// Where to measure the costs (the constraint file's hardware).
+    pub target: Target,
     pub sweep: Sweep,
 }
 
@@ -279,34 +279,20 @@ impl Pipeline {
             tokens: positive("library.tokens", raw.library.tokens, 131_072)?,
         };
 
-        let target: Target = match &raw.profile.target {
-            Some(text) => text.parse().map_err(|e| field("profile.target", format!("{e}")))?,
-            None => Target::Cpu,
-        };
-        let scenario_texts = raw
-            .profile
-            .scenarios
-            .unwrap_or_else(|| vec!["prefill:b=1,s=128".into(), "decode:b=1,c=192".into()]);
-        if scenario_texts.is_empty() {
-            return Err(field("profile.scenarios", "at least one scenario is needed".into()));
-        }
-        let scenarios = scenario_texts
-            .iter()
-            .map(|s| {
-                s.parse::<Scenario>()
-                    .map_err(|e| field("profile.scenarios", format!("`{s}`: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let profile = ProfileSettings {
-            target,
-            scenarios,
             repeats: positive("profile.repeats", raw.profile.repeats, 15)?,
             calibration_models: positive("profile.calibration_models", raw.profile.calibration_models, 16)?,
         };
 
         let sweep_text = raw.search.sweep.unwrap_or_else(|| "throughput_speedup=1..3:9".into());
+        let constraints = ConstraintFile::read(&existing("search.constraints", &raw.search.constraints)?)
+            .map_err(|e| field("search.constraints", e.to_string()))?;
+        let target = constraints
+            .target()
+            .map_err(|e| field("search.constraints", format!("{}: {e}", constraints.path.display())))?;
         let search = SearchSettings {
-            constraints: existing("search.constraints", &raw.search.constraints)?,
+            constraints,
+            target,
             sweep: sweep_text
                 .parse()
                 .map_err(|e| field("search.sweep", format!("`{sweep_text}`: {e}")))?,
@@ -408,13 +394,5 @@ impl Pipeline {
             rl,
             eval,
         })
-    }
-
-    /// Profiling precision: what the target computes in.
-    pub fn precision(&self) -> Precision {
-        match self.profile.target {
-            Target::Cpu => Precision::F32,
-            _ => Precision::Bf16,
-        }
     }
 }

@@ -25,7 +25,7 @@ use crate::report::{
     Curve, ModelRow, ParetoReport, RunPage, Summary, write_dependency_heatmap, write_pareto, write_run_page,
 };
 use crate::score::{ComparisonSummary, Reference, Scores, Scoring, compare_items, record_scores};
-use crate::search::{ConstraintFile, SearchInput, SearchSpec, SolverKind, search, sweep};
+use crate::search::{SearchInput, SearchSpec, SolverKind, search, sweep};
 use crate::source::{TokenSource, Windows};
 use crate::tokenizer::Tokenizer;
 use crate::train::{RunControl, read_history};
@@ -245,30 +245,29 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &RunOptions, device: &Device) 
     )?;
 
     let profile_settings = &pipeline.profile;
+    let constraints = &pipeline.search.constraints;
+    let profile_options = ProfileOptions {
+        target: pipeline.search.target.clone(),
+        precision: constraints.target.dtype,
+        scenarios: constraints.needed_scenarios(),
+        repeats: profile_settings.repeats,
+        calibration_models: profile_settings.calibration_models,
+        progress,
+    };
     let profile: ProfileResult = stages.run(
         "profile",
         json!({
             "library": stages.id("library"),
-            "target": profile_settings.target.name(),
-            "scenarios": &profile_settings.scenarios,
+            "target": profile_options.target.name(),
+            "precision": profile_options.precision,
+            "scenarios": &profile_options.scenarios,
             "repeats": profile_settings.repeats,
             "calibration_models": profile_settings.calibration_models,
         }),
         &[],
         || {
             let library = Library::open(&library_dir)?;
-            let report = profile_library(
-                &library,
-                &ProfileOptions {
-                    target: profile_settings.target.clone(),
-                    precision: pipeline.precision(),
-                    scenarios: profile_settings.scenarios.clone(),
-                    repeats: profile_settings.repeats,
-                    calibration_models: profile_settings.calibration_models,
-                    progress,
-                },
-                device,
-            )?;
+            let report = profile_library(&library, &profile_options, device)?;
             Ok(ProfileResult {
                 calibration: report
                     .calibration
@@ -279,22 +278,21 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &RunOptions, device: &Device) 
         },
     )?;
 
-    let constraints = std::fs::read_to_string(&pipeline.search.constraints)
-        .with_context(|| format!("reading {}", pipeline.search.constraints.display()))?;
+    let constraints_text = std::fs::read_to_string(&constraints.path)
+        .with_context(|| format!("reading {}", constraints.path.display()))?;
     let pareto_dir = out.join("pareto");
     let searched: SearchResult = stages.run(
         "search",
         json!({
             "score": stages.id("score"),
             "profile": stages.id("profile"),
-            "constraints": constraints,
+            "constraints": constraints_text,
             "sweep": &pipeline.search.sweep,
         }),
         &[&pareto_dir],
         || {
-            let file = ConstraintFile::read(&pipeline.search.constraints)?;
             let input = SearchInput::open(&library_dir)?;
-            let spec = SearchSpec::from_file(file, SolverKind::Cbc);
+            let spec = SearchSpec::from_file(constraints.clone(), SolverKind::Cbc);
             let report = search(&input, &spec)?;
             let solutions = out.join("solutions.json");
             std::fs::write(&solutions, serde_json::to_string_pretty(&report)?)
@@ -304,7 +302,7 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &RunOptions, device: &Device) 
             let best = report
                 .solutions
                 .first()
-                .with_context(|| format!("{} allows no child", pipeline.search.constraints.display()))?;
+                .with_context(|| format!("{} allows no child", constraints.path.display()))?;
             Ok(SearchResult {
                 solutions,
                 objective: best.objective,

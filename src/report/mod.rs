@@ -12,7 +12,7 @@ pub mod summary;
 
 pub use architecture::architecture_svg;
 pub use heatmap::{HeatMap, write_dependency_heatmap, write_heatmap};
-pub use notebook::show_svg;
+pub use notebook::{show_html, show_svg};
 pub use pareto::{ParetoReport, ReportError, write_pareto};
 pub use run_page::{Curve, RunPage, write_run_page};
 pub use summary::{ModelRow, Summary};
