@@ -1909,6 +1909,9 @@ fn run_command(
         };
         println!("{:<12} {outcome:<12} {:>7.1}", stage.stage, stage.seconds);
     }
+    for note in &report.notes {
+        println!("{note}");
+    }
     println!("{}", report.summary);
     println!("outputs: {}/ (one folder per stage)", report.run_dir.display());
     println!("report:  {}", report.report.display());

@@ -178,6 +178,17 @@ fn a_run_killed_mid_stage_resumes_without_redoing_finished_stages() {
     assert_eq!(rows[0]["model"], "parent");
     assert!(rows[0]["request_ms"].as_f64().unwrap() > 0.0);
     assert!(rows[3]["kl_to_parent"].as_f64().unwrap() > 0.0);
+    let notes: Vec<&str> = report["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        notes[0].contains("held-out NLL") && notes[0].contains("unigram entropy"),
+        "{notes:?}"
+    );
+    assert!(notes.iter().any(|n| n.starts_with("GRPO")), "{notes:?}");
     let page = PathBuf::from(report["report"].as_str().unwrap());
     let html = std::fs::read_to_string(&page).unwrap();
     for part in [

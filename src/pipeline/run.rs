@@ -58,6 +58,8 @@ pub struct RunReport {
     pub report: PathBuf,
     pub stages: Vec<StageLog>,
     pub summary: Summary,
+    /// What each stage found, a sentence each (as in the report).
+    pub notes: Vec<String>,
 }
 
 /// The stages in order, for the `[k/n]` lines.
@@ -141,6 +143,7 @@ struct ExportResult {
 struct ReportResult {
     page: PathBuf,
     summary: Summary,
+    notes: Vec<String>,
 }
 
 /// Writes `checkpoint` as a DeciLM directory with the built-in tokenizer, replacing `dir`.
@@ -554,7 +557,7 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &RunOptions, device: &Device) 
                 y_label: "KL per reply token (k3)".into(),
                 series: kl,
             });
-            let mut notes = vec![library_result.note(), score.note()];
+            let mut notes = vec![parent_note(&parent), library_result.note(), score.note()];
             notes.extend(profile.notes());
             notes.extend([
                 searched.note(),
@@ -580,7 +583,7 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &RunOptions, device: &Device) 
                     notes: &notes,
                 },
             )?;
-            Ok(ReportResult { page, summary })
+            Ok(ReportResult { page, summary, notes })
         },
     )?;
     Ok(RunReport {
@@ -589,6 +592,7 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &RunOptions, device: &Device) 
         report: page.page,
         stages: stages.log,
         summary: page.summary,
+        notes: page.notes,
     })
 }
 
@@ -625,6 +629,18 @@ fn folder_bytes(dir: &Path) -> Result<u64> {
         total += entry?.metadata()?.len();
     }
     Ok(total)
+}
+
+fn parent_note(parent: &ParentReport) -> String {
+    format!(
+        "Parent: {} layers, {:.2}M parameters, {} steps in {:.0} s; held-out NLL {:.4} nats/token against the corpus's unigram entropy {:.4}.",
+        parent.layers,
+        parent.params as f64 / 1e6,
+        parent.steps,
+        parent.train_seconds,
+        parent.held_out_nll,
+        parent.unigram_entropy
+    )
 }
 
 impl LibraryResult {
