@@ -273,6 +273,10 @@ fn bad_pipeline_files_are_refused_naming_file_and_field() {
             format!("[run]\nname = \"x\"\n{good_search}[rl]\ngroup_size = 1\n"),
             vec!["bad.toml", "`rl.group_size`", "at least 2"],
         ),
+        (
+            format!("[run]\nname = \"x\"\n{good_search}[sft]\nbatch_size = 7\n"),
+            vec!["bad.toml", "`sft.batch_size`", "7 must be a multiple of 2"],
+        ),
         (good_search.to_string(), vec!["bad.toml", "missing field `run`"]),
     ];
     for (text, expected) in cases {

@@ -234,6 +234,16 @@ impl Pipeline {
             Some(v) => Ok(v),
             None => Ok(default),
         };
+        let split_evenly = |field_name: &'static str, value: usize, micro_batches: usize| {
+            if value.is_multiple_of(micro_batches) {
+                Ok(())
+            } else {
+                Err(field(
+                    field_name,
+                    format!("{value} must be a multiple of {micro_batches} (the micro-batches)"),
+                ))
+            }
+        };
         let base = path.parent().unwrap_or(Path::new("."));
         let existing = |field_name: &'static str, relative: &Path| {
             let resolved = base.join(relative);
@@ -267,12 +277,7 @@ impl Pipeline {
             eval_tasks: positive("eval.tasks", raw.eval.tasks, 500)?,
             ..defaults
         };
-        if !parent.batch_size.is_multiple_of(parent.micro_batches) {
-            return Err(field(
-                "parent.batch_size",
-                format!("must be a multiple of {} (the micro-batches)", parent.micro_batches),
-            ));
-        }
+        split_evenly("parent.batch_size", parent.batch_size, parent.micro_batches)?;
 
         let library = LibrarySettings {
             space: existing("library.space", &raw.library.space)?,
@@ -327,15 +332,7 @@ impl Pipeline {
             None => sft_defaults.stages.clone(),
         };
         let sft_batch = positive("sft.batch_size", raw.sft.batch_size, sft_defaults.batch_size)?;
-        if !sft_batch.is_multiple_of(sft_defaults.micro_batches) {
-            return Err(field(
-                "sft.batch_size",
-                format!(
-                    "must be a multiple of {} (the micro-batches)",
-                    sft_defaults.micro_batches
-                ),
-            ));
-        }
+        split_evenly("sft.batch_size", sft_batch, sft_defaults.micro_batches)?;
         let sft = SftOptions {
             stages,
             batch_size: sft_batch,
@@ -348,15 +345,7 @@ impl Pipeline {
             raw.rl.prompts_per_round,
             rl_defaults.prompts_per_round,
         )?;
-        if !prompts_per_round.is_multiple_of(rl_defaults.micro_batches) {
-            return Err(field(
-                "rl.prompts_per_round",
-                format!(
-                    "must be a multiple of {} (the micro-batches)",
-                    rl_defaults.micro_batches
-                ),
-            ));
-        }
+        split_evenly("rl.prompts_per_round", prompts_per_round, rl_defaults.micro_batches)?;
         let group_size = positive("rl.group_size", raw.rl.group_size, rl_defaults.group_size)?;
         if group_size < 2 {
             return Err(field(

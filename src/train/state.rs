@@ -83,28 +83,26 @@ pub fn save(dir: &Path, state: &TrainState, tensors: &TensorMap) -> Result<PathB
     Ok(current)
 }
 
+fn read_state(checkpoint: &Path) -> Result<TrainState, TrainError> {
+    let state_path = checkpoint.join(STATE_FILE);
+    let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::Format {
+        path: state_path.clone(),
+        problem: format!("not a training state: {e}"),
+    })
+}
+
 /// The step log of the last checkpoint under `dir` (its state file only, not the tensors).
 pub fn read_history(dir: &Path) -> Result<Vec<StepLog>, TrainError> {
     let checkpoint = latest(dir).ok_or_else(|| TrainError::Format {
         path: dir.to_path_buf(),
         problem: "holds no training checkpoint".into(),
     })?;
-    let state_path = checkpoint.join(STATE_FILE);
-    let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
-    let state: TrainState = serde_json::from_str(&text).map_err(|e| TrainError::Format {
-        path: state_path.clone(),
-        problem: format!("not a training state: {e}"),
-    })?;
-    Ok(state.history)
+    Ok(read_state(&checkpoint)?.history)
 }
 
 pub fn load(checkpoint: &Path) -> Result<(TrainState, TensorMap), TrainError> {
-    let state_path = checkpoint.join(STATE_FILE);
-    let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
-    let state: TrainState = serde_json::from_str(&text).map_err(|e| TrainError::Format {
-        path: state_path.clone(),
-        problem: format!("not a training state: {e}"),
-    })?;
+    let state = read_state(checkpoint)?;
     let tensors = read_tensors(checkpoint).map_err(|cause| TrainError::Checkpoint {
         path: checkpoint.to_path_buf(),
         cause,
