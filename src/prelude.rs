@@ -5,7 +5,9 @@ pub use burn::prelude::Device;
 
 pub use crate::checkpoint::{Checkpoint, ExportOptions, LayerSpan, StoreDtype};
 pub use crate::cost::measure::{request_runner, time_interleaved};
-pub use crate::cost::{Precision, ProfileOptions, Target, kv_bytes_per_token, profile_library};
+pub use crate::cost::{
+    Precision, ProfileOptions, Target, kv_bytes_per_token, model_kv_bytes_per_token, profile_library,
+};
 pub use crate::device::DeviceChoice;
 pub use crate::eval::switch_accuracy;
 pub use crate::fusion::{FusionAnalysis, analyze, fuse_runs};

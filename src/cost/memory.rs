@@ -22,6 +22,15 @@ pub fn kv_bytes_per_token(config: &ModelConfig, attention: &AttentionConfig, pre
     }
 }
 
+/// KV-cache bytes one token adds to the whole model: the sum over its layers.
+pub fn model_kv_bytes_per_token(config: &ModelConfig, precision: Precision) -> usize {
+    config
+        .blocks
+        .iter()
+        .map(|b| kv_bytes_per_token(config, &b.attention, precision))
+        .sum()
+}
+
 pub fn block_memory(config: &ModelConfig, block: &BlockConfig, precision: Precision) -> BlockMemory {
     let num_params = config.block_params(block);
     BlockMemory {
@@ -58,6 +67,11 @@ mod tests {
                 assert_eq!(kv_bytes_per_token(&config, &attention, precision), 0);
             }
         }
+        // Two layers of 4 KV heads (head_dim 16); a layer without attention adds nothing.
+        assert_eq!(model_kv_bytes_per_token(&config, Precision::Bf16), 2 * (2 * 4 * 16 * 2));
+        let mut mixed = config.clone();
+        mixed.blocks[1].attention = AttentionConfig::NoOp;
+        assert_eq!(model_kv_bytes_per_token(&mixed, Precision::F32), 2 * 4 * 16 * 4);
         let parent = config.blocks[0];
         let memory = block_memory(&config, &parent, Precision::Bf16);
         assert_eq!(memory.param_bytes, 2 * config.block_params(&parent));

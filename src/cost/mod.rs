@@ -12,7 +12,7 @@ pub mod profile;
 pub mod roofline;
 pub mod scenario;
 
-pub use memory::{BlockMemory, block_memory, kv_bytes_per_token};
+pub use memory::{BlockMemory, block_memory, kv_bytes_per_token, model_kv_bytes_per_token};
 pub use precision::Precision;
 pub use predict::{CalibrationReport, LatencyModel, measure_and_calibrate, random_children};
 pub use profile::{ProfileOptions, ProfileReport, Target, profile_library};

@@ -14,11 +14,11 @@ use super::file::Pipeline;
 use super::stamp::{StageLog, Stages};
 use crate::checkpoint::{Checkpoint, ExportOptions, StoreDtype};
 use crate::cost::measure::{request_runner, time_interleaved};
-use crate::cost::{Precision, ProfileOptions, kv_bytes_per_token, profile_library};
+use crate::cost::{Precision, ProfileOptions, model_kv_bytes_per_token, profile_library};
 use crate::eval::{AccuracySummary, switch_accuracy};
 use crate::fusion::{analyze, fuse_runs, write_analysis};
 use crate::library::{BuildOptions, Library, Stage, build_library, choice_from_json};
-use crate::model::{Llama, ModelConfig};
+use crate::model::Llama;
 use crate::parent::{ParentReport, train_parent};
 use crate::posttrain::{builtin_chats, distill, rl, sft};
 use crate::report::{
@@ -514,7 +514,7 @@ pub fn run_pipeline(pipeline: &Pipeline, options: &RunOptions, device: &Device) 
                     model: label.to_string(),
                     layers: checkpoint.config.num_layers(),
                     params: checkpoint.config.num_params(),
-                    kv_bytes_per_token: kv_bytes(&checkpoint.config),
+                    kv_bytes_per_token: model_kv_bytes_per_token(&checkpoint.config, Precision::Bf16),
                     request_ms: timings[k],
                     speedup: timings[0] / timings[k],
                     kl_to_parent: reference.score_model(&built[k])?.kl_div,
@@ -604,14 +604,6 @@ fn accuracy(
 ) -> Result<[AccuracySummary; 2]> {
     let [on, off] = switch_accuracy(&model.build(device)?, tokenizer, tasks)?;
     Ok([AccuracySummary::from(&on), AccuracySummary::from(&off)])
-}
-
-fn kv_bytes(config: &ModelConfig) -> usize {
-    config
-        .blocks
-        .iter()
-        .map(|b| kv_bytes_per_token(config, &b.attention, Precision::Bf16))
-        .sum()
 }
 
 /// Median whole-request times (ms), the models interleaved round by round.
