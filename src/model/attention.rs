@@ -5,6 +5,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::prelude::*;
 
+use super::dense::dense;
 use super::fused::causal_softmax;
 use super::kv_cache::KvCache;
 use super::rope::Rope;
@@ -40,7 +41,7 @@ impl Attention {
     ) -> Tensor<3> {
         match self {
             Attention::Gqa(gqa) => gqa.forward(x, layer, offset, rope, cache),
-            Attention::Linear(linear) => linear.forward(x),
+            Attention::Linear(linear) => dense(x, linear),
         }
     }
 }
@@ -48,7 +49,7 @@ impl Attention {
 impl GqaAttention {
     fn heads(&self, x: Tensor<3>, proj: &Linear, heads: usize) -> Tensor<4> {
         let [batch, seq, _] = x.dims();
-        proj.forward(x)
+        dense(x, proj)
             .reshape([batch, seq, heads, self.head_dim])
             .swap_dims(1, 2)
     }
@@ -80,6 +81,6 @@ impl GqaAttention {
             .reshape([batch, self.num_heads, seq, self.head_dim])
             .swap_dims(1, 2)
             .reshape([batch, seq, self.num_heads * self.head_dim]);
-        self.o_proj.forward(out)
+        dense(out, &self.o_proj)
     }
 }

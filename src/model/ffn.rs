@@ -4,6 +4,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::prelude::*;
 
+use super::dense::dense;
 use super::fused::swiglu;
 
 #[derive(Module, Debug)]
@@ -24,10 +25,11 @@ pub enum Ffn {
 impl Ffn {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         match self {
-            Ffn::SwiGlu(f) => f
-                .down_proj
-                .forward(swiglu(f.gate_proj.forward(x.clone()), f.up_proj.forward(x))),
-            Ffn::Linear(linear) => linear.forward(x),
+            Ffn::SwiGlu(f) => dense(
+                swiglu(dense(x.clone(), &f.gate_proj), dense(x, &f.up_proj)),
+                &f.down_proj,
+            ),
+            Ffn::Linear(linear) => dense(x, linear),
         }
     }
 }

@@ -84,7 +84,7 @@ fn composed_rope(x: Tensor<4>, cos: Tensor<2>, sin: Tensor<2>) -> Tensor<4> {
     x * cos.unsqueeze::<4>() + rotated * sin.unsqueeze::<4>()
 }
 
-fn fusable<const D: usize>(tensor: &Tensor<D>) -> bool {
+pub(super) fn fusable<const D: usize>(tensor: &Tensor<D>) -> bool {
     tensor.dtype() == DType::F32 && tensor.device().inner() == Device::flex()
 }
 
@@ -174,7 +174,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
 
 /// Puts `output` on the autodiff graph, keeping `state` for the backward pass only when some
 /// input is tracked. The state holds clones of Flex tensors, which share their buffers.
-fn record<O, C, const N: usize>(
+pub(super) fn record<O, C, const N: usize>(
     prep: OpsKind<O, Flex, O::State, C, N>,
     state: O::State,
     output: FlexTensor,
@@ -306,7 +306,7 @@ kernel! {
 }
 
 /// The elements in logical (row-major) order, borrowed when the tensor is already laid out so.
-fn values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+pub(super) fn values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match tensor.as_slice::<f32>() {
         Some(slice) => std::borrow::Cow::Borrowed(slice),
         // One copy: the contiguous tensor owns its buffer, which becomes the Vec.

@@ -8,6 +8,7 @@ use burn::prelude::*;
 
 use super::attention::Attention;
 use super::config::ModelConfig;
+use super::dense::{dense, project};
 use super::ffn::Ffn;
 use super::kv_cache::KvCache;
 use super::rope::Rope;
@@ -124,18 +125,8 @@ impl Llama {
     pub fn head(&self, x: Tensor<3>) -> Tensor<3> {
         let x = self.norm.forward(x);
         match &self.lm_head {
-            Some(head) => head.forward(x),
-            // `E · xᵀ` on the contiguous embedding: a matmul against the transposed view of
-            // `E` takes a slow strided path in burn-flex (about 10× slower at decode).
-            None => {
-                let [batch, seq, hidden] = x.dims();
-                let embedding = self.embed_tokens.weight.val();
-                let vocab = embedding.dims()[0];
-                embedding
-                    .matmul(x.reshape([batch * seq, hidden]).transpose())
-                    .transpose()
-                    .reshape([batch, seq, vocab])
-            }
+            Some(head) => dense(x, head),
+            None => project(x, self.embed_tokens.weight.val().transpose()),
         }
     }
 

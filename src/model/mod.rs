@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod config;
+pub mod dense;
 pub mod ffn;
 pub mod fused;
 pub mod generate;
