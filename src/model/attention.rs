@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::prelude::*;
 
-use super::dense::dense;
+use super::dense::{dense, matmul};
 use super::fused::causal_softmax;
 use super::kv_cache::KvCache;
 use super::rope::Rope;
@@ -75,8 +75,8 @@ impl GqaAttention {
         let group = self.num_heads / self.kv_heads;
         let q = q.reshape([batch, self.kv_heads, group * seq, self.head_dim]);
         let scale = (self.head_dim as f64).powf(-0.5);
-        let probs = causal_softmax(q.matmul(k.swap_dims(2, 3)), scale, seq, offset);
-        let out = probs.matmul(v);
+        let probs = causal_softmax(matmul(q, k.swap_dims(2, 3)), scale, seq, offset);
+        let out = matmul(probs, v);
         let out = out
             .reshape([batch, self.num_heads, seq, self.head_dim])
             .swap_dims(1, 2)

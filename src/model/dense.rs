@@ -14,6 +14,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::Linear;
 use burn::prelude::*;
+use rayon::prelude::*;
 
 use super::fused::{fusable, record, values};
 
@@ -21,6 +22,8 @@ use super::fused::{fusable, record, values};
 pub trait DenseOps: Backend {
     /// `x · weight` for `x: [..., k]` and `weight: [k, n]`: `[..., n]`.
     fn project(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Batched `lhs: [..., m, k] · rhs: [..., k, n]` with equal leading axes: `[..., m, n]`.
+    fn matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// A linear layer applied to `x: [..., in]`.
@@ -46,39 +49,66 @@ pub fn project<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
     ))
 }
 
-/// A row-major or strided matrix operand: its elements from `data[offset]`, row and column
-/// strides in elements.
-#[derive(Clone, Copy)]
-struct Operand<'a> {
+/// Batched `lhs · rhs` over the last two axes (any strides); the leading axes must agree.
+pub fn matmul<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>) -> Tensor<D> {
+    let (a, b) = (lhs.dims(), rhs.dims());
+    if D < 3 || !fusable(&lhs) || !fusable(&rhs) || a[..D - 2] != b[..D - 2] {
+        return lhs.matmul(rhs);
+    }
+    Tensor::from_dispatch(<Dispatch as DenseOps>::matmul(lhs.into_dispatch(), rhs.into_dispatch()))
+}
+
+/// A stack of equally shaped matrices in one buffer (one matrix, or a batch of them): matrix `i`
+/// starts at `data[offsets[i]]`; row and column strides are in elements.
+struct Stack<'a> {
     data: &'a [f32],
-    offset: usize,
+    offsets: Vec<usize>,
+    rows: usize,
+    cols: usize,
     row_stride: isize,
     col_stride: isize,
 }
 
-impl<'a> Operand<'a> {
-    fn contiguous(data: &'a [f32], cols: usize) -> Self {
+impl<'a> Stack<'a> {
+    /// One contiguous row-major matrix.
+    fn single(data: &'a [f32], cols: usize) -> Self {
         Self {
             data,
-            offset: 0,
+            offsets: vec![0],
+            rows: data.len() / cols.max(1),
+            cols,
             row_stride: cols as isize,
             col_stride: 1,
         }
     }
 
-    fn matrix(tensor: &'a FlexTensor) -> Self {
+    /// The matrices of the last two axes, one per index of the leading axes, read through the
+    /// tensor's own strides.
+    fn of(tensor: &'a FlexTensor) -> Self {
         let layout = tensor.layout();
-        let strides = layout.strides();
+        let (shape, strides) = (layout.shape().to_vec(), layout.strides());
+        let rank = shape.len();
+        let mut offsets = vec![layout.start_offset()];
+        for axis in 0..rank - 2 {
+            offsets = offsets
+                .iter()
+                .flat_map(|&o| (0..shape[axis]).map(move |i| (o as isize + i as isize * strides[axis]) as usize))
+                .collect();
+        }
         Self {
             data: tensor.storage::<f32>(),
-            offset: layout.start_offset(),
-            row_stride: strides[0],
-            col_stride: strides[1],
+            offsets,
+            rows: shape[rank - 2],
+            cols: shape[rank - 1],
+            row_stride: strides[rank - 2],
+            col_stride: strides[rank - 1],
         }
     }
 
     fn transposed(self) -> Self {
         Self {
+            rows: self.cols,
+            cols: self.rows,
             row_stride: self.col_stride,
             col_stride: self.row_stride,
             ..self
@@ -89,31 +119,31 @@ impl<'a> Operand<'a> {
 /// Below this many multiply-adds a product runs on one thread (burn-flex's threshold).
 const PARALLEL_WORK: usize = 192 * 192 * 192;
 
-/// `lhs [m, k] · rhs [k, n]` into a new row-major buffer.
-fn product(m: usize, k: usize, n: usize, lhs: Operand, rhs: Operand) -> Vec<f32> {
-    let mut out = Vec::<f32>::with_capacity(m * n);
-    let parallelism = if m * n * k >= PARALLEL_WORK {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    if m * n > 0 {
-        // SAFETY: both operands lie inside their slices for the shapes and strides given (their
-        // tensors' own layouts), and `out` has room for `m * n` values, all of which gemm writes
-        // (`read_dst` is false) before the length is set.
+/// `lhs[i] · rhs[i]` for every matrix of the stacks (a single `rhs` serves every `lhs`), into
+/// one new row-major buffer, matrix after matrix.
+fn products(lhs: &Stack, rhs: &Stack) -> Vec<f32> {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    debug_assert_eq!(k, rhs.rows);
+    let (count, size) = (lhs.offsets.len(), m * n);
+    let mut out = Vec::<f32>::with_capacity(count * size);
+    let one = |i: usize, dst: *mut f32, parallelism: gemm::Parallelism| {
+        let rhs_offset = rhs.offsets[if rhs.offsets.len() == 1 { 0 } else { i }];
+        // SAFETY: both operands lie inside their buffers for the shapes and strides given (their
+        // tensors' own layouts), and `dst` has room for the `m * n` values gemm writes there
+        // (`read_dst` is false, so it never reads them).
         unsafe {
             gemm::gemm(
                 m,
                 n,
                 k,
-                out.as_mut_ptr(),
+                dst,
                 1,
                 n as isize,
                 false,
-                lhs.data.as_ptr().add(lhs.offset),
+                lhs.data.as_ptr().add(lhs.offsets[i]),
                 lhs.col_stride,
                 lhs.row_stride,
-                rhs.data.as_ptr().add(rhs.offset),
+                rhs.data.as_ptr().add(rhs_offset),
                 rhs.col_stride,
                 rhs.row_stride,
                 0.0,
@@ -122,17 +152,35 @@ fn product(m: usize, k: usize, n: usize, lhs: Operand, rhs: Operand) -> Vec<f32>
                 false,
                 false,
                 parallelism,
-            );
-            out.set_len(m * n);
+            )
         }
+    };
+    if size > 0 {
+        let spare = out.spare_capacity_mut();
+        if count == 1 {
+            let parallelism = match m * n * k >= PARALLEL_WORK {
+                true => gemm::Parallelism::Rayon(0),
+                false => gemm::Parallelism::None,
+            };
+            one(0, spare.as_mut_ptr().cast(), parallelism);
+        } else {
+            let run = |(i, dst): (usize, &mut [std::mem::MaybeUninit<f32>])| {
+                one(i, dst.as_mut_ptr().cast(), gemm::Parallelism::None)
+            };
+            match count * m * n * k >= PARALLEL_WORK {
+                true => spare.par_chunks_mut(size).enumerate().for_each(run),
+                false => spare.chunks_mut(size).enumerate().for_each(run),
+            }
+        }
+        // SAFETY: every matrix of the output was written above.
+        unsafe { out.set_len(count * size) };
     }
     out
 }
 
-fn with_last_dim(tensor: &FlexTensor, last: usize) -> Shape {
-    let mut dims = tensor.layout().shape().to_vec();
-    *dims.last_mut().expect("a tensor with axes") = last;
-    Shape::from(dims)
+fn with_last_dims(tensor: &FlexTensor, last: &[usize]) -> Shape {
+    let dims = tensor.layout().shape().to_vec();
+    Shape::from([&dims[..dims.len() - last.len()], last].concat())
 }
 
 fn tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
@@ -141,16 +189,15 @@ fn tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
 
 impl DenseOps for Flex {
     fn project(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
-        let [k, n] = [weight.layout().shape()[0], weight.layout().shape()[1]];
+        let weight = Stack::of(&weight);
         let rows = values(&x);
-        let out = product(
-            rows.len() / k,
-            k,
-            n,
-            Operand::contiguous(&rows, k),
-            Operand::matrix(&weight),
-        );
-        tensor(out, with_last_dim(&x, n))
+        let out = products(&Stack::single(&rows, weight.rows), &weight);
+        tensor(out, with_last_dims(&x, &[weight.cols]))
+    }
+
+    fn matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
+        let (a, b) = (Stack::of(&lhs), Stack::of(&rhs));
+        tensor(products(&a, &b), with_last_dims(&lhs, &[a.rows, b.cols]))
     }
 }
 
@@ -164,28 +211,24 @@ impl<C: CheckpointStrategy> DenseOps for Autodiff<Flex, C> {
 
             fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
                 let (x, weight) = ops.state;
-                let [k, n] = [weight.layout().shape()[0], weight.layout().shape()[1]];
                 binary::<Flex, _, _>(
                     ops.parents,
                     ops.node,
                     grads,
                     // d x = grad · weightᵀ
                     |grad| {
+                        let weight = Stack::of(&weight).transposed();
                         let grad_rows = values(&grad);
-                        let m = grad_rows.len() / n;
-                        let rhs = Operand::matrix(&weight).transposed();
-                        tensor(
-                            product(m, n, k, Operand::contiguous(&grad_rows, n), rhs),
-                            with_last_dim(&grad, k),
-                        )
+                        let out = products(&Stack::single(&grad_rows, weight.rows), &weight);
+                        tensor(out, x.layout().shape().clone())
                     },
                     // d weight = xᵀ · grad
                     |grad| {
+                        let weight = Stack::of(&weight);
                         let (rows, grad_rows) = (values(&x), values(&grad));
-                        let m = rows.len() / k;
-                        let lhs = Operand::contiguous(&rows, k).transposed();
-                        let out = product(k, m, n, lhs, Operand::contiguous(&grad_rows, n));
-                        tensor(out, Shape::from(vec![k, n]))
+                        let x = Stack::single(&rows, weight.rows).transposed();
+                        let out = products(&x, &Stack::single(&grad_rows, weight.cols));
+                        tensor(out, Shape::from(vec![weight.rows, weight.cols]))
                     },
                 );
             }
@@ -198,6 +241,39 @@ impl<C: CheckpointStrategy> DenseOps for Autodiff<Flex, C> {
         let (x, weight) = (x.into_primitive(), weight.into_primitive());
         let output = Flex::project(x.clone(), weight.clone());
         record(prep, (x, weight), output)
+    }
+
+    fn matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Matmul;
+
+        impl Backward<Flex, 2> for Matmul {
+            type State = (FlexTensor, FlexTensor);
+
+            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let (lhs, rhs) = ops.state;
+                binary::<Flex, _, _>(
+                    ops.parents,
+                    ops.node,
+                    grads,
+                    // d lhs = grad · rhsᵀ
+                    |grad| {
+                        let out = products(&Stack::of(&grad), &Stack::of(&rhs).transposed());
+                        tensor(out, lhs.layout().shape().clone())
+                    },
+                    // d rhs = lhsᵀ · grad
+                    |grad| {
+                        let out = products(&Stack::of(&lhs).transposed(), &Stack::of(&grad));
+                        tensor(out, rhs.layout().shape().clone())
+                    },
+                );
+            }
+        }
+
+        let prep = Matmul.prepare::<C>([lhs.node(), rhs.node()]).compute_bound().stateful();
+        let (lhs, rhs) = (lhs.into_primitive(), rhs.into_primitive());
+        let output = Flex::matmul(lhs.clone(), rhs.clone());
+        record(prep, (lhs, rhs), output)
     }
 }
 
@@ -235,6 +311,34 @@ mod tests {
             let burns = (burns * mix.clone()).sum().backward();
             assert!(max_diff(x.grad(&ours).unwrap(), x.grad(&burns).unwrap()) < 1e-4);
             let leaf = if transposed { &stored } else { &weight };
+            assert!(max_diff(leaf.grad(&ours).unwrap(), leaf.grad(&burns).unwrap()) < 1e-4);
+        }
+    }
+
+    #[test]
+    fn batched_product_matches_burns_matmul_on_strided_operands() {
+        let device = Device::flex().autodiff();
+        let random = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let (a, b) = (random([2, 3, 6, 5]).require_grad(), random([2, 6, 3, 4]).require_grad());
+        let mix = random([2, 3, 6, 6]);
+        // `a · bᵀ` with `b` read through swapped axes, as attention multiplies queries and keys.
+        let operands = || {
+            (
+                a.clone(),
+                b.clone().swap_dims(1, 2).reshape([2, 3, 6, 4]).swap_dims(2, 3),
+            )
+        };
+        let (lhs, rhs) = operands();
+        assert_eq!(rhs.dims(), [2, 3, 4, 6]);
+        let ours = matmul(lhs.clone(), random([2, 3, 5, 7]));
+        assert_eq!(ours.dims(), [2, 3, 6, 7]);
+        let ours = matmul(lhs.clone().slice_dim(3, 0..4), rhs);
+        let (lhs, rhs) = operands();
+        let burns = lhs.slice_dim(3, 0..4).matmul(rhs);
+        assert!(max_diff(ours.clone(), burns.clone()) < 1e-4);
+        let ours = (ours * mix.clone()).sum().backward();
+        let burns = (burns * mix).sum().backward();
+        for leaf in [&a, &b] {
             assert!(max_diff(leaf.grad(&ours).unwrap(), leaf.grad(&burns).unwrap()) < 1e-4);
         }
     }
