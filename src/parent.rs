@@ -67,7 +67,7 @@ impl Default for ParentOptions {
     fn default() -> Self {
         Self {
             layers: 8,
-            steps: 800,
+            steps: 1400,
             batch_size: 16,
             micro_batches: 2,
             seq_len: 128,
