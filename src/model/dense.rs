@@ -16,13 +16,12 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::fused::{fusable, record, values};
+use super::fused::{fusable, record};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait DenseOps: Backend {
-    /// `x · weight` for `x: [..., k]` and `weight: [k, n]`: `[..., n]`.
-    fn project(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// Batched `lhs: [..., m, k] · rhs: [..., k, n]` with equal leading axes: `[..., m, n]`.
+    /// `lhs: [..., m, k] · rhs: [..., k, n]` (a batch of matrices when there are leading axes,
+    /// equal on both sides): `[..., m, n]`.
     fn matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
@@ -36,23 +35,17 @@ pub fn dense<const D: usize>(x: Tensor<D>, layer: &Linear) -> Tensor<D> {
 
 /// `x · weight` over the last axis of `x` (`weight: [in, out]`, any strides).
 pub fn project<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
-    if !fusable(&x) || !fusable(&weight) {
-        let [rows, cols] = weight.dims();
-        let mut dims = x.dims();
-        let flat = x.reshape([dims[..D - 1].iter().product(), rows]).matmul(weight);
-        dims[D - 1] = cols;
-        return flat.reshape(dims);
-    }
-    Tensor::from_dispatch(<Dispatch as DenseOps>::project(
-        x.into_dispatch(),
-        weight.into_dispatch(),
-    ))
+    let [rows, cols] = weight.dims();
+    let mut dims = x.dims();
+    let flat = matmul(x.reshape([dims[..D - 1].iter().product(), rows]), weight);
+    dims[D - 1] = cols;
+    flat.reshape(dims)
 }
 
-/// Batched `lhs · rhs` over the last two axes (any strides); the leading axes must agree.
+/// `lhs · rhs` over the last two axes (any strides), batched over equal leading axes.
 pub fn matmul<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>) -> Tensor<D> {
     let (a, b) = (lhs.dims(), rhs.dims());
-    if D < 3 || !fusable(&lhs) || !fusable(&rhs) || a[..D - 2] != b[..D - 2] {
+    if !fusable(&lhs) || !fusable(&rhs) || a[..D - 2] != b[..D - 2] {
         return lhs.matmul(rhs);
     }
     Tensor::from_dispatch(<Dispatch as DenseOps>::matmul(lhs.into_dispatch(), rhs.into_dispatch()))
@@ -70,18 +63,6 @@ struct Stack<'a> {
 }
 
 impl<'a> Stack<'a> {
-    /// One contiguous row-major matrix.
-    fn single(data: &'a [f32], cols: usize) -> Self {
-        Self {
-            data,
-            offsets: vec![0],
-            rows: data.len() / cols.max(1),
-            cols,
-            row_stride: cols as isize,
-            col_stride: 1,
-        }
-    }
-
     /// The matrices of the last two axes, one per index of the leading axes, read through the
     /// tensor's own strides.
     fn of(tensor: &'a FlexTensor) -> Self {
@@ -119,15 +100,14 @@ impl<'a> Stack<'a> {
 /// Below this many multiply-adds a product runs on one thread (burn-flex's threshold).
 const PARALLEL_WORK: usize = 192 * 192 * 192;
 
-/// `lhs[i] · rhs[i]` for every matrix of the stacks (a single `rhs` serves every `lhs`), into
-/// one new row-major buffer, matrix after matrix.
+/// `lhs[i] · rhs[i]` for every matrix of the stacks, into one new row-major buffer, matrix after
+/// matrix.
 fn products(lhs: &Stack, rhs: &Stack) -> Vec<f32> {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    debug_assert_eq!(k, rhs.rows);
+    debug_assert_eq!((k, lhs.offsets.len()), (rhs.rows, rhs.offsets.len()));
     let (count, size) = (lhs.offsets.len(), m * n);
     let mut out = Vec::<f32>::with_capacity(count * size);
     let one = |i: usize, dst: *mut f32, parallelism: gemm::Parallelism| {
-        let rhs_offset = rhs.offsets[if rhs.offsets.len() == 1 { 0 } else { i }];
         // SAFETY: both operands lie inside their buffers for the shapes and strides given (their
         // tensors' own layouts), and `dst` has room for the `m * n` values gemm writes there
         // (`read_dst` is false, so it never reads them).
@@ -143,7 +123,7 @@ fn products(lhs: &Stack, rhs: &Stack) -> Vec<f32> {
                 lhs.data.as_ptr().add(lhs.offsets[i]),
                 lhs.col_stride,
                 lhs.row_stride,
-                rhs.data.as_ptr().add(rhs_offset),
+                rhs.data.as_ptr().add(rhs.offsets[i]),
                 rhs.col_stride,
                 rhs.row_stride,
                 0.0,
@@ -188,13 +168,6 @@ fn tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
 }
 
 impl DenseOps for Flex {
-    fn project(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
-        let weight = Stack::of(&weight);
-        let rows = values(&x);
-        let out = products(&Stack::single(&rows, weight.rows), &weight);
-        tensor(out, with_last_dims(&x, &[weight.cols]))
-    }
-
     fn matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
         let (a, b) = (Stack::of(&lhs), Stack::of(&rhs));
         tensor(products(&a, &b), with_last_dims(&lhs, &[a.rows, b.cols]))
@@ -202,47 +175,6 @@ impl DenseOps for Flex {
 }
 
 impl<C: CheckpointStrategy> DenseOps for Autodiff<Flex, C> {
-    fn project(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Project;
-
-        impl Backward<Flex, 2> for Project {
-            type State = (FlexTensor, FlexTensor);
-
-            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-                let (x, weight) = ops.state;
-                binary::<Flex, _, _>(
-                    ops.parents,
-                    ops.node,
-                    grads,
-                    // d x = grad · weightᵀ
-                    |grad| {
-                        let weight = Stack::of(&weight).transposed();
-                        let grad_rows = values(&grad);
-                        let out = products(&Stack::single(&grad_rows, weight.rows), &weight);
-                        tensor(out, x.layout().shape().clone())
-                    },
-                    // d weight = xᵀ · grad
-                    |grad| {
-                        let weight = Stack::of(&weight);
-                        let (rows, grad_rows) = (values(&x), values(&grad));
-                        let x = Stack::single(&rows, weight.rows).transposed();
-                        let out = products(&x, &Stack::single(&grad_rows, weight.cols));
-                        tensor(out, Shape::from(vec![weight.rows, weight.cols]))
-                    },
-                );
-            }
-        }
-
-        let prep = Project
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful();
-        let (x, weight) = (x.into_primitive(), weight.into_primitive());
-        let output = Flex::project(x.clone(), weight.clone());
-        record(prep, (x, weight), output)
-    }
-
     fn matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct Matmul;

@@ -306,7 +306,7 @@ kernel! {
 }
 
 /// The elements in logical (row-major) order, borrowed when the tensor is already laid out so.
-pub(super) fn values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+fn values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match tensor.as_slice::<f32>() {
         Some(slice) => std::borrow::Cow::Borrowed(slice),
         // One copy: the contiguous tensor owns its buffer, which becomes the Vec.
