@@ -1,9 +1,10 @@
-//! Matrix products of linear layers on burn-flex, through `gemm` directly, with a hand-written
-//! backward pass. burn-flex allocates every matmul output zeroed and then copies it once more to
-//! align it: two extra passes over the output and a fresh page for it, about a tenth of a
-//! training step of the default parent. Here each product is written once into its own buffer;
-//! transposes are strides, never copies. Other devices and dtypes take burn's ops. Knows tensor
-//! maths only, nothing of layers' roles or checkpoints.
+//! Matrix products on burn-flex (linear layers, the tied LM head, attention's two products),
+//! through `gemm` directly, with a hand-written backward pass. burn-flex allocates every matmul
+//! output zeroed and then copies it once more to align it: two extra passes over the output and
+//! a fresh page for it, about a tenth of a training step of the default parent. Here each
+//! product is written once into its own buffer; transposes are strides, never copies. Other
+//! devices and dtypes take burn's ops. Knows tensor maths only, nothing of layers' roles or
+//! checkpoints.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
