@@ -1,8 +1,7 @@
 //! The default parent against the same recipe at half depth (about 7 minutes on two cores, so
 //! it is ignored by default; run with `cargo test --release --test parent_quality -- --ignored`).
-//! The parent must answer held-out tasks (thinking on) clearly better than the half-depth model
-//! (by more than 5 points: with 200 tasks per mode the standard error of an accuracy near 90% is
-//! about 2 points), and its held-out NLL must be well below the corpus's unigram entropy.
+//! The parent must answer held-out tasks (thinking on) better than the half-depth model, and its
+//! held-out NLL must be well below the corpus's unigram entropy.
 
 use burn::prelude::Device;
 use tessera::parent::{ParentOptions, train_parent};
@@ -25,7 +24,7 @@ fn default_parent_beats_half_depth_and_the_unigram_baseline() {
     let half = train_parent(&dir.path().join("half"), &half_options, &device).unwrap();
     println!("{full}\n{half}");
     assert!(
-        full.thinking_on.accuracy > half.thinking_on.accuracy + 0.05,
+        full.thinking_on.accuracy > half.thinking_on.accuracy + 0.10,
         "parent {:.3} vs half depth {:.3}",
         full.thinking_on.accuracy,
         half.thinking_on.accuracy
