@@ -159,19 +159,15 @@ fn products(lhs: &Stack, rhs: &Stack) -> Vec<f32> {
     out
 }
 
-fn with_last_dims(tensor: &FlexTensor, last: &[usize]) -> Shape {
-    let dims = tensor.layout().shape().to_vec();
-    Shape::from([&dims[..dims.len() - last.len()], last].concat())
-}
-
 fn tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape))
 }
 
 impl DenseOps for Flex {
     fn matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
-        let (a, b) = (Stack::of(&lhs), Stack::of(&rhs));
-        tensor(products(&a, &b), with_last_dims(&lhs, &[a.rows, b.cols]))
+        let mut dims = lhs.layout().shape().to_vec();
+        *dims.last_mut().expect("a matrix has two axes") = rhs.layout().shape()[dims.len() - 1];
+        tensor(products(&Stack::of(&lhs), &Stack::of(&rhs)), Shape::from(dims))
     }
 }
 

@@ -149,8 +149,8 @@ struct MicroResult {
     grads: Vec<Option<Tensor<1>>>,
 }
 
-/// Runs the micro-batches of `step` on up to `workers` threads; results come back in
-/// micro-batch order.
+/// Runs the micro-batches of `step` on the threads of `workers` (one after another on this
+/// thread when there is no pool); results come back in micro-batch order.
 fn run_micro_batches<M, F>(
     model: &M,
     config: &TrainConfig,
