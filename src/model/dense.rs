@@ -139,18 +139,20 @@ fn products(lhs: &Stack, rhs: &Stack) -> Vec<f32> {
     if size > 0 {
         let spare = out.spare_capacity_mut();
         if count == 1 {
-            let parallelism = match m * n * k >= PARALLEL_WORK {
-                true => gemm::Parallelism::Rayon(0),
-                false => gemm::Parallelism::None,
+            let parallelism = if m * n * k >= PARALLEL_WORK {
+                gemm::Parallelism::Rayon(0)
+            } else {
+                gemm::Parallelism::None
             };
             one(0, spare.as_mut_ptr().cast(), parallelism);
         } else {
             let run = |(i, dst): (usize, &mut [std::mem::MaybeUninit<f32>])| {
                 one(i, dst.as_mut_ptr().cast(), gemm::Parallelism::None)
             };
-            match count * m * n * k >= PARALLEL_WORK {
-                true => spare.par_chunks_mut(size).enumerate().for_each(run),
-                false => spare.chunks_mut(size).enumerate().for_each(run),
+            if count * m * n * k >= PARALLEL_WORK {
+                spare.par_chunks_mut(size).enumerate().for_each(run);
+            } else {
+                spare.chunks_mut(size).enumerate().for_each(run);
             }
         }
         // SAFETY: every matrix of the output was written above.
