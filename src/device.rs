@@ -3,7 +3,7 @@
 
 use burn::prelude::Device;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DeviceChoice {
     #[default]
     Cpu,
@@ -11,15 +11,11 @@ pub enum DeviceChoice {
     Cuda,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("device `{}` needs tessera built with `--features {}`", self.name(), self.name())]
-pub struct DeviceUnavailable(pub DeviceChoice);
+crate::named!(DeviceChoice { "cpu" => DeviceChoice::Cpu, "wgpu" => DeviceChoice::Wgpu, "cuda" => DeviceChoice::Cuda });
 
-impl DeviceUnavailable {
-    fn name(&self) -> String {
-        format!("{:?}", self.0).to_lowercase()
-    }
-}
+#[derive(Debug, thiserror::Error)]
+#[error("device `{0}` needs tessera built with `--features {0}`")]
+pub struct DeviceUnavailable(pub DeviceChoice);
 
 impl DeviceChoice {
     pub fn device(self) -> Result<Device, DeviceUnavailable> {

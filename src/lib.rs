@@ -20,8 +20,9 @@
 //! # }
 //! ```
 //!
-//! Or stage by stage, as the notebooks do: a parent, its block library, scores, costs, and the
-//! child a constraint file asks for.
+//! Or stage by stage, as the notebooks do: every stage is one function that writes its own
+//! folder and returns a report (`Display` prints its table). A pipeline file's settings give
+//! each stage's options (`Pipeline::*_options`), so a notebook can run the same stages itself:
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -32,23 +33,21 @@
 //! let options = ParentOptions { layers: 4, steps: 150, ..ParentOptions::default() };
 //! let parent = train_parent(Path::new("work/parent"), &options, &device)?;
 //!
-//! let data = TokenSource::Builtin { seed: options.seed };
 //! let space = Path::new("search_spaces/small.toml");
-//! build_library(Path::new("work/library"), &BuildOptions::new(&parent.model_dir, space, data.clone()), &device)?;
-//! let library = Library::open(Path::new("work/library"))?;
-//!
-//! let scoring = Scoring::new(&library, None, &data, None, 16, &device)?;
-//! let rows = scoring.score(&library, &library.candidates(), Stage::Trained, false)?;
-//! record_scores(Path::new("work/library"), &rows)?;
+//! let build = BuildOptions::new(&parent.model_dir, space, TokenSource::Builtin { seed: options.seed });
+//! let library = Path::new("work/library");
+//! println!("{}", build_library(library, &build, &device)?);
+//! println!("{}", score_library(library, &ScoreOptions::default(), &device)?);
 //! let scenarios = vec!["prefill:b=1,s=128".parse()?, "decode:b=1,c=192".parse()?];
-//! let costs = ProfileOptions { target: Target::Cpu, precision: Precision::F32, scenarios, repeats: 5, calibration_models: 6, progress: false };
-//! profile_library(&library, &costs, &device)?;
+//! let costs = ProfileOptions { scenarios, repeats: 5, calibration_models: 6, ..ProfileOptions::default() };
+//! profile_library(library, &costs, &device)?;
 //!
-//! let input = SearchInput::open(Path::new("work/library"))?;
 //! let spec = SearchSpec::from_file(ConstraintFile::read(Path::new("constraints/cpu-2x.toml"))?, SolverKind::Cbc);
-//! let best = &search(&input, &spec)?.solutions[0];
-//! let child = library.assemble_spans(&library.parent(None)?, &choice_from_json(&best.choice).map_err(anyhow::Error::msg)?)?;
-//! println!("{}", architecture_svg(&library.parent(None)?.config, &child.config, &child.layer_spans()));
+//! let found = search_library(library, &spec, Some(Path::new("work/solutions.json")), &device)?;
+//! println!("{found}");
+//! let solution: SolutionRef = "work/solutions.json".parse()?;
+//! let child = assemble_child(Path::new("work/child"), &AssembleOptions { library: library.into(), solution, parent: None })?;
+//! println!("{child}");
 //! # Ok(())
 //! # }
 //! ```
@@ -56,6 +55,7 @@
 // CBC is compiled from source and linked statically by this crate; good_lp only calls it.
 extern crate cbc_src;
 
+pub mod assemble;
 pub mod bench;
 pub mod checkpoint;
 pub mod config_file;
@@ -64,16 +64,23 @@ pub mod data;
 pub mod device;
 pub mod eval;
 pub mod fusion;
+pub mod inspect;
 pub mod library;
 pub mod model;
+pub mod names;
+pub mod parallel;
 pub mod parent;
 pub mod pipeline;
+pub mod plot;
 pub mod posttrain;
 pub mod prelude;
+pub mod progress;
 pub mod report;
 pub mod score;
 pub mod search;
+pub mod selection;
 pub mod source;
+pub mod stats;
 pub mod table;
 pub mod tokenizer;
 pub mod train;

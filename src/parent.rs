@@ -89,6 +89,8 @@ impl Default for ParentOptions {
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct ParentReport {
     pub model_dir: PathBuf,
+    /// The training checkpoints (and their loss history).
+    pub train_dir: PathBuf,
     pub params: usize,
     pub layers: usize,
     pub steps: usize,
@@ -224,17 +226,17 @@ pub fn train_parent(out: &Path, options: &ParentOptions, device: &Device) -> Res
 
     let (held_out_nll, held_out_tokens, entropy, on, off) =
         evaluate_parent(&model, &tokenizer, &world, &held_out_shard, options)?;
-    let mut rates: Vec<f64> = outcome.history.iter().map(|h| h.tokens_per_s).collect();
-    rates.sort_by(f64::total_cmp);
+    let rates: Vec<f64> = outcome.history.iter().map(|h| h.tokens_per_s).collect();
     let report = ParentReport {
         model_dir,
+        train_dir: out.join("train"),
         params: config.num_params(),
         layers: options.layers,
         steps: outcome.steps_done,
         resumed_from: outcome.resumed_from,
         train_tokens: outcome.tokens_seen,
         train_seconds,
-        median_tokens_per_s: rates.get(rates.len() / 2).copied().unwrap_or(0.0),
+        median_tokens_per_s: crate::stats::median(&rates),
         final_train_loss: outcome.history.last().map_or(f64::NAN, |h| h.loss),
         held_out_nll,
         held_out_tokens,

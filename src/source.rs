@@ -58,6 +58,60 @@ pub struct Windows {
 
 const TEXT_SEPARATOR: &str = "<|endoftext|>";
 
+/// Windows a stage asks for, as a user names them: where from, how many of how many tokens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowSpec {
+    pub data: TokenSource,
+    /// For text data: the tokenizer (default: the model directory's `tokenizer.json`).
+    pub tokenizer: Option<PathBuf>,
+    /// Tokens per window the model reads (each window holds one more: the last target).
+    pub seq_len: usize,
+    pub held_out: usize,
+    pub train: usize,
+}
+
+impl Default for WindowSpec {
+    fn default() -> Self {
+        Self {
+            data: TokenSource::Builtin { seed: 1 },
+            tokenizer: None,
+            seq_len: 64,
+            held_out: 32,
+            train: 0,
+        }
+    }
+}
+
+impl WindowSpec {
+    /// The windows for `model`, read from `model_dir` (for its tokenizer), each `seq_len + 1`
+    /// tokens long; at least one held-out window.
+    pub fn windows(&self, model: &Llama, model_dir: &Path) -> Result<Windows, SourceError> {
+        let tokenizer = self
+            .tokenizer
+            .clone()
+            .or_else(|| Tokenizer::beside_model(model_dir))
+            .map(|p| Tokenizer::read(&p))
+            .transpose()?;
+        let windows = self
+            .data
+            .windows(model, tokenizer.as_ref(), self.seq_len + 1, self.train, self.held_out)?;
+        if windows.held_out.is_empty() {
+            return Err(SourceError::Spec {
+                spec: self.data.to_string(),
+                problem: format!("gave no held-out window of {} tokens", self.seq_len + 1),
+            });
+        }
+        Ok(windows)
+    }
+}
+
+impl Windows {
+    /// The held-out windows without their last token: what a model reads.
+    pub fn held_out_inputs(&self) -> Vec<Vec<u32>> {
+        self.held_out.iter().map(|w| w[..w.len() - 1].to_vec()).collect()
+    }
+}
+
 impl std::str::FromStr for TokenSource {
     type Err = SourceError;
 
@@ -127,90 +181,9 @@ impl TokenSource {
     ) -> Result<Windows, SourceError> {
         let vocab = model.config().vocab_size;
         let windows = match self {
-            TokenSource::Builtin { seed } => {
-                if vocab != VOCAB_SIZE {
-                    return Err(SourceError::BuiltinVocabulary(vocab));
-                }
-                let tokenizer = Tokenizer::from_json(&crate::world::tokenizer::tokenizer_json().to_string())?;
-                let world = World::new(*seed);
-                let stream = |split: Split, tokens: usize| -> Result<Vec<u32>, SourceError> {
-                    // About 40 tokens per chat and 300 per story: draw a little more than needed.
-                    let chats = tokens / 60 + 8;
-                    let mut docs: Vec<String> = world
-                        .tasks(split, chats)
-                        .iter()
-                        .enumerate()
-                        .map(|(i, t)| t.render(if i % 2 == 0 { Thinking::On } else { Thinking::Off }))
-                        .collect();
-                    docs.extend(
-                        world
-                            .stories(split, tokens / 600 + 2)
-                            .into_iter()
-                            .map(|s| format!("{BOS}{s}{EOS}")),
-                    );
-                    docs.shuffle(&mut StdRng::seed_from_u64(*seed));
-                    let mut out = Vec::new();
-                    for doc in docs {
-                        out.extend(tokenizer.encode(&doc, false)?);
-                    }
-                    Ok(out)
-                };
-                Windows {
-                    train: cut(&stream(Split::Train, train * seq_len)?, seq_len, train),
-                    held_out: cut(&stream(Split::HeldOut, held_out * seq_len)?, seq_len, held_out),
-                }
-            }
-            TokenSource::ParentSamples { count } => {
-                let bos = model.config().bos_token_id;
-                let sample = |n: usize, seed: u64| -> Result<Vec<Vec<u32>>, SourceError> {
-                    let sampling = Sampling::TopP {
-                        temperature: 1.0,
-                        top_p: 1.0,
-                        seed,
-                    };
-                    let mut rows = generate_batch(model, &vec![vec![bos]; n], seq_len - 1, sampling, &[])?;
-                    // A row that stopped early is padded by sampling on from BOS: every window is full.
-                    for row in &mut rows {
-                        row.truncate(seq_len);
-                        while row.len() < seq_len {
-                            row.push(bos);
-                        }
-                    }
-                    Ok(rows)
-                };
-                Windows {
-                    train: sample((*count).min(train), 0x5eed)?,
-                    held_out: sample((*count / 8).clamp(1, held_out.max(1)), 0xe7a1)?,
-                }
-            }
-            TokenSource::Shards { path } => {
-                let (train_path, held_out_path) = if path.is_dir() {
-                    (path.join("train.tokens"), path.join("heldout.tokens"))
-                } else {
-                    (path.clone(), PathBuf::new())
-                };
-                let train_path = if train_path.is_file() { train_path } else { path.clone() };
-                let mut all = TokenWindows::open(&train_path)?;
-                all.check(seq_len, vocab)?;
-                let mut train_windows = all.consecutive(seq_len, train + held_out)?;
-                let held_out_windows = if held_out_path.is_file() {
-                    let mut h = TokenWindows::open(&held_out_path)?;
-                    h.check(seq_len, vocab)?;
-                    h.consecutive(seq_len, held_out)?
-                } else {
-                    // No held-out shard: the last windows are held out.
-                    let keep = train_windows
-                        .len()
-                        .saturating_sub(held_out)
-                        .max(train_windows.len() / 2);
-                    train_windows.split_off(keep)
-                };
-                train_windows.truncate(train);
-                Windows {
-                    train: train_windows,
-                    held_out: held_out_windows,
-                }
-            }
+            TokenSource::Builtin { seed } => builtin_windows(*seed, vocab, seq_len, train, held_out)?,
+            TokenSource::ParentSamples { count } => sampled_windows(model, *count, seq_len, train, held_out)?,
+            TokenSource::Shards { path } => shard_windows(path, vocab, seq_len, train, held_out)?,
             TokenSource::Text { path } => {
                 let tokenizer = tokenizer.ok_or_else(|| SourceError::NoTokenizer {
                     source_name: path.display().to_string(),
@@ -234,6 +207,121 @@ impl TokenSource {
         }
         Ok(windows)
     }
+}
+
+/// The built-in world of `seed`: its chats (half with thinking on) and stories, shuffled and
+/// encoded with its own tokenizer, the held-out split for held-out windows.
+fn builtin_windows(
+    seed: u64,
+    vocab: usize,
+    seq_len: usize,
+    train: usize,
+    held_out: usize,
+) -> Result<Windows, SourceError> {
+    if vocab != VOCAB_SIZE {
+        return Err(SourceError::BuiltinVocabulary(vocab));
+    }
+    let tokenizer = Tokenizer::from_json(&crate::world::tokenizer::tokenizer_json().to_string())?;
+    let world = World::new(seed);
+    let stream = |split: Split, tokens: usize| -> Result<Vec<u32>, SourceError> {
+        // About 40 tokens per chat and 300 per story: draw a little more than needed.
+        let chats = tokens / 60 + 8;
+        let mut docs: Vec<String> = world
+            .tasks(split, chats)
+            .iter()
+            .enumerate()
+            .map(|(i, t)| t.render(if i % 2 == 0 { Thinking::On } else { Thinking::Off }))
+            .collect();
+        docs.extend(
+            world
+                .stories(split, tokens / 600 + 2)
+                .into_iter()
+                .map(|s| format!("{BOS}{s}{EOS}")),
+        );
+        docs.shuffle(&mut StdRng::seed_from_u64(seed));
+        let mut out = Vec::new();
+        for doc in docs {
+            out.extend(tokenizer.encode(&doc, false)?);
+        }
+        Ok(out)
+    };
+    Ok(Windows {
+        train: cut(&stream(Split::Train, train * seq_len)?, seq_len, train),
+        held_out: cut(&stream(Split::HeldOut, held_out * seq_len)?, seq_len, held_out),
+    })
+}
+
+/// Sequences sampled from `model` from BOS at temperature 1: up to `count` training windows
+/// and an eighth of that held out.
+fn sampled_windows(
+    model: &Llama,
+    count: usize,
+    seq_len: usize,
+    train: usize,
+    held_out: usize,
+) -> Result<Windows, SourceError> {
+    let bos = model.config().bos_token_id;
+    let sample = |n: usize, seed: u64| -> Result<Vec<Vec<u32>>, SourceError> {
+        let sampling = Sampling::TopP {
+            temperature: 1.0,
+            top_p: 1.0,
+            seed,
+        };
+        let mut rows = generate_batch(model, &vec![vec![bos]; n], seq_len - 1, sampling, &[])?;
+        // A row that stopped early is padded by sampling on from BOS: every window is full.
+        for row in &mut rows {
+            row.truncate(seq_len);
+            while row.len() < seq_len {
+                row.push(bos);
+            }
+        }
+        Ok(rows)
+    };
+    Ok(Windows {
+        train: sample(count.min(train), 0x5eed)?,
+        held_out: sample((count / 8).clamp(1, held_out.max(1)), 0xe7a1)?,
+    })
+}
+
+/// Consecutive windows of a shard (or of `train.tokens` in a directory); held out from
+/// `heldout.tokens` beside it, or else the last windows.
+fn shard_windows(
+    path: &Path,
+    vocab: usize,
+    seq_len: usize,
+    train: usize,
+    held_out: usize,
+) -> Result<Windows, SourceError> {
+    let (train_path, held_out_path) = if path.is_dir() {
+        (path.join("train.tokens"), path.join("heldout.tokens"))
+    } else {
+        (path.to_path_buf(), PathBuf::new())
+    };
+    let train_path = if train_path.is_file() {
+        train_path
+    } else {
+        path.to_path_buf()
+    };
+    let mut all = TokenWindows::open(&train_path)?;
+    all.check(seq_len, vocab)?;
+    let mut train_windows = all.consecutive(seq_len, train + held_out)?;
+    let held_out_windows = if held_out_path.is_file() {
+        let mut h = TokenWindows::open(&held_out_path)?;
+        h.check(seq_len, vocab)?;
+        h.consecutive(seq_len, held_out)?
+    } else {
+        // No held-out shard: the last windows are held out.
+        let keep = train_windows
+            .len()
+            .saturating_sub(held_out)
+            .max(train_windows.len() / 2);
+        train_windows.split_off(keep)
+    };
+    train_windows.truncate(train);
+    Ok(Windows {
+        train: train_windows,
+        held_out: held_out_windows,
+    })
 }
 
 /// Documents encoded with BOS; one in ten (by content hash) is held out. A file that is one

@@ -12,7 +12,7 @@ use tessera::cost::{Precision, ProfileOptions, Scenario, profile_library};
 use tessera::library::{ChildChoice, Library, block_name};
 use tessera::posttrain::{DistillError, DistillLoss, DistillOptions, distill, layer_matches};
 use tessera::score::{Reference, Scoring, record_scores};
-use tessera::search::{Limits, Objective, SearchInput, SearchSpec, SolveOptions, parse_limits, search};
+use tessera::search::{Objective, SearchInput, SearchSpec, parse_limits, search};
 use tessera::source::TokenSource;
 use tessera::train::RunControl;
 
@@ -41,7 +41,7 @@ fn fused_runs_are_scored_profiled_searched_and_assembled_as_multi_layer_candidat
     // The score of a fused candidate is the KL of the child that the assembly builds from it.
     let parent = library.parent(None).unwrap();
     for row in rows.iter().filter(|r| r.span.layers() == 2) {
-        let choice: ChildChoice = vec![(row.span, row.variant.clone())];
+        let choice = ChildChoice(vec![(row.span, row.variant.clone())]);
         let child = library.assemble_spans(&parent, &choice).unwrap();
         assert_eq!(child.config.num_layers(), 1);
         assert_eq!(child.layer_spans(), vec![LayerSpan { first: 0, last: 1 }]);
@@ -55,14 +55,14 @@ fn fused_runs_are_scored_profiled_searched_and_assembled_as_multi_layer_candidat
         );
     }
     profile_library(
-        &library,
+        &lib,
         &ProfileOptions {
             target: "cpu".parse().unwrap(),
             precision: Precision::F32,
             scenarios: vec![Scenario::Decode { batch: 1, context: 24 }],
             repeats: 3,
             calibration_models: 0,
-            progress: false,
+            ..ProfileOptions::default()
         },
         &device,
     )
@@ -87,19 +87,18 @@ fn fused_runs_are_scored_profiled_searched_and_assembled_as_multi_layer_candidat
     }
     // Fewer parameters than any pair of single blocks with attention in both layers offers:
     // a fused block with attention, or attention dropped somewhere.
+    let objective = Objective {
+        key: "metrics.kl_div".into(),
+        maximize: false,
+    };
     let spec = SearchSpec {
-        objective: Objective {
-            key: "metrics.kl_div".into(),
-            maximize: false,
-        },
-        limits: Limits::Raw(parse_limits("stats.kv_bytes_per_token<=128").unwrap()),
-        options: SolveOptions::default(),
         baselines: false,
+        ..SearchSpec::raw(objective, parse_limits("stats.kv_bytes_per_token<=128").unwrap())
     };
     let report = search(&input, &spec).unwrap();
     let best = &report.solutions[0];
     let path = dir.path().join("solutions.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    report.write(&path).unwrap();
 
     let out = dir.path().join("child");
     let run = common::tessera()
@@ -114,11 +113,11 @@ fn fused_runs_are_scored_profiled_searched_and_assembled_as_multi_layer_candidat
         .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let (child, _) = Checkpoint::read(&out).unwrap();
-    let expected_layers = best.choice.len();
+    let expected_layers = best.choice.0.len();
     assert_eq!(child.config.num_layers(), expected_layers, "{:?}", best.choice);
     assert!(out.join("tokenizer.json").is_file());
     let names: Vec<String> = child.config.blocks.iter().map(block_name).collect();
-    let chosen: Vec<String> = best.choice.values().map(|v| v.as_str().unwrap().to_string()).collect();
+    let chosen: Vec<&str> = best.choice.names();
     assert_eq!(names, chosen);
 }
 
@@ -141,7 +140,14 @@ fn assemble_names_what_is_wrong_with_a_solution() {
     let out = dir.path().join("child");
     let write = |name: &str, choice: serde_json::Value| {
         let path = dir.path().join(name);
-        let report = serde_json::json!({ "solutions": [{ "choice": choice }], "baselines": [{ "method": "greedy", "choice": choice }] });
+        let solution = |method: &str| {
+            serde_json::json!({ "method": method, "objective": 0.0, "totals": {}, "choice": choice,
+                                "status": "optimal", "solve_ms": 0.0, "batch_size": null })
+        };
+        let report = serde_json::json!({
+            "objective": { "key": "metrics.kl_div", "maximize": false }, "limits": [],
+            "solutions": [solution("mip")], "baselines": [solution("greedy")], "baselines_without": [],
+        });
         std::fs::write(&path, report.to_string()).unwrap();
         path.display().to_string()
     };
@@ -229,9 +235,8 @@ fn distillation_lowers_the_kl_to_the_parent_and_resumes_where_it_stopped() {
     for (name, tensor) in &whole.weights {
         let other = &resumed.weights[name];
         let diff = tensor
-            .data
             .iter()
-            .zip(&other.data)
+            .zip(other.iter())
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         assert!(diff <= 1e-6, "{name}: {diff}");

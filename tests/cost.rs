@@ -137,16 +137,15 @@ fn bad_cost_and_score_input_is_refused_with_the_reason() {
         !ok && stderr.contains("layer_1/kv1") && stderr.contains("has no trained weights"),
         "{stderr}"
     );
-    let library = Library::open(Path::new(lib)).unwrap();
     let report = profile_library(
-        &library,
+        Path::new(lib),
         &ProfileOptions {
             target: "h100".parse().unwrap(),
             precision: Precision::Fp8,
             scenarios: vec![],
             repeats: 1,
             calibration_models: 0,
-            progress: false,
+            ..ProfileOptions::default()
         },
         &Device::flex(),
     );
@@ -157,21 +156,20 @@ fn bad_cost_and_score_input_is_refused_with_the_reason() {
 fn profiling_writes_costs_into_the_library() {
     let dir = tempfile::tempdir().unwrap();
     let lib = common::tiny_library(dir.path(), 512);
-    let library = Library::open(&lib).unwrap();
     let scenarios = vec![
         Scenario::Prefill { batch: 2, seq: 16 },
         Scenario::Decode { batch: 4, context: 32 },
     ];
     for (target, precision) in [("cpu", Precision::F32), ("h100", Precision::Bf16)] {
         let report = profile_library(
-            &library,
+            &lib,
             &ProfileOptions {
                 target: target.parse().unwrap(),
                 precision,
                 scenarios: scenarios.clone(),
                 repeats: 3,
                 calibration_models: 4,
-                progress: false,
+                ..ProfileOptions::default()
             },
             &Device::flex(),
         )

@@ -34,8 +34,8 @@ fn heterogeneous() -> tessera::model::Llama {
     let mut weights = random_weights(&config, 11);
     weights
         .values_mut()
-        .filter(|t| t.shape.len() == 2)
-        .for_each(|t| t.data.iter_mut().for_each(|v| *v *= 8.0));
+        .filter(|t| t.ndim() == 2)
+        .for_each(|t| t.iter_mut().for_each(|v| *v *= 8.0));
     build_model(&config, &weights, &Device::flex()).unwrap()
 }
 

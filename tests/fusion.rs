@@ -36,11 +36,11 @@ fn child_with_a_run() -> Checkpoint {
     let mut rng = StdRng::seed_from_u64(4);
     for (name, tensor) in weights.iter_mut() {
         if name.ends_with("layernorm.weight") {
-            tensor.data.iter_mut().for_each(|w| *w = rng.random_range(0.5..1.5));
+            tensor.iter_mut().for_each(|w| *w = rng.random_range(0.5..1.5));
         }
         if name.contains("mlp.") {
             // Larger FFN outputs, so that sequential and parallel differ visibly.
-            tensor.data.iter_mut().for_each(|w| *w *= 4.0);
+            tensor.iter_mut().for_each(|w| *w *= 4.0);
         }
     }
     Checkpoint {
@@ -123,7 +123,7 @@ fn a_layer_that_contributes_nothing_has_no_dependants() {
     let mut child = child_with_a_run();
     for tensor in ["mlp.down_proj", "self_attn.o_proj"] {
         if let Some(t) = child.weights.get_mut(&format!("model.layers.0.{tensor}.weight")) {
-            t.data.iter_mut().for_each(|w| *w = 0.0);
+            t.iter_mut().for_each(|w| *w = 0.0);
         }
     }
     let model = child.build(&device).unwrap();
@@ -148,11 +148,11 @@ fn the_automatic_choice_takes_the_longest_runs_under_the_threshold() {
     let config = child_with_a_run().config;
     let eligible = eligible_runs(&config);
     assert_eq!(eligible, vec![LayerSpan { first: 0, last: 3 }]);
-    let mut values = vec![vec![0.0; 5]; 5];
-    values[0][1] = 0.9; // layer 1 depends strongly on layer 0
-    values[1][2] = 0.1;
-    values[1][3] = 0.2;
-    values[2][3] = 0.15;
+    let mut values = ndarray::Array2::zeros((5, 5));
+    values[[0, 1]] = 0.9; // layer 1 depends strongly on layer 0
+    values[[1, 2]] = 0.1;
+    values[[1, 3]] = 0.2;
+    values[[2, 3]] = 0.15;
     let matrix = DependencyMatrix { layers: 5, values };
     let chosen = choose_runs(&matrix, &eligible, 0.3);
     let spans: Vec<LayerSpan> = chosen.iter().map(|r| r.span()).collect();
@@ -266,7 +266,7 @@ fn fuse_analyze_and_apply_from_the_command_line() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(stdout.contains("fused runs [0-3]: 5 layers -> 2"), "{stdout}");
     assert!(stdout.contains("parallel instead of sequential"), "{stdout}");
-    let (back, _) = Checkpoint::read(&fused).unwrap();
+    let (back, _) = Checkpoint::read(&fused.join("model")).unwrap();
     assert_eq!(
         back.layer_spans(),
         vec![LayerSpan { first: 0, last: 3 }, LayerSpan::single(4)]

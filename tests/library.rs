@@ -15,10 +15,11 @@ use tessera::library::activations::{ActivationWalk, calibration};
 use tessera::library::bld::ItemNet;
 use tessera::library::init::{channel_contributions, initial_weights, prune_ffn};
 use tessera::library::{
-    BuildOptions, ItemState, Library, LibraryError, LinearInit, Shard, Stage, WorkItem, build_library, layer_tensors,
-    merge_libraries,
+    BuildOptions, ChildChoice, ItemState, Library, LibraryError, LinearInit, Stage, WorkItem, build_library,
+    layer_tensors, merge_libraries,
 };
 use tessera::model::{AttentionConfig, ModelConfig};
+use tessera::selection::Selection;
 use tessera::source::TokenSource;
 
 const SPACE: &str = "search_spaces/small.toml";
@@ -226,7 +227,7 @@ fn two_shards_merged_equal_a_single_build() {
     for index in 0..2 {
         let part = dir.path().join(format!("part{index}"));
         let mut sharded = options(&parent, 2048);
-        sharded.shard = Some(Shard { index, count: 2 });
+        sharded.selection = Selection::Shard { index, count: 2 };
         build_library(&part, &sharded, &device).unwrap();
         parts.push(part);
     }
@@ -334,7 +335,7 @@ fn bad_library_input_is_refused_with_the_reason() {
     let missing = "no/such/file.txt".parse::<TokenSource>().unwrap_err().to_string();
     assert!(missing.contains("no/such/file.txt"), "{missing}");
     assert!("parent-samples:0".parse::<TokenSource>().is_err());
-    assert!("1/1".parse::<Shard>().is_err() && "a/2".parse::<Shard>().is_err());
+    assert!(Selection::shard("1/1").is_err() && Selection::shard("a/2").is_err());
 
     let library = Library::open(&out).unwrap();
     let missing_item = WorkItem::attention(0, AttentionConfig::Gqa { kv_heads: 4 });
@@ -357,15 +358,13 @@ fn coupled_and_hybrid_builds_train_pairs() {
 
     let lib = dir.path().join("hybrid");
     build_library(&lib, &options(&parent, 1024), &device).unwrap();
-    let pairs = dir.path().join("solutions.json");
-    let solutions = serde_json::json!({ "solutions": [
-        { "choice": { "layer_0": "kv1 + ffn32", "layer_1": "kv2 + ffn64" } },
-        { "choice": { "layer_0": "attn_linear + ffn_linear", "layer_1": "kv2 + ffn_noop" } },
-    ]});
-    std::fs::write(&pairs, solutions.to_string()).unwrap();
+    let child = |names: [&str; 2]| ChildChoice::per_layer(&names.map(String::from));
     let mut hybrid = options(&parent, 1024);
     hybrid.mode = tessera::library::BldMode::Hybrid;
-    hybrid.pairs = Some(pairs.clone());
+    hybrid.pairs = vec![
+        child(["kv1 + ffn32", "kv2 + ffn64"]),
+        child(["attn_linear + ffn_linear", "kv2 + ffn_noop"]),
+    ];
     let report = build_library(&lib, &hybrid, &device).unwrap();
     // The parent's own block (layer 1, first solution) has nothing to train.
     assert_eq!(report.trained_now, 3, "{report:?}");
@@ -398,11 +397,13 @@ fn coupled_and_hybrid_builds_train_pairs() {
         library.item_weights(&pair.item, Stage::Trained).unwrap()
     );
     let mut unknown = hybrid.clone();
-    std::fs::write(&pairs, r#"{"solutions": [{"choice": {"layer_0": "kv3 + ffn32"}}]}"#).unwrap();
-    unknown.pairs = Some(pairs);
+    unknown.pairs = vec![ChildChoice(vec![(
+        tessera::checkpoint::LayerSpan::single(0),
+        "kv3 + ffn32".into(),
+    )])];
     let error = build_error(&unknown, &dir.path().join("unknown"));
     assert!(
-        error.contains("solutions.json") && error.contains("kv3 + ffn32"),
+        error.contains("layer_0") && error.contains("kv3 + ffn32") && error.contains("not a block"),
         "{error}"
     );
 }

@@ -286,3 +286,148 @@ fn bad_pipeline_files_are_refused_naming_file_and_field() {
         }
     }
 }
+
+/// The pipeline of the equivalence test: tiny, with block costs from the H100 roofline (no
+/// timing noise reaches the search) and a space without linear variants (their least-squares
+/// initialisation moved to f64 Gram matrices in faer with the stage functions; everything else
+/// must compute what it computed before).
+fn equivalence_pipeline(dir: &Path) -> PathBuf {
+    std::fs::write(
+        dir.join("h100.toml"),
+        "objective = \"metrics.kl_div\"\n[target]\nhardware = \"h100\"\ndtype = \"bf16\"\n\
+         [scenario]\nbatch_sizes = [1]\nprompt_tokens = 32\ngenerated_tokens = 16\n\
+         [limits]\nthroughput_speedup = 1.3\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("space.toml"),
+        "[all]\nattention = [\"kv/1\", \"kv/2\", \"no_op\"]\nffn = [1.0, 0.5, 0.25, \"no_op\"]\n",
+    )
+    .unwrap();
+    let text = "[run]\nname = \"tinynl\"\n[parent]\nlayers = 2\nsteps = 30\nbatch_size = 8\ntrain_tasks = 2000\n\
+                train_stories = 100\neval_stories = 20\n[library]\nspace = \"space.toml\"\ntokens = 2048\n\
+                [score]\nwindows = 4\n[profile]\nrepeats = 2\ncalibration_models = 3\n[search]\n\
+                constraints = \"h100.toml\"\nsweep = \"throughput_speedup=1..1.4:2\"\n[fuse]\nwindows = 4\n\
+                [distill]\ntokens = 4096\n[sft]\nstages = [\"on:4\", \"both:4\"]\nbatch_size = 8\n[rl]\nrounds = 3\n\
+                survey_tasks = 24\nprompts_per_round = 4\ngroup_size = 4\nmax_new_tokens = 24\n[eval]\ntasks = 16\n\
+                request_rounds = 2\n";
+    let path = dir.join("tinynl.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The summary rows without their timings.
+fn untimed(rows: &Value) -> Vec<Value> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let mut row = row.clone();
+            let object = row.as_object_mut().unwrap();
+            object.remove("request_ms");
+            object.remove("speedup");
+            row
+        })
+        .collect()
+}
+
+fn assert_rows_close(found: &[Value], expected: &[Value], tolerance: f64, what: &str) {
+    assert_eq!(found.len(), expected.len(), "{what}");
+    for (f, e) in found.iter().zip(expected) {
+        for (key, value) in e.as_object().unwrap() {
+            match (value.as_f64(), f[key].as_f64()) {
+                (Some(a), Some(b)) => assert!(
+                    (a - b).abs() <= tolerance * a.abs().max(1e-12),
+                    "{what}: {} {key}: {b} against {a}",
+                    e["model"]
+                ),
+                _ => assert_eq!(&f[key], value, "{what}: {} {key}", e["model"]),
+            }
+        }
+    }
+}
+
+#[test]
+fn stage_functions_one_by_one_give_what_tessera_run_gives_and_what_it_gave_before() {
+    use tessera::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let path = equivalence_pipeline(dir.path());
+    let (report, _) = run_json(&path, dir.path());
+    let by_run = untimed(&report["summary"]["rows"]);
+
+    // As a notebook would: each stage function with the options the pipeline file gives.
+    let p = Pipeline::read(&path).unwrap();
+    let device = DeviceChoice::Cpu.device().unwrap();
+    let dirs = RunDirs::new(&dir.path().join("by-hand"), &p);
+    let parent = train_parent(&dirs.parent(), &p.parent_options(false), &device).unwrap();
+    let library = build_library(&dirs.library(), &p.build_options(&parent.model_dir, false), &device).unwrap();
+    let score = score_library(&dirs.library(), &p.score_options(false), &device).unwrap();
+    let profile = profile_library(&dirs.library(), &p.profile_options(false), &device).unwrap();
+    let search = search_library(&dirs.library(), &p.search_spec(), Some(&dirs.solutions()), &device).unwrap();
+    let pareto = pareto_front(
+        &dirs.library(),
+        &p.search_spec(),
+        &p.search.sweep,
+        &dirs.pareto(),
+        false,
+    )
+    .unwrap();
+    let assembled = assemble_child(&dirs.child(), &p.assemble_options(&dirs)).unwrap();
+    let fused = fuse_model(&assembled.child.model, &dirs.fuse(), &p.fuse_options(), &device).unwrap();
+    let distill_options = p.distill_options(&parent.model_dir, false);
+    let distilled = distill_model(&fused.child.model, &dirs.distill(), &distill_options, &device).unwrap();
+    let (chats, eval) = (p.sft_chats(), p.chat_eval());
+    let tuned = sft_model(
+        &distilled.child.model,
+        &dirs.sft(),
+        &chats,
+        &p.sft_options(false),
+        &eval,
+        &device,
+    )
+    .unwrap();
+    let rl_options = p.rl_options(false);
+    let reinforced = rl_model(
+        &tuned.child.model,
+        &dirs.rl(),
+        &p.rl_tasks(),
+        &rl_options,
+        &eval,
+        &device,
+    )
+    .unwrap();
+    let exported = export_model(&reinforced.child.model, &p.export_request(), &dirs.export()).unwrap();
+    let run = RunInputs {
+        name: &p.name,
+        parent: &parent,
+        library: &library,
+        score: &score,
+        profile: &profile,
+        search: &search,
+        pareto: &pareto,
+        assembled: &assembled,
+        fused: &fused,
+        distilled: &distilled,
+        tuned: &tuned,
+        reinforced: &reinforced,
+        exported: &exported,
+        stages: &[],
+    };
+    let page = write_run_report(&dir.path().join("by-hand-report"), &run, &p.run_eval(), &device).unwrap();
+    let by_hand = untimed(&serde_json::to_value(&page.summary).unwrap()["rows"]);
+    assert_rows_close(&by_hand, &by_run, 1e-9, "stage by stage against tessera run");
+    assert!(
+        fused.child.layers < assembled.child.layers,
+        "this pipeline fuses: {fused:?}"
+    );
+
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipeline/summary_before_stage_functions.json");
+    let before: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    assert_rows_close(
+        &by_run,
+        before["rows"].as_array().unwrap(),
+        1e-5,
+        "against the code before",
+    );
+}

@@ -20,7 +20,7 @@ fn rounded(checkpoint: &Checkpoint, dtype: StoreDtype) -> Checkpoint {
     let mut out = checkpoint.clone();
     out.weights
         .values_mut()
-        .for_each(|t| t.data.iter_mut().for_each(|v| *v = dtype.round_trip(*v)));
+        .for_each(|t| t.iter_mut().for_each(|v| *v = dtype.round_trip(*v)));
     out
 }
 
@@ -244,13 +244,13 @@ fn decilm_config_follows_the_nemotron_nas_schema_field_by_field() {
         );
         if block.attention == AttentionConfig::Linear {
             assert_eq!(
-                read.weights[&format!("model.layers.{i}.self_attn.linear_attn.weight")].shape,
+                read.weights[&format!("model.layers.{i}.self_attn.linear_attn.weight")].shape(),
                 [h, h]
             );
         }
         if block.ffn == FfnConfig::Linear {
             assert_eq!(
-                read.weights[&format!("model.layers.{i}.mlp.linear_mlp.weight")].shape,
+                read.weights[&format!("model.layers.{i}.mlp.linear_mlp.weight")].shape(),
                 [h, h]
             );
         }

@@ -8,9 +8,10 @@ mod common;
 use std::path::Path;
 
 use serde_json::{Value, json};
+use tessera::checkpoint::LayerSpan;
 use tessera::search::synthetic::random_library;
 use tessera::search::{
-    BASELINES, Choice, ConstraintFile, Limit, Limits, Objective, Problem, SearchError, SearchInput, SearchSpec, Sense,
+    BASELINES, Choice, ConstraintFile, Limit, Objective, Problem, SearchError, SearchInput, SearchSpec, Sense,
     SolveOptions, SolverKind, Status, Sweep, parse_limits, search, solve, verify,
 };
 
@@ -219,17 +220,13 @@ fn a_library_written_elsewhere_is_read_and_searched() {
     let path = dir.path().join("block_library.json");
     std::fs::write(&path, text).unwrap();
     let input = SearchInput::open(&path).unwrap();
-    let spec = SearchSpec {
-        objective: kl(),
-        limits: Limits::Raw(parse_limits("stats.runtime_ms<=2.5").unwrap()),
-        options: SolveOptions::default(),
-        baselines: true,
-    };
+    let spec = SearchSpec::raw(kl(), parse_limits("stats.runtime_ms<=2.5").unwrap());
     let report = search(&input, &spec).unwrap();
     let best = &report.solutions[0];
-    assert_eq!(best.choice["layer_0"], "attention no_op ffn intermediate_7168");
+    let at = |layer| best.choice.block_at(LayerSpan::single(layer)).unwrap();
+    assert_eq!(at(0), "attention no_op ffn intermediate_7168");
     // Within 2.5 ms: 0.9 + 1.1 (KL 0.07) beats 0.9 + 0.3 (KL 0.42) and 2.0 + 0.3 (KL 0.4).
-    assert_eq!(best.choice["layer_1"], "attention gqa_8 ffn intermediate_3584");
+    assert_eq!(at(1), "attention gqa_8 ffn intermediate_3584");
     assert!((best.objective - 0.07).abs() < 1e-12);
     assert!(best.totals["stats.runtime_ms"].as_f64().unwrap() <= 2.5);
     assert!(!input.problem.candidates[0].values.contains_key("stats.hw.gpu"));
@@ -485,7 +482,7 @@ fn a_constraint_file_compiles_to_throughput_and_memory_limits_and_sweeps() {
     let request = best.totals["request_ms@b=1"].as_f64().unwrap();
     assert!(request <= 10.4 / 1.7 + 1e-9, "{request}");
     assert_eq!(best.batch_size, Some(1));
-    let names: Vec<&str> = best.choice.values().map(|v| v.as_str().unwrap()).collect();
+    let names: Vec<&str> = best.choice.names();
     assert_eq!(names, ["v2", "v1", "v1", "v1"], "{best:?}");
 
     // A scenario the library was not profiled for names the profile command to run.
@@ -536,7 +533,7 @@ fn a_real_library_is_scored_profiled_searched_and_its_child_timed() {
         .unwrap();
     record_scores(&lib, &rows).unwrap();
     profile_library(
-        &library,
+        &lib,
         &ProfileOptions {
             target: "cpu".parse().unwrap(),
             precision: Precision::F32,
@@ -546,7 +543,7 @@ fn a_real_library_is_scored_profiled_searched_and_its_child_timed() {
             ],
             repeats: 5,
             calibration_models: 4,
-            progress: false,
+            ..ProfileOptions::default()
         },
         &device,
     )
@@ -558,25 +555,14 @@ fn a_real_library_is_scored_profiled_searched_and_its_child_timed() {
     assert_eq!(best.status, Status::Optimal);
     // The parent's blocks are known from the manifest, and the search had to leave them.
     let parent = input.problem.parent_choice().unwrap();
-    assert_ne!(
-        input
-            .problem
-            .describe(&parent)
-            .into_iter()
-            .map(|(_, n)| n)
-            .collect::<Vec<_>>(),
-        best.choice
-            .values()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect::<Vec<_>>()
-    );
+    assert_ne!(input.problem.describe(&parent).names(), best.choice.names());
     let checks = check_on_cpu(&lib, &file, &[best], 5, &device).unwrap();
     eprintln!("{checks:?}");
     let child = &checks.children[0];
     let names: Vec<String> = best
         .choice
         .iter()
-        .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap()))
+        .map(|(span, name)| format!("layer_{span}: {name}"))
         .collect();
     assert_eq!(child.blocks, names);
     assert!(child.predicted_speedup >= 1.7 - 1e-9, "{checks:?}");

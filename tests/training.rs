@@ -80,7 +80,7 @@ fn max_weight_diff(a: &Llama, b: &Llama) -> f32 {
     let (a, b) = (model_weights(&a.valid()), model_weights(&b.valid()));
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     a.iter()
-        .flat_map(|(name, t)| t.data.iter().zip(&b[name].data).map(|(x, y)| (x - y).abs()))
+        .flat_map(|(name, t)| t.iter().zip(b[name].iter()).map(|(x, y)| (x - y).abs()))
         .fold(0.0, f32::max)
 }
 

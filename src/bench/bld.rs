@@ -38,11 +38,6 @@ fn kind(attention: Option<AttentionConfig>, ffn: Option<FfnConfig>) -> String {
     }
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 /// Builds the library of `options` into a fresh temporary directory and times it.
 pub fn bench_bld(options: &BuildOptions, device: &Device) -> Result<BldBench, LibraryError> {
     let scratch = tempfile::tempdir().map_err(LibraryError::io(&std::env::temp_dir()))?;
@@ -61,12 +56,41 @@ pub fn bench_bld(options: &BuildOptions, device: &Device) -> Result<BldBench, Li
         tokens_per_item: options.bld.tokens,
         kinds: by_kind
             .into_iter()
-            .map(|(kind, (mut rates, mut seconds))| KindRate {
+            .map(|(kind, (rates, seconds))| KindRate {
                 kind,
                 items: rates.len(),
-                median_tokens_per_s: median(&mut rates),
-                median_item_seconds: median(&mut seconds),
+                median_tokens_per_s: crate::stats::median(&rates),
+                median_item_seconds: crate::stats::median(&seconds),
             })
             .collect(),
     })
+}
+
+impl std::fmt::Display for BldBench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "built {} items of {} tokens each in {:.1} s wall ({} cores)",
+            self.items,
+            self.tokens_per_item,
+            self.wall_seconds,
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        )?;
+        writeln!(
+            f,
+            "{:<40} {:>6} {:>16} {:>14}",
+            "sub-block kind", "items", "median tok/s", "median item s"
+        )?;
+        for k in &self.kinds {
+            writeln!(
+                f,
+                "{:<40} {:>6} {:>16.0} {:>14.2}",
+                k.kind, k.items, k.median_tokens_per_s, k.median_item_seconds
+            )?;
+        }
+        write!(
+            f,
+            "(tokens/s of one item's training while the other cores train other items)"
+        )
+    }
 }

@@ -3,18 +3,14 @@
 use std::time::Instant;
 
 use burn::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::model::{ForwardError, KvCache, Llama, ModelConfig};
+use crate::checkpoint::{CheckpointError, load_model};
+use crate::model::{ForwardError, KvCache, Llama, ModelConfig, build_model, random_weights};
 
 /// A Llama of about 25M parameters (tied 4096-token embeddings, 8 layers of width 512).
 pub fn random_25m_config() -> ModelConfig {
     ModelConfig::uniform(4096, 512, 8, 8, 4, 1376, 1024)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// Best GFLOP/s of `size`×`size` f32 matrix products over `repeats` runs (after a warm-up).
@@ -51,7 +47,7 @@ pub fn read_bandwidth_gbs(device: &Device, repeats: usize) -> f64 {
     best
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ForwardBench {
     pub params: usize,
     pub prompt_len: usize,
@@ -109,8 +105,8 @@ pub fn bench_forward(
             decode.push(decode_tokens as f64 / decode_s);
         }
     }
-    let prefill_tokens_per_s = median(prefill);
-    let decode_tokens_per_s = median(decode);
+    let prefill_tokens_per_s = crate::stats::median(&prefill);
+    let decode_tokens_per_s = crate::stats::median(&decode);
     // Mean attention context: half the prompt during prefill, the middle of the decode run after.
     let prefill_flops = config.flops_per_token(prompt_len / 2);
     let decode_flops = config.flops_per_token(prompt_len + decode_tokens / 2);
@@ -125,4 +121,116 @@ pub fn bench_forward(
         decode_gflops: decode_tokens_per_s * decode_flops / 1e9,
         decode_weight_gbs: decode_tokens_per_s * 4.0 * config.num_params() as f64 / 1e9,
     })
+}
+
+/// The name that stands for a random 25M-parameter model in a list of models to measure.
+pub const RANDOM_25M: &str = "random-25m";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ForwardRow {
+    pub model: String,
+    pub result: ForwardBench,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ForwardReport {
+    pub gemm_peak_gflops: f64,
+    pub read_bandwidth_gbs: f64,
+    pub models: Vec<ForwardRow>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardBenchError {
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
+    #[error(transparent)]
+    Weights(#[from] crate::model::WeightError),
+}
+
+/// Measures the machine's GEMM peak and read bandwidth, then each of `models` (checkpoint paths,
+/// or `random-25m`), its prompt shortened to fit the model's context.
+pub fn bench_models(
+    models: &[String],
+    prompt_len: usize,
+    decode_tokens: usize,
+    repeats: usize,
+    device: &Device,
+) -> Result<ForwardReport, ForwardBenchError> {
+    let gemm_peak_gflops = gemm_peak_gflops(device, 1024, repeats.max(3));
+    let read_bandwidth_gbs = read_bandwidth_gbs(device, repeats.max(3));
+    let mut rows = Vec::new();
+    for name in models {
+        let model = if name == RANDOM_25M {
+            let config = random_25m_config();
+            build_model(&config, &random_weights(&config, 0), device)?
+        } else {
+            load_model(std::path::Path::new(name), device)?
+        };
+        let prompt_len = prompt_len
+            .min(model.config().max_position_embeddings.saturating_sub(decode_tokens))
+            .max(1);
+        let result = bench_forward(&model, prompt_len, decode_tokens, repeats)?;
+        rows.push(ForwardRow {
+            model: name.clone(),
+            result,
+        });
+    }
+    Ok(ForwardReport {
+        gemm_peak_gflops,
+        read_bandwidth_gbs,
+        models: rows,
+    })
+}
+
+impl std::fmt::Display for ForwardReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (peak, bandwidth) = (self.gemm_peak_gflops, self.read_bandwidth_gbs);
+        writeln!(
+            f,
+            "machine: f32 GEMM peak {peak:.1} GFLOP/s (1024³, best run); read bandwidth {bandwidth:.1} GB/s"
+        )?;
+        writeln!(
+            f,
+            "{:<22} {:>10} | {:>13} {:>8} {:>6} | {:>12} {:>8} {:>6} {:>12} {:>6}",
+            "model",
+            "params",
+            "prefill tok/s",
+            "GFLOP/s",
+            "%peak",
+            "decode tok/s",
+            "GFLOP/s",
+            "%peak",
+            "weights GB/s",
+            "%bw"
+        )?;
+        for ForwardRow { model, result: r } in &self.models {
+            let short = std::path::Path::new(model)
+                .file_name()
+                .map_or(model.clone(), |f| f.to_string_lossy().into_owned());
+            writeln!(
+                f,
+                "{:<22} {:>10} | {:>13.1} {:>8.2} {:>5.1}% | {:>12.1} {:>8.2} {:>5.1}% {:>12.2} {:>5.1}%",
+                short,
+                r.params,
+                r.prefill_tokens_per_s,
+                r.prefill_gflops,
+                100.0 * r.prefill_gflops / peak,
+                r.decode_tokens_per_s,
+                r.decode_gflops,
+                100.0 * r.decode_gflops / peak,
+                r.decode_weight_gbs,
+                100.0 * r.decode_weight_gbs / bandwidth
+            )?;
+        }
+        if let Some(ForwardRow { result: r, .. }) = self.models.first() {
+            write!(
+                f,
+                "(medians of {} runs; prefill of {} tokens at batch 1, then {} cached decode steps)",
+                r.runs, r.prompt_len, r.decode_tokens
+            )?;
+        }
+        Ok(())
+    }
 }

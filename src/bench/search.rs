@@ -5,15 +5,15 @@
 use std::path::Path;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::search::synthetic::random_library;
 use crate::search::{
-    Limit, Limits, Objective, Problem, SearchError, SearchInput, SearchSpec, Sense, SolveOptions, SolverKind, Status,
-    Sweep, solve,
+    Limit, Objective, Problem, SearchError, SearchInput, SearchSpec, Sense, SolveOptions, SolverKind, Status, Sweep,
+    solve,
 };
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SearchBench {
     pub solver: SolverKind,
     pub layers: usize,
@@ -25,11 +25,6 @@ pub struct SearchBench {
     pub median_variables: usize,
     pub sweep_points: usize,
     pub sweep_s: f64,
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// The limits the benchmark uses: runtime at `runtime_share` and memory at 60% of the parent's.
@@ -100,10 +95,9 @@ pub fn bench_search(
     write("limits_sweep.json".into(), limits_json(&limits))?;
     let input = SearchInput { problem, library: None };
     let spec = SearchSpec {
-        objective,
-        limits: Limits::Raw(limits.clone()),
         options,
         baselines: false,
+        ..SearchSpec::raw(objective, limits.clone())
     };
     let range = Sweep {
         key: "stats.runtime_ms".into(),
@@ -120,10 +114,28 @@ pub fn bench_search(
         layers,
         variants,
         libraries,
-        median_solve_ms: median(times.clone()),
+        median_solve_ms: crate::stats::median(&times),
         max_solve_ms: times.iter().copied().fold(0.0, f64::max),
-        median_variables: median(variables) as usize,
+        median_variables: crate::stats::median(&variables) as usize,
         sweep_points,
         sweep_s,
     })
+}
+
+impl std::fmt::Display for SearchBench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} layers x {} variants, {} libraries: median {:.1} ms per solve to optimality (max {:.1}, {} variables after dominance); {}-point sweep {:.2} s",
+            self.solver,
+            self.layers,
+            self.variants,
+            self.libraries,
+            self.median_solve_ms,
+            self.max_solve_ms,
+            self.median_variables,
+            self.sweep_points,
+            self.sweep_s
+        )
+    }
 }

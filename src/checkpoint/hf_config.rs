@@ -153,10 +153,8 @@ fn token_id(path: &Path, field: &str, value: Option<Value>, default: u32) -> Res
     }
 }
 
-/// Parses a `config.json`; `path` is used in errors only.
-pub fn parse_config(path: &Path, text: &str) -> Result<(ModelConfig, ConfigFlavor), CheckpointError> {
-    let raw: RawConfig =
-        serde_json::from_str(text).map_err(|e| CheckpointError::format(path, format!("invalid config: {e}")))?;
+/// Refuses what tessera does not compute: another activation, RoPE scaling, biases.
+fn check_supported(path: &Path, raw: &RawConfig) -> Result<(), CheckpointError> {
     if let Some(act) = &raw.hidden_act
         && act != "silu"
     {
@@ -178,21 +176,15 @@ pub fn parse_config(path: &Path, text: &str) -> Result<(ModelConfig, ConfigFlavo
             return Err(CheckpointError::field(path, field, "biases are not supported"));
         }
     }
-    let heads = raw.num_attention_heads;
-    if heads == 0 || raw.hidden_size == 0 {
-        return Err(CheckpointError::field(
-            path,
-            "num_attention_heads",
-            "must be positive, as must hidden_size",
-        ));
-    }
-    let head_dim = raw.head_dim.unwrap_or(raw.hidden_size / heads);
-    let is_decilm = raw.block_configs.is_some()
-        || raw.model_type.as_deref() == Some("nemotron-nas")
-        || raw.architectures.iter().any(|a| a == "DeciLMForCausalLM");
-    let blocks = if is_decilm {
+    Ok(())
+}
+
+/// Every layer's block: DeciLM's `block_configs`, or one GQA + SwiGLU block repeated.
+fn blocks_of(path: &Path, raw: &RawConfig, is_decilm: bool, heads: usize) -> Result<Vec<BlockConfig>, CheckpointError> {
+    if is_decilm {
         let entries = raw
             .block_configs
+            .as_ref()
             .ok_or_else(|| CheckpointError::field(path, "block_configs", "missing in a DeciLM config"))?;
         if entries.len() != raw.num_hidden_layers {
             return Err(CheckpointError::field(
@@ -205,56 +197,71 @@ pub fn parse_config(path: &Path, text: &str) -> Result<(ModelConfig, ConfigFlavo
                 ),
             ));
         }
-        entries
+        return entries
             .iter()
             .enumerate()
             .map(|(i, b)| decilm_block(path, i, b, heads, raw.hidden_size))
-            .collect::<Result<Vec<_>, _>>()?
-    } else {
-        let kv_heads = raw.num_key_value_heads.unwrap_or(heads);
-        if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
-            return Err(CheckpointError::field(
-                path,
-                "num_key_value_heads",
-                format!("{kv_heads} does not divide num_attention_heads = {heads}"),
-            ));
-        }
-        let intermediate = raw
-            .intermediate_size
-            .ok_or_else(|| CheckpointError::field(path, "intermediate_size", "missing"))?;
-        vec![
-            BlockConfig {
-                attention: AttentionConfig::Gqa { kv_heads },
-                ffn: FfnConfig::SwiGlu { intermediate }
-            };
-            raw.num_hidden_layers
-        ]
-    };
+            .collect();
+    }
+    let kv_heads = raw.num_key_value_heads.unwrap_or(heads);
+    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+        return Err(CheckpointError::field(
+            path,
+            "num_key_value_heads",
+            format!("{kv_heads} does not divide num_attention_heads = {heads}"),
+        ));
+    }
+    let intermediate = raw
+        .intermediate_size
+        .ok_or_else(|| CheckpointError::field(path, "intermediate_size", "missing"))?;
+    Ok(vec![
+        BlockConfig {
+            attention: AttentionConfig::Gqa { kv_heads },
+            ffn: FfnConfig::SwiGlu { intermediate }
+        };
+        raw.num_hidden_layers
+    ])
+}
+
+/// Parses a `config.json`; `path` is used in errors only.
+pub fn parse_config(path: &Path, text: &str) -> Result<(ModelConfig, ConfigFlavor), CheckpointError> {
+    let raw: RawConfig =
+        serde_json::from_str(text).map_err(|e| CheckpointError::format(path, format!("invalid config: {e}")))?;
+    check_supported(path, &raw)?;
+    let heads = raw.num_attention_heads;
+    if heads == 0 || raw.hidden_size == 0 {
+        return Err(CheckpointError::field(
+            path,
+            "num_attention_heads",
+            "must be positive, as must hidden_size",
+        ));
+    }
+    let is_decilm = raw.block_configs.is_some()
+        || raw.model_type.as_deref() == Some("nemotron-nas")
+        || raw.architectures.iter().any(|a| a == "DeciLMForCausalLM");
     let config = ModelConfig {
         vocab_size: raw.vocab_size,
         hidden_size: raw.hidden_size,
         num_attention_heads: heads,
-        head_dim,
+        head_dim: raw.head_dim.unwrap_or(raw.hidden_size / heads),
         max_position_embeddings: raw.max_position_embeddings,
         rope_theta: raw.rope_theta,
         rms_norm_eps: raw.rms_norm_eps,
         tie_word_embeddings: raw.tie_word_embeddings,
-        bos_token_id: token_id(path, "bos_token_id", raw.bos_token_id, 1)?,
-        eos_token_id: token_id(path, "eos_token_id", raw.eos_token_id, 2)?,
-        blocks,
+        bos_token_id: token_id(path, "bos_token_id", raw.bos_token_id.clone(), 1)?,
+        eos_token_id: token_id(path, "eos_token_id", raw.eos_token_id.clone(), 2)?,
+        blocks: blocks_of(path, &raw, is_decilm, heads)?,
     };
     config.validate().map_err(|cause| CheckpointError::Config {
         path: path.to_path_buf(),
         cause,
     })?;
-    Ok((
-        config,
-        if is_decilm {
-            ConfigFlavor::DeciLm
-        } else {
-            ConfigFlavor::Llama
-        },
-    ))
+    let flavor = if is_decilm {
+        ConfigFlavor::DeciLm
+    } else {
+        ConfigFlavor::Llama
+    };
+    Ok((config, flavor))
 }
 
 fn decilm_block(

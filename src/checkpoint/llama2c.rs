@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::error::CheckpointError;
 use crate::model::config::{AttentionConfig, BlockConfig, FfnConfig, ModelConfig};
-use crate::model::weights::{HostTensor, TensorMap, expected_tensors};
+use crate::model::weights::{HostTensor, HostValues, TensorMap, expected_tensors, host_tensor};
 
 const MAGIC: u32 = 0x616b_3432;
 const V1_HEADER_BYTES: usize = 256;
@@ -35,10 +35,10 @@ struct Header {
 /// Permutes the rows of a `[heads * head_dim, cols]` matrix between the interleaved RoPE layout
 /// (pairs `2i, 2i+1`) and rotate-half (pairs `i, i + head_dim/2`).
 fn permute_rope_rows(t: &HostTensor, heads: usize, to_rotate_half: bool) -> HostTensor {
-    let cols = t.shape[1];
-    let head_dim = t.shape[0] / heads;
+    let (cols, head_dim) = (t.shape()[1], t.shape()[0] / heads);
     let half = head_dim / 2;
-    let mut data = vec![0.0; t.data.len()];
+    let values = t.values();
+    let mut data = vec![0.0; values.len()];
     for h in 0..heads {
         for i in 0..half {
             for j in 0..2 {
@@ -49,11 +49,11 @@ fn permute_rope_rows(t: &HostTensor, heads: usize, to_rotate_half: bool) -> Host
                 } else {
                     (rotate_half, interleaved)
                 };
-                data[dst * cols..(dst + 1) * cols].copy_from_slice(&t.data[src * cols..(src + 1) * cols]);
+                data[dst * cols..(dst + 1) * cols].copy_from_slice(&values[src * cols..(src + 1) * cols]);
             }
         }
     }
-    HostTensor::new(t.shape.clone(), data)
+    host_tensor(t.shape().to_vec(), data)
 }
 
 fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, usize), CheckpointError> {
@@ -283,7 +283,7 @@ pub fn read(path: &Path) -> Result<(ModelConfig, TensorMap), CheckpointError> {
         match item {
             Item::RopeTable { .. } => floats.by_ref().take(count).for_each(drop),
             Item::Tensor(name, shape) => {
-                let mut t = HostTensor::new(shape, floats.by_ref().take(count).collect());
+                let mut t = host_tensor(shape, floats.by_ref().take(count).collect());
                 if let Some(heads) = rope_row_permutation(&name, &header) {
                     t = permute_rope_rows(&t, heads, true);
                 }
@@ -378,7 +378,7 @@ pub fn write(
                 permuted
                     .as_ref()
                     .unwrap_or(t)
-                    .data
+                    .values()
                     .iter()
                     .for_each(|v| out.extend(v.to_le_bytes()));
             }

@@ -3,6 +3,7 @@
 //! `ModelConfig` plus HF-named, rotate-half tensors); only `build` touches the burn model.
 
 pub mod error;
+pub mod export;
 pub mod hf_config;
 pub mod llama2c;
 pub mod safetensors_dir;
@@ -14,12 +15,13 @@ use std::path::Path;
 use burn::prelude::Device;
 
 pub use error::CheckpointError;
+pub use export::{ExportFormat, ExportRequest, ModelSummary, TOKENIZER_FILE, export_model};
 pub use hf_config::ConfigFlavor;
 pub use llama2c::Llama2cVersion;
 pub use safetensors_dir::{StoreDtype, read_tensor_file, write_tensor_file};
 pub use splice::{LayerSpan, Replacement, SpliceError};
 
-use crate::model::weights::{TensorMap, check_weights};
+use crate::model::weights::{HostValues, TensorMap, check_weights};
 use crate::model::{Llama, ModelConfig, build_model, model_weights};
 
 /// Where a checkpoint came from.
@@ -101,10 +103,10 @@ impl Checkpoint {
         );
         for (name, tensor) in &self.weights {
             feed(name.as_bytes());
-            for &d in &tensor.shape {
+            for &d in tensor.shape() {
                 feed(&(d as u64).to_le_bytes());
             }
-            feed(bytemuck::cast_slice(&tensor.data));
+            feed(bytemuck::cast_slice(tensor.values()));
         }
         format!("{hash:016x}")
     }

@@ -11,19 +11,21 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::CheckpointError;
-use crate::model::weights::{HostTensor, TensorMap};
+use crate::model::weights::{HostTensor, HostValues, TensorMap, host_tensor};
 
 pub const SINGLE_FILE: &str = "model.safetensors";
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
 /// The dtype tensors are stored in on export.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum StoreDtype {
     #[default]
     F32,
     F16,
     Bf16,
 }
+
+crate::named!(StoreDtype { "f32" => StoreDtype::F32, "f16" => StoreDtype::F16, "bf16" => StoreDtype::Bf16 });
 
 impl StoreDtype {
     /// The `torch_dtype` string HF configs carry.
@@ -94,7 +96,7 @@ fn decode(path: &Path, name: &str, view: &TensorView<'_>) -> Result<HostTensor, 
             ));
         }
     };
-    Ok(HostTensor::new(view.shape().to_vec(), data))
+    Ok(host_tensor(view.shape().to_vec(), data))
 }
 
 fn read_file(path: &Path, wanted: Option<&[&str]>, into: &mut TensorMap) -> Result<(), CheckpointError> {
@@ -158,7 +160,7 @@ pub fn write_tensors(
     let mut shards: Vec<Vec<&str>> = vec![Vec::new()];
     let mut shard_bytes = 0;
     for (name, tensor) in tensors {
-        let bytes = tensor.data.len() * element;
+        let bytes = tensor.len() * element;
         if shard_bytes > 0 && shard_bytes + bytes > limit {
             shards.push(Vec::new());
             shard_bytes = 0;
@@ -182,7 +184,7 @@ pub fn write_tensors(
         }
     }
     if count > 1 {
-        let total: usize = tensors.values().map(|t| t.data.len() * element).sum();
+        let total: usize = tensors.values().map(|t| t.len() * element).sum();
         let index = json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
         let path = dir.join(INDEX_FILE);
         fs::write(&path, serde_json::to_string_pretty(&index).expect("index serialises"))
@@ -200,11 +202,11 @@ fn write_file(
 ) -> Result<(), CheckpointError> {
     let encoded: Vec<(&str, Vec<u8>, &HostTensor)> = names
         .iter()
-        .map(|n| (*n, dtype.encode(&tensors[*n].data), &tensors[*n]))
+        .map(|n| (*n, dtype.encode(tensors[*n].values()), &tensors[*n]))
         .collect();
     let views = encoded
         .iter()
-        .map(|(n, bytes, t)| TensorView::new(dtype.dtype(), t.shape.clone(), bytes).map(|v| (*n, v)))
+        .map(|(n, bytes, t)| TensorView::new(dtype.dtype(), t.shape().to_vec(), bytes).map(|v| (*n, v)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CheckpointError::format(path, format!("cannot encode: {e}")))?;
     let bytes = safetensors::serialize(views, metadata)

@@ -5,12 +5,12 @@
 use std::time::Instant;
 
 use burn::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::scenario::Scenario;
 use crate::model::{ForwardError, KvCache, Llama, ModelConfig};
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
     pub median_ms: f64,
     pub min_ms: f64,
@@ -29,12 +29,11 @@ pub const DECODE_STEPS: usize = 16;
 /// One timed unit of work, ready to run again and again on the same inputs.
 pub type Runner<'a> = Box<dyn Fn() + 'a>;
 
-fn summarise(mut ms: Vec<f64>) -> Timing {
-    ms.sort_by(f64::total_cmp);
+fn summarise(ms: Vec<f64>) -> Timing {
     Timing {
-        median_ms: ms[ms.len() / 2],
-        min_ms: ms[0],
-        max_ms: ms[ms.len() - 1],
+        median_ms: crate::stats::median(&ms),
+        min_ms: ms.iter().copied().fold(f64::INFINITY, f64::min),
+        max_ms: ms.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         runs: ms.len(),
     }
 }

@@ -48,7 +48,7 @@ impl LatencyModel {
 }
 
 /// One model in the calibration: what the latency model predicted and what was measured.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelCheck {
     pub name: String,
     /// Used to fit the correction, or only to check it.
@@ -59,7 +59,7 @@ pub struct ModelCheck {
     pub error_pct: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CalibrationReport {
     pub latency: LatencyModel,
     pub models: Vec<ModelCheck>,
@@ -69,22 +69,12 @@ pub struct CalibrationReport {
     pub raw_mean_abs_error_pct: f64,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        0.5 * (values[n / 2 - 1] + values[n / 2])
-    }
-}
-
 /// The correction `y ≈ x + offset`: the median of what the measured models spend beyond their
 /// parts. A scale was tried too (a line, least squares and Theil–Sen): fitted on five of 16
 /// children it made the checked predictions worse more often than better, because the blocks
 /// are timed in context and what remains is mostly noise.
 fn fit_offset(points: &[(f64, f64)]) -> f64 {
-    median(points.iter().map(|(x, y)| y - x).collect())
+    crate::stats::median(&points.iter().map(|(x, y)| y - x).collect::<Vec<_>>())
 }
 
 /// Children of `parent` with each layer's block drawn from `choices[layer]`: `count` random

@@ -4,12 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{DataError, ShardWriter, Split, split_of};
 use crate::tokenizer::Tokenizer;
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CorpusReport {
     pub train: PathBuf,
     pub held_out: PathBuf,
@@ -82,4 +82,44 @@ pub fn tokenize_corpus<'a>(
         train_documents: counts[0],
         held_out_documents: counts[1],
     })
+}
+
+/// `tessera data tokenize`: the documents of every file in `texts` (split on `split_on`),
+/// tokenized with the tokenizer at `tokenizer` into shards in `out`.
+pub fn tokenize_files(
+    tokenizer: &Path,
+    texts: &[PathBuf],
+    split_on: Option<&str>,
+    held_out_every: u64,
+    out: &Path,
+) -> Result<CorpusReport, DataError> {
+    let tokenizer = Tokenizer::read(tokenizer).map_err(|cause| DataError::Tokenize {
+        path: tokenizer.to_path_buf(),
+        cause,
+    })?;
+    let mut documents = Vec::new();
+    for path in texts {
+        documents.extend(read_documents(path, split_on)?.into_iter().map(|d| (path.as_path(), d)));
+    }
+    tokenize_corpus(
+        &tokenizer,
+        documents.iter().map(|(p, d)| (*p, d.as_str())),
+        held_out_every,
+        out,
+    )
+}
+
+impl std::fmt::Display for CorpusReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} documents, {} tokens -> {}\n{} documents, {} tokens -> {}",
+            self.train_documents,
+            self.train_tokens,
+            self.train.display(),
+            self.held_out_documents,
+            self.held_out_tokens,
+            self.held_out.display()
+        )
+    }
 }

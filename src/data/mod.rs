@@ -8,9 +8,9 @@ pub mod windows;
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-pub use corpus::{CorpusReport, read_documents, tokenize_corpus};
+pub use corpus::{CorpusReport, read_documents, tokenize_corpus, tokenize_files};
 pub use shard::{ShardWriter, TokenShard};
 pub use windows::TokenWindows;
 
@@ -27,7 +27,7 @@ pub enum DataError {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Split {
     Train,
     HeldOut,

@@ -5,6 +5,7 @@
 pub mod accuracy;
 pub mod consistency;
 pub mod nll;
+pub mod task_set;
 pub mod verify;
 
 pub use accuracy::{
@@ -12,4 +13,5 @@ pub use accuracy::{
 };
 pub use consistency::{max_abs_diff, prefill_decode_max_diff};
 pub use nll::{NllReport, mean_nll, unigram_entropy};
+pub use task_set::TaskSet;
 pub use verify::{answer_correct, reference_answer};

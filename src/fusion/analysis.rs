@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::dependency::{DependencyMatrix, dependency_matrix};
 use super::runs::{RunStats, choose_runs, eligible_runs, run_stats};
@@ -12,7 +12,7 @@ use crate::checkpoint::LayerSpan;
 use crate::model::{ForwardError, Llama};
 use crate::table::{TableError, Values, write_table};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FusionAnalysis {
     pub matrix: DependencyMatrix,
     /// Every sub-run (two layers or more) of the maximal fusable runs.
@@ -57,7 +57,7 @@ pub fn write_analysis(dir: &Path, analysis: &FusionAnalysis) -> Result<(), Table
         csv.push_str(&format!(",{j}"));
     }
     csv.push('\n');
-    for (i, row) in analysis.matrix.values.iter().enumerate() {
+    for (i, row) in analysis.matrix.values.rows().into_iter().enumerate() {
         csv.push_str(&i.to_string());
         for (j, value) in row.iter().enumerate() {
             if j > i {

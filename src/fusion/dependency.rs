@@ -5,20 +5,42 @@
 //! so the two may read the same input. Knows the forward pass only.
 
 use burn::prelude::*;
-use serde::Serialize;
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{ForwardError, Llama};
 
-/// `values[i][j]` for `i < j`; the diagonal and below are 0.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// `values[[i, j]]` for `i < j`; the diagonal and below are 0. Written as a list of rows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DependencyMatrix {
     pub layers: usize,
-    pub values: Vec<Vec<f64>>,
+    #[serde(with = "as_rows")]
+    pub values: Array2<f64>,
 }
 
 impl DependencyMatrix {
     pub fn get(&self, i: usize, j: usize) -> f64 {
-        self.values[i][j]
+        self.values[[i, j]]
+    }
+}
+
+/// A square matrix as JSON rows (`[[…], […]]`), the layout `analysis.json` has always had.
+mod as_rows {
+    use ndarray::Array2;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(values: &Array2<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+        let rows: Vec<Vec<f64>> = values.rows().into_iter().map(|r| r.to_vec()).collect();
+        rows.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Array2<f64>, D::Error> {
+        let rows = Vec::<Vec<f64>>::deserialize(deserializer)?;
+        let n = rows.len();
+        if rows.iter().any(|r| r.len() != n) {
+            return Err(serde::de::Error::custom("the dependency matrix is not square"));
+        }
+        Ok(Array2::from_shape_vec((n, n), rows.concat()).expect("square"))
     }
 }
 
@@ -37,8 +59,8 @@ pub fn dependency_matrix(model: &Llama, windows: &[Vec<u32>]) -> Result<Dependen
     let hidden = out.hidden_states;
     let layers = model.layers.len();
     let run = |layer: usize, x: Tensor<3>| model.layers[layer].forward(x, layer, 0, &model.rope, None);
-    let mut values = vec![vec![0.0; layers]; layers];
-    for (i, row) in values.iter_mut().enumerate() {
+    let mut values = Array2::zeros((layers, layers));
+    for (i, mut row) in values.rows_mut().into_iter().enumerate() {
         let mut skipped = hidden[i].clone();
         for (j, value) in row.iter_mut().enumerate().skip(i + 1) {
             let without = run(j, skipped.clone());

@@ -4,7 +4,7 @@
 //! automatic choice takes, inside each maximal fusable run, the longest sub-run whose `M_max`
 //! stays under a threshold (the smaller `M_sum` on ties) and repeats on what is left.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::FusionError;
 use super::dependency::DependencyMatrix;
@@ -12,7 +12,7 @@ use crate::checkpoint::LayerSpan;
 use crate::model::{AttentionConfig, FfnConfig, ModelConfig};
 
 /// A candidate run with its dependency figures.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunStats {
     pub first: usize,
     pub last: usize,

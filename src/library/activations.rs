@@ -9,7 +9,7 @@ use burn::tensor::activation::silu;
 
 use super::init::Calibration;
 use crate::model::ffn::Ffn;
-use crate::model::{Block, HostTensor, Llama};
+use crate::model::{Block, HostTensor, Llama, from_burn};
 
 /// Windows run through the parent at once (bounds the attention scores' memory).
 const CHUNK: usize = 32;
@@ -83,7 +83,7 @@ impl<'a> ActivationWalk<'a> {
 fn token_rows(t: Tensor<3>, count: usize) -> HostTensor {
     let [b, s, h] = t.dims();
     let rows = (b * s).min(count);
-    HostTensor::from_tensor(t.reshape([b * s, h]).narrow(0, 0, rows))
+    from_burn(t.reshape([b * s, h]).narrow(0, 0, rows))
 }
 
 /// Calibration statistics of `block` (the parent's, at its layer) over the first `tokens`
@@ -107,7 +107,7 @@ pub fn calibration(block: &Block, acts: &LayerActivations, tokens: usize) -> Cal
                     let hidden = silu(f.gate_proj.forward(normed.clone())) * f.up_proj.forward(normed.clone());
                     let [b, s, n] = hidden.dims();
                     let mean = hidden.abs().reshape([b * s, n]).mean_dim(0).reshape([n]);
-                    Some(HostTensor::from_tensor(mean).data)
+                    Some(from_burn(mean).into_raw_vec_and_offset().0)
                 }
                 Ffn::Linear(_) => None,
             };

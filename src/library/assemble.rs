@@ -3,31 +3,10 @@
 //! parent's; a fused run's FFN folded from the parent's). Blocks are named as in
 //! `block_library.json`; a name the span does not offer is an error that names the span.
 
-use serde_json::{Map, Value};
-
-use super::interchange::parse_span_key;
+use super::interchange::{ChildChoice, span_key};
 use super::{Library, LibraryError, Stage};
 use crate::checkpoint::{Checkpoint, LayerSpan, Replacement};
 use crate::model::BlockConfig;
-
-/// A child as the search describes it: for each span of parent layers, a block name.
-pub type ChildChoice = Vec<(LayerSpan, String)>;
-
-/// A solution's `choice` object (`{"layer_0": "kv2 + ffn384", "layer_1-3": "…"}`) as spans.
-pub fn choice_from_json(choice: &Map<String, Value>) -> Result<ChildChoice, String> {
-    let mut out: ChildChoice = choice
-        .iter()
-        .map(|(key, name)| {
-            let span = parse_span_key(key)
-                .filter(|s| s.first <= s.last)
-                .ok_or_else(|| format!("`{key}` is not `layer_<i>` or `layer_<first>-<last>`"))?;
-            let name = name.as_str().ok_or_else(|| format!("`{key}` is not a block name"))?;
-            Ok((span, name.to_string()))
-        })
-        .collect::<Result<_, String>>()?;
-    out.sort();
-    Ok(out)
-}
 
 impl Library {
     /// The block called `name` at `layer`: the parent's own or one of the search space's.
@@ -38,26 +17,17 @@ impl Library {
             problem: format!("layer_{layer} offers no block `{name}`"),
         };
         let variants = self.manifest.space.layers.get(layer).ok_or_else(unknown)?;
-        std::iter::once(parent.blocks[layer])
-            .chain(
-                variants
-                    .attention
-                    .iter()
-                    .flat_map(|&attention| variants.ffn.iter().map(move |&ffn| BlockConfig { attention, ffn })),
-            )
-            .find(|b| super::block_name(b) == name)
-            .ok_or_else(unknown)
+        let own = parent.blocks[layer];
+        if super::block_name(&own) == name {
+            return Ok(own);
+        }
+        variants.block_named(name).ok_or_else(unknown)
     }
 
     /// The child whose layer `i` is the block called `names[i]`, from the library's trained
     /// weights.
     pub fn assemble(&self, parent: &Checkpoint, names: &[String]) -> Result<Checkpoint, LibraryError> {
-        let choice: ChildChoice = names
-            .iter()
-            .enumerate()
-            .map(|(layer, name)| (LayerSpan::single(layer), name.clone()))
-            .collect();
-        self.assemble_spans(parent, &choice)
+        self.assemble_spans(parent, &ChildChoice::per_layer(names))
     }
 
     /// The child made of `choice`, whose spans must cover every parent layer exactly once.
@@ -74,7 +44,7 @@ impl Library {
             if span.first != next || span.last >= layers {
                 return Err(fail(format!(
                     "a child needs exactly one block for each of the parent's {layers} layers; the choice has {} where parent layer {next} comes next",
-                    super::interchange::span_key(*span)
+                    span_key(*span)
                 )));
             }
             next = span.last + 1;
@@ -85,7 +55,8 @@ impl Library {
             )));
         }
         let mut replacements = Vec::new();
-        for &(span, ref name) in choice {
+        for (span, name) in choice.iter() {
+            let span = *span;
             let block = self.span_block_named(span, name)?;
             let weights = self.span_weights(span, &block, &parent.weights, Stage::Trained)?;
             replacements.push(Replacement { span, block, weights });

@@ -28,6 +28,17 @@ pub struct BldSettings {
     pub seed: u64,
 }
 
+impl Default for BldSettings {
+    fn default() -> Self {
+        Self {
+            tokens: 131_072,
+            batch_windows: 8,
+            peak_lr: 1e-3,
+            seed: 1,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BldOutcome {
     pub steps: usize,

@@ -1,28 +1,27 @@
 //! `library build`: resolves the search space against the parent, lists the work items of the
-//! chosen BLD mode (or of one shard of them), and for each layer in turn computes the parent's
+//! chosen BLD mode (or the part of them a work selection picks), and for each layer in turn computes the parent's
 //! activations once, then initialises, evaluates and trains that layer's items on parallel
 //! threads, saving each finished item at once. A killed build resumes from the manifest and
 //! loses at most the items that were in progress.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::prelude::Device;
-use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::activations::{ActivationWalk, LayerActivations, calibration};
 use super::bld::{BldSettings, ItemNet};
 use super::init::{Calibration, LinearInit, initial_weights};
-use super::interchange::write_block_library;
-use super::manifest::{BuildSettings, ItemRecord, ItemState, Manifest, ParentInfo, Shard, SpaceInfo};
+use super::interchange::{ChildChoice, write_block_library};
+use super::manifest::{BuildSettings, ItemRecord, ItemState, Manifest, ParentInfo, SpaceInfo};
 use super::space::{LayerVariants, SearchSpace};
-use super::variant::{BldMode, Origin, WorkItem, block_name};
+use super::variant::{BldMode, Origin, WorkItem};
 use super::{Library, LibraryError, Stage, layer_tensors};
 use crate::checkpoint::{Checkpoint, write_tensor_file};
 use crate::model::{BlockConfig, ModelConfig, TensorMap};
+use crate::selection::Selection;
 use crate::source::TokenSource;
 use crate::tokenizer::Tokenizer;
 use crate::train::state::first_difference;
@@ -43,9 +42,11 @@ pub struct BuildOptions {
     pub calibration_tokens: usize,
     pub linear_init: LinearInit,
     pub bld: BldSettings,
-    /// Hybrid mode: a solutions file whose chosen blocks are trained as pairs.
-    pub pairs: Option<PathBuf>,
-    pub shard: Option<Shard>,
+    /// Hybrid mode: children (a search's solutions) whose chosen blocks are trained as pairs.
+    pub pairs: Vec<ChildChoice>,
+    /// The trainable items this build trains, by their index among the trainable items in
+    /// canonical order (every item not selected is left out of this library's manifest).
+    pub selection: Selection,
     /// Items trained at once (0 = one per core).
     pub workers: usize,
     pub progress: bool,
@@ -56,37 +57,61 @@ impl BuildOptions {
     pub fn new(parent: &Path, space: &Path, data: TokenSource) -> Self {
         Self {
             parent: parent.to_path_buf(),
-            tokenizer: None,
             space: space.to_path_buf(),
             data,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for BuildOptions {
+    /// Every setting's default; `parent`, `space` and `data` must still be given.
+    fn default() -> Self {
+        Self {
+            parent: PathBuf::new(),
+            tokenizer: None,
+            space: PathBuf::new(),
+            data: TokenSource::Builtin { seed: 1 },
             mode: BldMode::Decoupled,
             seq_len: 128,
             held_out_windows: 32,
             calibration_tokens: 4096,
             linear_init: LinearInit::LeastSquares,
-            bld: BldSettings {
-                tokens: 131_072,
-                batch_windows: 8,
-                peak_lr: 1e-3,
-                seed: 1,
-            },
-            pairs: None,
-            shard: None,
+            bld: BldSettings::default(),
+            pairs: Vec::new(),
+            selection: Selection::All,
             workers: 0,
             progress: false,
         }
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BuildReport {
     pub dir: PathBuf,
-    /// Items with their own training in this library (or shard).
+    /// Items with their own training in this library (or in the selected part).
     pub trainable: usize,
     pub trained_now: usize,
     /// Items that were already trained when the build started (a resumed build).
     pub already_trained: usize,
     pub seconds: f64,
+    /// The library as built.
+    pub library: Library,
+}
+
+impl std::fmt::Display for BuildReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{}: {} items trained now, {} were already trained ({} with their own training), {:.1} s",
+            self.dir.display(),
+            self.trained_now,
+            self.already_trained,
+            self.trainable,
+            self.seconds
+        )?;
+        write!(f, "{}", self.library)
+    }
 }
 
 /// The work items of `mode` in canonical order: per layer, attention variants, FFN variants,
@@ -109,46 +134,28 @@ pub fn work_items(mode: BldMode, layers: &[LayerVariants], pairs: &[WorkItem]) -
     items
 }
 
-/// Reads the blocks chosen in a solutions file (`{"solutions": [{"choice": {"layer_0": "kv1 +
-/// ffn192", …}}, …]}`) as pair items; blocks that are the parent's own or removed entirely
-/// have nothing to train and are left out.
-pub fn read_pairs(path: &Path, config: &ModelConfig, layers: &[LayerVariants]) -> Result<Vec<WorkItem>, LibraryError> {
-    let text = std::fs::read_to_string(path).map_err(LibraryError::io(path))?;
-    let bad = |problem: String| LibraryError::Format {
-        path: path.to_path_buf(),
-        problem,
-    };
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
-    let solutions = value["solutions"]
-        .as_array()
-        .ok_or_else(|| bad("expected {\"solutions\": [{\"choice\": {...}}, ...]}".into()))?;
+/// The blocks chosen by `children` (a search's solutions) as pair items; blocks that are the
+/// parent's own or removed entirely have nothing to train and are left out.
+pub fn pair_items(
+    children: &[ChildChoice],
+    config: &ModelConfig,
+    layers: &[LayerVariants],
+) -> Result<Vec<WorkItem>, LibraryError> {
     let mut pairs = Vec::new();
-    for (s, solution) in solutions.iter().enumerate() {
-        let choice = solution["choice"]
-            .as_object()
-            .ok_or_else(|| bad(format!("solutions[{s}] has no `choice` object")))?;
-        for (key, name) in choice {
-            let layer: usize = key
-                .strip_prefix("layer_")
-                .and_then(|l| l.parse().ok())
-                .filter(|&l| l < layers.len())
-                .ok_or_else(|| bad(format!("solutions[{s}].choice: `{key}` is not a layer of this parent")))?;
-            let name = name
-                .as_str()
-                .ok_or_else(|| bad(format!("solutions[{s}].choice.{key} is not a string")))?;
-            let variants = &layers[layer];
-            let block = variants
-                .attention
-                .iter()
-                .flat_map(|&attention| variants.ffn.iter().map(move |&ffn| BlockConfig { attention, ffn }))
-                .find(|b| block_name(b) == name)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "solutions[{s}].choice.{key}: `{name}` is not a block of the search space"
-                    ))
-                })?;
-            let item = WorkItem::pair(layer, block);
-            if item.origin(&config.blocks[layer]) == Origin::Trained && !pairs.contains(&item) {
+    for (s, choice) in children.iter().enumerate() {
+        for (span, name) in choice.iter() {
+            let bad = |problem: String| LibraryError::Settings(format!("pairs of child {s}: layer_{span}: {problem}"));
+            if span.first != span.last || span.first >= layers.len() {
+                return Err(bad(format!(
+                    "hybrid BLD trains single-layer blocks of the parent's {} layers",
+                    layers.len()
+                )));
+            }
+            let block = layers[span.first]
+                .block_named(name)
+                .ok_or_else(|| bad(format!("`{name}` is not a block of the search space")))?;
+            let item = WorkItem::pair(span.first, block);
+            if item.origin(&config.blocks[span.first]) == Origin::Trained && !pairs.contains(&item) {
                 pairs.push(item);
             }
         }
@@ -171,7 +178,7 @@ fn planned_manifest(
         .filter_map(|item| {
             let origin = item.origin(&config.blocks[item.layer]);
             if origin == Origin::Trained {
-                let mine = options.shard.is_none_or(|s| trainable_index % s.count == s.index);
+                let mine = options.selection.selects(trainable_index, item.layer);
                 trainable_index += 1;
                 if !mine {
                     return None;
@@ -205,7 +212,7 @@ fn planned_manifest(
             bld: options.bld.clone(),
             pairs,
         },
-        shard: options.shard,
+        selection: options.selection.clone(),
         items,
     }
 }
@@ -239,7 +246,7 @@ fn start_manifest(dir: &Path, planned: Manifest) -> Result<Manifest, LibraryErro
             "parent": { "fingerprint": m.parent.fingerprint },
             "space": { "layers": m.space.layers, "fused_runs": m.space.fused_runs },
             "settings": settings,
-            "shard": m.shard,
+            "selection": m.selection,
         })
     };
     if let Some((key, there, here)) = first_difference(&comparable(&existing), &comparable(&planned), "") {
@@ -276,14 +283,14 @@ struct LayerContext<'a> {
 /// Builds (or resumes) a library in `dir`.
 pub fn build_library(dir: &Path, options: &BuildOptions, device: &Device) -> Result<BuildReport, LibraryError> {
     let started = std::time::Instant::now();
-    if options.mode == BldMode::Hybrid && options.shard.is_some() {
+    if options.mode == BldMode::Hybrid && !options.selection.is_all() {
         return Err(LibraryError::Settings(
-            "a hybrid build cannot be sharded: shard the decoupled build, merge, then run hybrid on the merged library"
+            "a hybrid build cannot be split: split the decoupled build, merge, then run hybrid on the merged library"
                 .into(),
         ));
     }
-    if options.mode != BldMode::Hybrid && options.pairs.is_some() {
-        return Err(LibraryError::Settings("--pairs belongs to --mode hybrid".into()));
+    if options.mode != BldMode::Hybrid && !options.pairs.is_empty() {
+        return Err(LibraryError::Settings("pairs belong to --mode hybrid".into()));
     }
     let (checkpoint, _) = Checkpoint::read(&options.parent)?;
     let config = checkpoint.config.clone();
@@ -295,15 +302,12 @@ pub fn build_library(dir: &Path, options: &BuildOptions, device: &Device) -> Res
     }
     let space = SearchSpace::read(&options.space)?;
     let layers = space.resolve(&config)?;
-    let pairs = match (&options.pairs, options.mode) {
-        (Some(path), _) => read_pairs(path, &config, &layers)?,
-        (None, BldMode::Hybrid) => {
-            return Err(LibraryError::Settings(
-                "--mode hybrid needs --pairs SOLUTIONS.json (the blocks to train together)".into(),
-            ));
-        }
-        (None, _) => Vec::new(),
-    };
+    if options.mode == BldMode::Hybrid && options.pairs.is_empty() {
+        return Err(LibraryError::Settings(
+            "--mode hybrid needs --pairs SOLUTIONS.json (the blocks to train together)".into(),
+        ));
+    }
+    let pairs = pair_items(&options.pairs, &config, &layers)?;
     let planned = planned_manifest(options, &checkpoint, &space, layers, pairs);
     let manifest = start_manifest(dir, planned)?;
     let trainable: Vec<WorkItem> = manifest
@@ -334,20 +338,8 @@ pub fn build_library(dir: &Path, options: &BuildOptions, device: &Device) -> Res
         trained_now: pending.len(),
         already_trained,
         seconds: started.elapsed().as_secs_f64(),
+        library,
     })
-}
-
-fn progress_bar(show: bool, total: usize) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} BLD [{bar:30}] {pos}/{len} items {msg} ({elapsed}, eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar
 }
 
 fn train_pending(
@@ -380,12 +372,7 @@ fn train_pending(
     let mut train_walk = ActivationWalk::new(&model, &windows.train)?;
     let mut held_out_walk = ActivationWalk::new(&model, &windows.held_out)?;
     let last_layer = pending.iter().map(|i| i.layer).max().unwrap_or(0);
-    let bar = progress_bar(options.progress, pending.len());
-    let workers = if options.workers == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        options.workers
-    };
+    let bar = crate::progress::bar(options.progress, "BLD items", 0, pending.len());
     for layer in 0..=last_layer {
         let train = train_walk.current();
         let held_out = held_out_walk.current();
@@ -404,7 +391,7 @@ fn train_pending(
             let (singles, pairs): (Vec<WorkItem>, Vec<WorkItem>) =
                 here.iter().partition(|i| i.attention.is_none() || i.ffn.is_none());
             for group in [singles, pairs] {
-                run_parallel(&group, workers, |item| {
+                crate::parallel::map(options.workers, &group, |item| {
                     let result = train_item(library, &context, &settings, item, device);
                     bar.inc(1);
                     result
@@ -416,34 +403,6 @@ fn train_pending(
     }
     bar.finish_and_clear();
     Ok(())
-}
-
-/// Runs `work` on every item, `workers` at a time; the first error is returned after the
-/// items in progress finish.
-fn run_parallel(
-    items: &[WorkItem],
-    workers: usize,
-    work: impl Fn(&WorkItem) -> Result<(), LibraryError> + Sync,
-) -> Result<(), LibraryError> {
-    let next = AtomicUsize::new(0);
-    let failure: Mutex<Option<LibraryError>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..workers.clamp(1, items.len().max(1)) {
-            scope.spawn(|| {
-                loop {
-                    if failure.lock().expect("failure lock").is_some() {
-                        return;
-                    }
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(item) = items.get(i) else { return };
-                    if let Err(e) = work(item) {
-                        failure.lock().expect("failure lock").get_or_insert(e);
-                    }
-                }
-            });
-        }
-    });
-    failure.into_inner().expect("failure lock").map_or(Ok(()), Err)
 }
 
 fn update(library: &Mutex<Library>, item: &WorkItem, change: impl FnOnce(&mut ItemRecord)) -> Result<(), LibraryError> {

@@ -16,11 +16,7 @@ impl Library {
     pub fn candidates(&self) -> Vec<(LayerSpan, BlockConfig)> {
         let mut out: Vec<(LayerSpan, BlockConfig)> = Vec::new();
         for (layer, v) in self.manifest.space.layers.iter().enumerate() {
-            for &attention in &v.attention {
-                for &ffn in &v.ffn {
-                    out.push((LayerSpan::single(layer), BlockConfig { attention, ffn }));
-                }
-            }
+            out.extend(v.blocks().map(|block| (LayerSpan::single(layer), block)));
         }
         out.extend(self.fused_candidates(self.manifest.space.fused_runs));
         out

@@ -4,14 +4,15 @@
 //! by least squares on calibration activations. Works on host tensors under checkpoint names;
 //! knows nothing of training or the library directory.
 
-use burn::prelude::*;
+use faer::linalg::solvers::Solve;
+use ndarray::{Array2, ArrayView2, Axis, Ix2, IxDyn};
 use serde::{Deserialize, Serialize};
 
 use super::variant::WorkItem;
-use crate::model::{AttentionConfig, BlockConfig, FfnConfig, HostTensor, ModelConfig, TensorMap};
+use crate::model::{AttentionConfig, BlockConfig, FfnConfig, HostTensor, ModelConfig, TensorMap, host_tensor};
 
 /// How linear sub-blocks start.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinearInit {
     /// `W_o · W_v` (each token attends to itself) and `W_down · W_up` (gate ignored).
@@ -23,6 +24,8 @@ pub enum LinearInit {
     #[default]
     LeastSquares,
 }
+
+crate::named!(LinearInit { "product" => LinearInit::Product, "least-squares" => LinearInit::LeastSquares });
 
 /// What the parent does on calibration text at one layer, as far as initialisation needs it.
 #[derive(Clone, Debug, Default)]
@@ -43,66 +46,56 @@ pub enum InitError {
     NoCalibration { layer: usize, what: &'static str },
 }
 
+/// `a · b` of two matrices.
 fn matmul(a: &HostTensor, b: &HostTensor) -> HostTensor {
-    let device = Device::flex();
-    HostTensor::from_tensor(
-        a.clone()
-            .into_tensor::<2>(&device)
-            .matmul(b.clone().into_tensor(&device)),
-    )
+    let (a, b) = (matrix(a), matrix(b));
+    a.dot(&b).into_dyn()
 }
 
+fn matrix(t: &HostTensor) -> ArrayView2<'_, f32> {
+    t.view().into_dimensionality::<Ix2>().expect("a matrix")
+}
+
+/// The rows `pick` of a matrix, in that order.
 fn rows(t: &HostTensor, pick: impl Iterator<Item = usize>) -> HostTensor {
-    let cols = t.shape[1];
-    let mut data = Vec::new();
-    let mut count = 0;
-    for r in pick {
-        data.extend_from_slice(&t.data[r * cols..(r + 1) * cols]);
-        count += 1;
-    }
-    HostTensor::new(vec![count, cols], data)
+    let picked: Vec<usize> = pick.collect();
+    t.select(Axis(0), &picked)
 }
 
 /// The parent's KV heads regrouped into `child` heads of `head_dim` rows each: the mean of each
 /// group of parent heads, or each parent head repeated when the child has more.
 pub fn regroup_kv_heads(weight: &HostTensor, head_dim: usize, child: usize) -> HostTensor {
-    let parent = weight.shape[0] / head_dim;
-    let cols = weight.shape[1];
-    let mut data = vec![0.0f32; child * head_dim * cols];
-    for c in 0..child {
+    let (rows, cols) = (weight.shape()[0], weight.shape()[1]);
+    let parent = rows / head_dim;
+    let heads = weight
+        .view()
+        .into_shape_with_order((parent, head_dim * cols))
+        .expect("rows split into heads");
+    let mut out = Array2::<f32>::zeros((child, head_dim * cols));
+    for (c, mut row) in out.rows_mut().into_iter().enumerate() {
         let members: Vec<usize> = if child <= parent {
             let group = parent / child;
             (c * group..(c + 1) * group).collect()
         } else {
             vec![c / (child / parent)]
         };
-        let out = &mut data[c * head_dim * cols..(c + 1) * head_dim * cols];
         for &m in &members {
-            for (o, &w) in out
-                .iter_mut()
-                .zip(&weight.data[m * head_dim * cols..(m + 1) * head_dim * cols])
-            {
-                *o += w;
-            }
+            row += &heads.row(m);
         }
-        let inverse = 1.0 / members.len() as f32;
-        out.iter_mut().for_each(|o| *o *= inverse);
+        row *= 1.0 / members.len() as f32;
     }
-    HostTensor::new(vec![child * head_dim, cols], data)
+    out.into_shape_with_order(IxDyn(&[child * head_dim, cols]))
+        .expect("heads back to rows")
 }
 
 /// Channel contributions of a SwiGLU: mean |activation| times the norm of the channel's
 /// column of `W_down` (`[hidden, intermediate]`).
 pub fn channel_contributions(activation: &[f32], down: &HostTensor) -> Vec<f32> {
-    let (hidden, inter) = (down.shape[0], down.shape[1]);
-    (0..inter)
-        .map(|i| {
-            let norm = (0..hidden)
-                .map(|r| down.data[r * inter + i].powi(2))
-                .sum::<f32>()
-                .sqrt();
-            activation[i] * norm
-        })
+    matrix(down)
+        .columns()
+        .into_iter()
+        .zip(activation)
+        .map(|(column, a)| a * column.iter().map(|w| w.powi(2)).sum::<f32>().sqrt())
         .collect()
 }
 
@@ -118,7 +111,6 @@ pub fn top_channels(scores: &[f32], width: usize) -> Vec<usize> {
 /// A SwiGLU keeping only `channels` of the parent's (gate/up rows, down columns).
 pub fn prune_ffn(parent: &TensorMap, prefix: &str, channels: &[usize]) -> TensorMap {
     let get = |n: &str| &parent[&format!("{prefix}.mlp.{n}")];
-    let down_t = get("down_proj.weight").transposed();
     let mut out = TensorMap::new();
     for name in ["gate_proj.weight", "up_proj.weight"] {
         out.insert(
@@ -126,49 +118,155 @@ pub fn prune_ffn(parent: &TensorMap, prefix: &str, channels: &[usize]) -> Tensor
             rows(get(name), channels.iter().copied()),
         );
     }
+    let down = get("down_proj.weight").select(Axis(1), channels);
     out.insert(
         format!("{prefix}.mlp.down_proj.weight"),
-        rows(&down_t, channels.iter().copied()).transposed(),
+        down.as_standard_layout().into_owned(),
     );
     out
 }
 
 /// Solves the ridge least-squares problem `min ‖Y − X Wᵀ‖² + λ‖W‖²` for `W` (`[out, in]`),
-/// with `X: [tokens, in]`, `Y: [tokens, out]` and λ a small fraction of the mean diagonal of XᵀX.
+/// with `X: [tokens, in]`, `Y: [tokens, out]` and λ a small fraction of the mean diagonal of XᵀX:
+/// `(XᵀX + λI) Wᵀ = XᵀY` by faer's Cholesky factorisation, in f64.
 pub fn least_squares(x: &HostTensor, y: &HostTensor) -> HostTensor {
-    let xt = x.transposed();
-    let gram = matmul(&xt, x);
-    let cross = matmul(&xt, y);
-    let n = gram.shape[0];
-    let out = cross.shape[1];
-    let mut a: Vec<f64> = gram.data.iter().map(|&v| v as f64).collect();
-    let ridge = 1e-4 * (0..n).map(|i| a[i * n + i]).sum::<f64>() / n as f64 + 1e-12;
-    (0..n).for_each(|i| a[i * n + i] += ridge);
-    // Cholesky A = L Lᵀ, in place in the lower triangle.
-    for j in 0..n {
-        let mut d = a[j * n + j] - (0..j).map(|k| a[j * n + k].powi(2)).sum::<f64>();
-        d = d.max(ridge).sqrt();
-        a[j * n + j] = d;
-        for i in j + 1..n {
-            let s = a[i * n + j] - (0..j).map(|k| a[i * n + k] * a[j * n + k]).sum::<f64>();
-            a[i * n + j] = s / d;
-        }
+    let (x, y) = (matrix(x).mapv(f64::from), matrix(y).mapv(f64::from));
+    let gram = x.t().dot(&x);
+    let cross = x.t().dot(&y);
+    let n = gram.nrows();
+    let ridge = 1e-4 * gram.diag().sum() / n as f64 + 1e-12;
+    let a = faer::Mat::from_fn(n, n, |i, j| gram[[i, j]] + if i == j { ridge } else { 0.0 });
+    let b = faer::Mat::from_fn(n, cross.ncols(), |i, j| cross[[i, j]]);
+    // XᵀX + λI is symmetric positive definite for any λ > 0: the factorisation cannot fail.
+    let solution = a
+        .llt(faer::Side::Lower)
+        .expect("a ridge-regularised Gram matrix is positive definite")
+        .solve(&b);
+    // The solution is Wᵀ: its column c is row c of W.
+    let (out, inputs) = (cross.ncols(), n);
+    host_tensor(
+        vec![out, inputs],
+        (0..out)
+            .flat_map(|c| (0..inputs).map(move |i| (c, i)))
+            .map(|(c, i)| solution[(i, c)] as f32)
+            .collect(),
+    )
+}
+
+/// What every variant of one layer starts from: the parent layer's tensors (under checkpoint
+/// names with `prefix`), its calibration statistics and how linear maps start.
+struct LayerInit<'a> {
+    layer: usize,
+    prefix: String,
+    parent: &'a TensorMap,
+    calibration: &'a Calibration,
+    linear: LinearInit,
+}
+
+impl LayerInit<'_> {
+    fn get(&self, name: &str) -> &HostTensor {
+        &self.parent[&format!("{}.{name}", self.prefix)]
     }
-    let mut solution = vec![0.0f32; n * out];
-    for c in 0..out {
-        let mut z: Vec<f64> = (0..n).map(|i| cross.data[i * out + c] as f64).collect();
-        for i in 0..n {
-            z[i] = (z[i] - (0..i).map(|k| a[i * n + k] * z[k]).sum::<f64>()) / a[i * n + i];
+}
+
+/// The initial tensors of an attention variant at a layer whose parent has GQA attention.
+fn attention_init(
+    config: &ModelConfig,
+    attention: AttentionConfig,
+    parent_kv: usize,
+    at: &LayerInit,
+) -> Result<TensorMap, InitError> {
+    let (get, prefix, layer) = (|n: &str| at.get(n), &at.prefix, at.layer);
+    let head_dim = config.head_dim;
+    let mut out = TensorMap::new();
+    out.insert(
+        format!("{prefix}.input_layernorm.weight"),
+        get("input_layernorm.weight").clone(),
+    );
+    match attention {
+        AttentionConfig::Gqa { kv_heads } => {
+            for name in ["q_proj", "o_proj"] {
+                out.insert(
+                    format!("{prefix}.self_attn.{name}.weight"),
+                    get(&format!("self_attn.{name}.weight")).clone(),
+                );
+            }
+            for name in ["k_proj", "v_proj"] {
+                let weight = get(&format!("self_attn.{name}.weight"));
+                out.insert(
+                    format!("{prefix}.self_attn.{name}.weight"),
+                    regroup_kv_heads(weight, head_dim, kv_heads),
+                );
+            }
         }
-        for i in (0..n).rev() {
-            z[i] = (z[i] - (i + 1..n).map(|k| a[k * n + i] * z[k]).sum::<f64>()) / a[i * n + i];
+        AttentionConfig::Linear => {
+            let weight = match at.linear {
+                LinearInit::Product => {
+                    let group = config.num_attention_heads / parent_kv;
+                    let v = get("self_attn.v_proj.weight");
+                    let repeated = rows(
+                        v,
+                        (0..config.num_attention_heads).flat_map(|q| {
+                            let kv = q / group;
+                            kv * head_dim..(kv + 1) * head_dim
+                        }),
+                    );
+                    matmul(get("self_attn.o_proj.weight"), &repeated)
+                }
+                LinearInit::LeastSquares => {
+                    let (x, y) = at.calibration.attention_io.as_ref().ok_or(InitError::NoCalibration {
+                        layer,
+                        what: "attention inputs and outputs",
+                    })?;
+                    least_squares(x, y)
+                }
+            };
+            out.insert(format!("{prefix}.self_attn.linear_attn.weight"), weight);
         }
-        // z is column c of Wᵀ, i.e. row c of W.
-        for i in 0..n {
-            solution[c * n + i] = z[i] as f32;
-        }
+        AttentionConfig::NoOp => {}
     }
-    HostTensor::new(vec![out, n], solution)
+    Ok(out)
+}
+
+/// The initial tensors of an FFN variant at a layer whose parent FFN is `parent_width` wide.
+fn ffn_init(ffn: FfnConfig, parent_width: usize, at: &LayerInit) -> Result<TensorMap, InitError> {
+    let (get, prefix, layer) = (|n: &str| at.get(n), &at.prefix, at.layer);
+    let mut out = TensorMap::new();
+    out.insert(
+        format!("{prefix}.post_attention_layernorm.weight"),
+        get("post_attention_layernorm.weight").clone(),
+    );
+    match ffn {
+        FfnConfig::SwiGlu { intermediate } if intermediate > parent_width => {
+            return Err(InitError::Unsupported {
+                layer,
+                problem: format!("a SwiGLU of {intermediate} channels is wider than the parent's {parent_width}"),
+            });
+        }
+        FfnConfig::SwiGlu { intermediate } => {
+            let activation = at.calibration.ffn_activation.as_ref().ok_or(InitError::NoCalibration {
+                layer,
+                what: "FFN activations",
+            })?;
+            let scores = channel_contributions(activation, get("mlp.down_proj.weight"));
+            out.extend(prune_ffn(at.parent, prefix, &top_channels(&scores, intermediate)));
+        }
+        FfnConfig::Linear => {
+            let weight = match at.linear {
+                LinearInit::Product => matmul(get("mlp.down_proj.weight"), get("mlp.up_proj.weight")),
+                LinearInit::LeastSquares => {
+                    let (x, y) = at.calibration.ffn_io.as_ref().ok_or(InitError::NoCalibration {
+                        layer,
+                        what: "FFN inputs and outputs",
+                    })?;
+                    least_squares(x, y)
+                }
+            };
+            out.insert(format!("{prefix}.mlp.linear_mlp.weight"), weight);
+        }
+        FfnConfig::NoOp => {}
+    }
+    Ok(out)
 }
 
 /// The initial weights of `item`'s own sub-blocks at its layer, from the parent layer's tensors
@@ -182,108 +280,31 @@ pub fn initial_weights(
     linear: LinearInit,
 ) -> Result<TensorMap, InitError> {
     let layer = item.layer;
-    let prefix = format!("model.layers.{layer}");
-    let get = |n: &str| &parent[&format!("{prefix}.{n}")];
+    let at = LayerInit {
+        layer,
+        prefix: format!("model.layers.{layer}"),
+        parent,
+        calibration,
+        linear,
+    };
     let unsupported = |problem: String| InitError::Unsupported { layer, problem };
     let mut out = TensorMap::new();
-    if let Some(attention) = item.attention
-        && attention != AttentionConfig::NoOp
-    {
+    if let Some(attention) = item.attention.filter(|a| *a != AttentionConfig::NoOp) {
         let AttentionConfig::Gqa { kv_heads: parent_kv } = parent_block.attention else {
             return Err(unsupported(format!(
                 "attention variant {attention:?} needs a parent with softmax attention here"
             )));
         };
-        out.insert(
-            format!("{prefix}.input_layernorm.weight"),
-            get("input_layernorm.weight").clone(),
-        );
-        let head_dim = config.head_dim;
-        match attention {
-            AttentionConfig::Gqa { kv_heads } => {
-                for name in ["q_proj", "o_proj"] {
-                    out.insert(
-                        format!("{prefix}.self_attn.{name}.weight"),
-                        get(&format!("self_attn.{name}.weight")).clone(),
-                    );
-                }
-                for name in ["k_proj", "v_proj"] {
-                    let weight = get(&format!("self_attn.{name}.weight"));
-                    out.insert(
-                        format!("{prefix}.self_attn.{name}.weight"),
-                        regroup_kv_heads(weight, head_dim, kv_heads),
-                    );
-                }
-            }
-            AttentionConfig::Linear => {
-                let weight = match linear {
-                    LinearInit::Product => {
-                        let group = config.num_attention_heads / parent_kv;
-                        let v = get("self_attn.v_proj.weight");
-                        let repeated = rows(
-                            v,
-                            (0..config.num_attention_heads).flat_map(|q| {
-                                let kv = q / group;
-                                kv * head_dim..(kv + 1) * head_dim
-                            }),
-                        );
-                        matmul(get("self_attn.o_proj.weight"), &repeated)
-                    }
-                    LinearInit::LeastSquares => {
-                        let (x, y) = calibration.attention_io.as_ref().ok_or(InitError::NoCalibration {
-                            layer,
-                            what: "attention inputs and outputs",
-                        })?;
-                        least_squares(x, y)
-                    }
-                };
-                out.insert(format!("{prefix}.self_attn.linear_attn.weight"), weight);
-            }
-            AttentionConfig::NoOp => unreachable!("handled above"),
-        }
+        out.extend(attention_init(config, attention, parent_kv, &at)?);
     }
-    if let Some(ffn) = item.ffn
-        && ffn != FfnConfig::NoOp
-    {
+    if let Some(ffn) = item.ffn.filter(|f| *f != FfnConfig::NoOp) {
         let FfnConfig::SwiGlu {
             intermediate: parent_width,
         } = parent_block.ffn
         else {
             return Err(unsupported(format!("FFN variant {ffn:?} needs a SwiGLU parent here")));
         };
-        out.insert(
-            format!("{prefix}.post_attention_layernorm.weight"),
-            get("post_attention_layernorm.weight").clone(),
-        );
-        match ffn {
-            FfnConfig::SwiGlu { intermediate } if intermediate > parent_width => {
-                return Err(unsupported(format!(
-                    "a SwiGLU of {intermediate} channels is wider than the parent's {parent_width}"
-                )));
-            }
-            FfnConfig::SwiGlu { intermediate } => {
-                let activation = calibration.ffn_activation.as_ref().ok_or(InitError::NoCalibration {
-                    layer,
-                    what: "FFN activations",
-                })?;
-                let scores = channel_contributions(activation, get("mlp.down_proj.weight"));
-                out.extend(prune_ffn(parent, &prefix, &top_channels(&scores, intermediate)));
-            }
-            FfnConfig::Linear => {
-                let weight = match linear {
-                    LinearInit::Product => matmul(get("mlp.down_proj.weight"), get("mlp.up_proj.weight")),
-                    LinearInit::LeastSquares => {
-                        let (x, y) = calibration.ffn_io.as_ref().ok_or(InitError::NoCalibration {
-                            layer,
-                            what: "FFN inputs and outputs",
-                        })?;
-                        least_squares(x, y)
-                    }
-                };
-                out.insert(format!("{prefix}.mlp.linear_mlp.weight"), weight);
-            }
-            FfnConfig::NoOp => unreachable!("handled above"),
-        }
+        out.extend(ffn_init(ffn, parent_width, &at)?);
     }
     Ok(out)
 }
@@ -291,16 +312,19 @@ pub fn initial_weights(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::HostValues;
 
     #[test]
     fn kv_heads_are_averaged_per_group_or_repeated() {
         // Four heads of one row each: values 1, 2, 3, 4 (two columns).
-        let weight = HostTensor::new(vec![4, 2], vec![1., 1., 2., 2., 3., 3., 4., 4.]);
-        assert_eq!(regroup_kv_heads(&weight, 1, 2).data, vec![1.5, 1.5, 3.5, 3.5]);
-        assert_eq!(regroup_kv_heads(&weight, 1, 1).data, vec![2.5, 2.5]);
+        let weight = host_tensor(vec![4, 2], vec![1., 1., 2., 2., 3., 3., 4., 4.]);
+        assert_eq!(regroup_kv_heads(&weight, 1, 2).values(), [1.5, 1.5, 3.5, 3.5]);
+        assert_eq!(regroup_kv_heads(&weight, 1, 1).values(), [2.5, 2.5]);
         assert_eq!(regroup_kv_heads(&weight, 1, 4), weight);
-        let two = HostTensor::new(vec![2, 1], vec![1., 2.]);
-        assert_eq!(regroup_kv_heads(&two, 1, 4).data, vec![1., 1., 2., 2.]);
+        let two = host_tensor(vec![2, 1], vec![1., 2.]);
+        assert_eq!(regroup_kv_heads(&two, 1, 4).values(), [1., 1., 2., 2.]);
+        let rows_of_two = host_tensor(vec![4, 1], vec![1., 2., 3., 4.]);
+        assert_eq!(regroup_kv_heads(&rows_of_two, 2, 1).values(), [2., 3.]);
     }
 
     #[test]
@@ -310,17 +334,17 @@ mod tests {
 
     #[test]
     fn least_squares_recovers_a_linear_map() {
-        let w = HostTensor::new(vec![2, 3], vec![1., -2., 0.5, 0.25, 3., -1.]);
-        let x = HostTensor::new(
+        let w = host_tensor(vec![2, 3], vec![1., -2., 0.5, 0.25, 3., -1.]);
+        let x = host_tensor(
             vec![6, 3],
             vec![
                 1., 0., 2., 0., 1., -1., 3., 1., 0., -1., 2., 1., 0.5, 0.5, 0.5, 2., -1., 1.,
             ],
         );
-        let y = matmul(&x, &w.transposed());
+        let y = matmul(&x, &crate::model::transposed(&w));
         let fitted = least_squares(&x, &y);
-        for (a, b) in fitted.data.iter().zip(&w.data) {
-            assert!((a - b).abs() < 1e-3, "{:?} vs {:?}", fitted.data, w.data);
+        for (a, b) in fitted.iter().zip(w.iter()) {
+            assert!((a - b).abs() < 1e-3, "{fitted:?} vs {w:?}");
         }
     }
 }

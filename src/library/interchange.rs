@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
 use super::variant::block_name;
@@ -62,6 +63,66 @@ pub fn parse_span_key(key: &str) -> Option<LayerSpan> {
     Some(LayerSpan { first, last })
 }
 
+/// A child as a search describes it: for each span of parent layers, in layer order, the name
+/// of the block that stands there. Written as the `choice` object of a solution
+/// (`{"layer_0": "kv2 + ffn384", "layer_1-3": "fused ffn"}`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChildChoice(pub Vec<(LayerSpan, String)>);
+
+impl ChildChoice {
+    /// Each single layer with its block name: `names[i]` stands at layer `i`.
+    pub fn per_layer(names: &[String]) -> Self {
+        Self(
+            names
+                .iter()
+                .enumerate()
+                .map(|(layer, name)| (LayerSpan::single(layer), name.clone()))
+                .collect(),
+        )
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(LayerSpan, String)> {
+        self.0.iter()
+    }
+
+    /// The block names in layer order.
+    pub fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|(_, name)| name.as_str()).collect()
+    }
+
+    /// The block standing for `span`, when the choice has it.
+    pub fn block_at(&self, span: LayerSpan) -> Option<&str> {
+        self.0.iter().find(|(s, _)| *s == span).map(|(_, name)| name.as_str())
+    }
+}
+
+impl Serialize for ChildChoice {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(span, name)| (span_key(*span), name)))
+    }
+}
+
+impl<'de> Deserialize<'de> for ChildChoice {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = Map::<String, Value>::deserialize(deserializer)?;
+        let mut choice = map
+            .into_iter()
+            .map(|(key, name)| {
+                let span = parse_span_key(&key)
+                    .filter(|s| s.first <= s.last)
+                    .ok_or_else(|| format!("`{key}` is not `layer_<i>` or `layer_<first>-<last>`"))?;
+                match name {
+                    Value::String(name) => Ok((span, name)),
+                    other => Err(format!("`{key}` names no block: {other} is not a string")),
+                }
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(serde::de::Error::custom)?;
+        choice.sort();
+        Ok(Self(choice))
+    }
+}
+
 /// Sets `group.key` (`group` is `stats` or `metrics`) of one block, creating what is missing.
 pub fn set_value(map: &mut Map<String, Value>, layer: usize, block: &str, group: &str, key: &str, value: Value) {
     set_span_value(map, LayerSpan::single(layer), block, group, key, value);
@@ -99,7 +160,7 @@ pub fn write_block_library(library: &Library) -> Result<(), LibraryError> {
             span,
             &block_name(&block),
             "stats",
-            "num_params",
+            crate::cost::keys::NUM_PARAMS,
             json!(params),
         );
     }

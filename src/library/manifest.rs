@@ -14,6 +14,7 @@ use super::init::LinearInit;
 use super::space::LayerVariants;
 use super::variant::{BldMode, Origin, WorkItem};
 use crate::model::ModelConfig;
+use crate::selection::Selection;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const FORMAT: &str = "tessera-block-library/1";
@@ -98,45 +99,17 @@ impl ItemRecord {
     }
 }
 
-/// Which part of the work a library directory holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Shard {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl std::str::FromStr for Shard {
-    type Err = String;
-
-    /// `i/N` with 0 ≤ i < N.
-    fn from_str(text: &str) -> Result<Self, String> {
-        let (i, n) = text
-            .split_once('/')
-            .ok_or_else(|| format!("`{text}` is not a shard: write i/N, e.g. 0/2"))?;
-        let (index, count): (usize, usize) = (
-            i.trim()
-                .parse()
-                .map_err(|_| format!("`{i}` in `{text}` is not a whole number"))?,
-            n.trim()
-                .parse()
-                .map_err(|_| format!("`{n}` in `{text}` is not a whole number"))?,
-        );
-        if count == 0 || index >= count {
-            return Err(format!("shard `{text}`: need 0 <= i < N"));
-        }
-        Ok(Self { index, count })
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: String,
     pub parent: ParentInfo,
     pub space: SpaceInfo,
     pub settings: BuildSettings,
-    /// `None` for a whole library (built in one go, or merged).
-    pub shard: Option<Shard>,
-    /// Items of this library (of this shard only, for a shard) by key, e.g. `layer_3/kv1`.
+    /// The part of the build's trainable items this library holds (`All` for a whole library,
+    /// built in one go or merged). Older manifests call it `shard`.
+    #[serde(alias = "shard", default)]
+    pub selection: Selection,
+    /// Items of this library (of the selected part only) by key, e.g. `layer_3/kv1`.
     pub items: BTreeMap<String, ItemRecord>,
 }
 

@@ -1,4 +1,4 @@
-//! `library merge`: joins libraries built as shards of one build (`--shard i/N`) into one
+//! `library merge`: joins libraries built as parts of one build (`--shard i/N`, `--layers`) into one
 //! library. The parts must come from the same parent, search space and settings; every item
 //! is taken from the part that trained it, and an item trained in two parts must be identical.
 
@@ -35,7 +35,7 @@ pub fn merge_libraries(parts: &[&Path], out: &Path) -> Result<Library, LibraryEr
         }
     }
     let mut manifest = libraries[0].manifest.clone();
-    manifest.shard = None;
+    manifest.selection = crate::selection::Selection::All;
     manifest.items.clear();
     for stage in [Stage::Init, Stage::Trained] {
         let path = out.join(stage.folder());

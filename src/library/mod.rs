@@ -16,15 +16,16 @@ pub mod interchange;
 pub mod manifest;
 pub mod merge;
 pub mod space;
+pub mod status;
 pub mod variant;
 
 use std::path::{Path, PathBuf};
 
-pub use assemble::{ChildChoice, choice_from_json};
 pub use bld::BldSettings;
 pub use build::{BuildOptions, BuildReport, build_library};
 pub use init::LinearInit;
-pub use manifest::{ItemRecord, ItemState, Manifest, Shard};
+pub use interchange::ChildChoice;
+pub use manifest::{ItemRecord, ItemState, Manifest};
 pub use merge::merge_libraries;
 pub use space::{LayerVariants, SearchSpace, SpaceError};
 pub use variant::{BldMode, Origin, WorkItem, block_name};
@@ -93,7 +94,7 @@ impl LibraryError {
 }
 
 /// Which weights of an item: as initialised from the parent, or after BLD.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Init,
@@ -127,7 +128,7 @@ pub fn layer_tensors(weights: &TensorMap, layer: usize) -> TensorMap {
 }
 
 /// An opened library directory.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Library {
     pub dir: PathBuf,
     pub manifest: Manifest,

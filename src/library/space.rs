@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AttentionConfig, FfnConfig, ModelConfig};
+use crate::model::{AttentionConfig, BlockConfig, FfnConfig, ModelConfig};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("{}: `{key}`: {problem}", path.display())]
@@ -96,6 +96,20 @@ pub struct SearchSpace {
 pub struct LayerVariants {
     pub attention: Vec<AttentionConfig>,
     pub ffn: Vec<FfnConfig>,
+}
+
+impl LayerVariants {
+    /// Every block of the layer: each attention variant with each FFN variant, in file order.
+    pub fn blocks(&self) -> impl Iterator<Item = BlockConfig> + '_ {
+        self.attention
+            .iter()
+            .flat_map(|&attention| self.ffn.iter().map(move |&ffn| BlockConfig { attention, ffn }))
+    }
+
+    /// The block called `name` (as `block_name` writes it), when the layer offers it.
+    pub fn block_named(&self, name: &str) -> Option<BlockConfig> {
+        self.blocks().find(|b| super::block_name(b) == name)
+    }
 }
 
 impl SearchSpace {

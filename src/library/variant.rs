@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{AttentionConfig, BlockConfig, FfnConfig};
 
 /// How the variants of a layer are trained (DESIGN §1.4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BldMode {
     /// Attention variants with the parent FFN frozen, FFN variants with the parent attention
@@ -18,6 +18,8 @@ pub enum BldMode {
     /// Decoupled first, then the chosen pairs trained together from the decoupled weights.
     Hybrid,
 }
+
+crate::named!(BldMode { "decoupled" => BldMode::Decoupled, "coupled" => BldMode::Coupled, "hybrid" => BldMode::Hybrid });
 
 pub fn attention_name(attention: &AttentionConfig) -> String {
     match attention {

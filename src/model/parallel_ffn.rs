@@ -6,7 +6,7 @@
 //! Knows tensor names and shapes; nothing of which layers to fuse or why.
 
 use super::config::FfnConfig;
-use super::weights::{HostTensor, TensorMap};
+use super::weights::{HostTensor, HostValues, TensorMap, host_tensor};
 
 /// One member of a fused FFN: its norm weight `[hidden]` and SwiGLU matrices (`[out, in]`).
 #[derive(Clone, Copy, Debug)]
@@ -33,11 +33,11 @@ impl<'a> FfnMember<'a> {
 /// The fused FFN of `members` as the tensors of layer `layer`: its config and its
 /// `post_attention_layernorm` and `mlp.{gate,up,down}_proj` weights. `members` must not be empty.
 pub fn fuse_ffns(members: &[FfnMember], layer: usize) -> (FfnConfig, TensorMap) {
-    let hidden = members[0].norm.shape[0];
-    let width: usize = members.iter().map(|m| m.gate.shape[0]).sum();
+    let hidden = members[0].norm.shape()[0];
+    let width: usize = members.iter().map(|m| m.gate.shape()[0]).sum();
     let scaled_rows = |matrix: &HostTensor, norm: &HostTensor, out: &mut Vec<f32>| {
-        for row in matrix.data.chunks_exact(hidden) {
-            out.extend(row.iter().zip(&norm.data).map(|(w, n)| w * n));
+        for row in matrix.values().chunks_exact(hidden) {
+            out.extend(row.iter().zip(norm.values()).map(|(w, n)| w * n));
         }
     };
     let (mut gate, mut up) = (Vec::with_capacity(width * hidden), Vec::with_capacity(width * hidden));
@@ -48,27 +48,24 @@ pub fn fuse_ffns(members: &[FfnMember], layer: usize) -> (FfnConfig, TensorMap) 
     let mut down = Vec::with_capacity(hidden * width);
     for row in 0..hidden {
         for m in members {
-            let w = m.down.shape[1];
-            down.extend_from_slice(&m.down.data[row * w..(row + 1) * w]);
+            let w = m.down.shape()[1];
+            down.extend_from_slice(&m.down.values()[row * w..(row + 1) * w]);
         }
     }
     let p = format!("model.layers.{layer}");
     let tensors = TensorMap::from([
         (
             format!("{p}.post_attention_layernorm.weight"),
-            HostTensor::new(vec![hidden], vec![1.0; hidden]),
+            host_tensor(vec![hidden], vec![1.0; hidden]),
         ),
         (
             format!("{p}.mlp.gate_proj.weight"),
-            HostTensor::new(vec![width, hidden], gate),
+            host_tensor(vec![width, hidden], gate),
         ),
-        (
-            format!("{p}.mlp.up_proj.weight"),
-            HostTensor::new(vec![width, hidden], up),
-        ),
+        (format!("{p}.mlp.up_proj.weight"), host_tensor(vec![width, hidden], up)),
         (
             format!("{p}.mlp.down_proj.weight"),
-            HostTensor::new(vec![hidden, width], down),
+            host_tensor(vec![hidden, width], down),
         ),
     ]);
     (FfnConfig::SwiGlu { intermediate: width }, tensors)

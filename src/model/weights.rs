@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use burn::module::Param;
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::prelude::*;
+use ndarray::{ArrayD, IxDyn};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
@@ -17,12 +18,8 @@ use super::ffn::{Ffn, SwiGlu};
 use super::llama::{Block, Llama};
 use super::rope::Rope;
 
-/// A dense f32 tensor on the host, row-major.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HostTensor {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
+/// A dense f32 array on the host (ndarray), always kept in standard (row-major) layout.
+pub type HostTensor = ArrayD<f32>;
 
 /// Tensors by checkpoint name, sorted so that files are written deterministically.
 pub type TensorMap = BTreeMap<String, HostTensor>;
@@ -41,38 +38,38 @@ pub enum WeightError {
     Unexpected { name: String },
 }
 
-impl HostTensor {
-    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
-        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        Self { shape, data }
-    }
+/// A host tensor of `shape` holding `data` in row-major order.
+pub fn host_tensor(shape: Vec<usize>, data: Vec<f32>) -> HostTensor {
+    ArrayD::from_shape_vec(IxDyn(&shape), data).expect("data fills the shape")
+}
 
-    pub fn from_tensor<const D: usize>(tensor: Tensor<D>) -> Self {
-        let shape = tensor.dims().to_vec();
-        Self {
-            shape,
-            data: to_host_vec(tensor),
-        }
-    }
+/// Host tensors read as flat row-major values.
+pub trait HostValues {
+    fn values(&self) -> &[f32];
+}
 
-    pub fn into_tensor<const D: usize>(self, device: &Device) -> Tensor<D> {
-        Tensor::from_data(TensorData::new(self.data, self.shape), device)
+impl HostValues for HostTensor {
+    fn values(&self) -> &[f32] {
+        self.as_slice().expect("host tensors are kept in standard layout")
     }
+}
 
-    /// Swaps the two axes of a matrix (`[out, in]` <-> burn's `[in, out]`).
-    pub fn transposed(&self) -> Self {
-        let (rows, cols) = (self.shape[0], self.shape[1]);
-        let mut data = vec![0.0; self.data.len()];
-        for r in 0..rows {
-            for c in 0..cols {
-                data[c * rows + r] = self.data[r * cols + c];
-            }
-        }
-        Self {
-            shape: vec![cols, rows],
-            data,
-        }
-    }
+/// A burn tensor copied to the host.
+pub fn from_burn<const D: usize>(tensor: Tensor<D>) -> HostTensor {
+    let shape = tensor.dims().to_vec();
+    host_tensor(shape, to_host_vec(tensor))
+}
+
+/// A host tensor moved to `device`.
+pub fn to_burn<const D: usize>(tensor: HostTensor, device: &Device) -> Tensor<D> {
+    let shape = tensor.shape().to_vec();
+    let data = tensor.into_raw_vec_and_offset().0;
+    Tensor::from_data(TensorData::new(data, shape), device)
+}
+
+/// A matrix with its two axes swapped (`[out, in]` <-> burn's `[in, out]`), in standard layout.
+pub fn transposed(matrix: &HostTensor) -> HostTensor {
+    matrix.t().as_standard_layout().into_owned()
 }
 
 /// Copies a float tensor to the host as f32.
@@ -146,11 +143,11 @@ pub fn check_tensors(expected: &[(String, Vec<usize>)], weights: &TensorMap) -> 
         let found = weights
             .get(name)
             .ok_or_else(|| WeightError::Missing { name: name.clone() })?;
-        if &found.shape != shape {
+        if found.shape() != shape.as_slice() {
             return Err(WeightError::Shape {
                 name: name.clone(),
                 expected: shape.clone(),
-                found: found.shape.clone(),
+                found: found.shape().to_vec(),
             });
         }
     }
@@ -175,7 +172,7 @@ pub fn build_model(config: &ModelConfig, weights: &TensorMap, device: &Device) -
         .collect();
     Ok(Llama {
         embed_tokens: Embedding {
-            weight: Param::from_tensor(weights["model.embed_tokens.weight"].clone().into_tensor(device)),
+            weight: Param::from_tensor(to_burn(weights["model.embed_tokens.weight"].clone(), device)),
         },
         layers,
         norm: norm_module(config, &weights["model.norm.weight"], device),
@@ -205,14 +202,14 @@ pub fn build_block(
 
 fn linear_module(weight: &HostTensor, device: &Device) -> Linear {
     Linear {
-        weight: Param::from_tensor(weight.transposed().into_tensor(device)),
+        weight: Param::from_tensor(to_burn(transposed(weight), device)),
         bias: None,
     }
 }
 
 fn norm_module(config: &ModelConfig, gamma: &HostTensor, device: &Device) -> RmsNorm {
     RmsNorm {
-        gamma: Param::from_tensor(gamma.clone().into_tensor(device)),
+        gamma: Param::from_tensor(to_burn(gamma.clone(), device)),
         epsilon: config.rms_norm_eps,
     }
 }
@@ -261,20 +258,14 @@ pub fn model_weights(model: &Llama) -> TensorMap {
     let mut out = TensorMap::new();
     out.insert(
         "model.embed_tokens.weight".into(),
-        HostTensor::from_tensor(model.embed_tokens.weight.val()),
+        from_burn(model.embed_tokens.weight.val()),
     );
     for (i, block) in model.layers.iter().enumerate() {
         out.extend(block_weights(block, i));
     }
-    out.insert(
-        "model.norm.weight".into(),
-        HostTensor::from_tensor(model.norm.gamma.val()),
-    );
+    out.insert("model.norm.weight".into(), from_burn(model.norm.gamma.val()));
     if let Some(head) = &model.lm_head {
-        out.insert(
-            "lm_head.weight".into(),
-            HostTensor::from_tensor(head.weight.val()).transposed(),
-        );
+        out.insert("lm_head.weight".into(), transposed(&from_burn(head.weight.val())));
     }
     out
 }
@@ -284,16 +275,10 @@ pub fn block_weights(block: &Block, layer: usize) -> TensorMap {
     let p = format!("model.layers.{layer}");
     let mut out = TensorMap::new();
     let put_linear = |out: &mut TensorMap, name: &str, l: &Linear| {
-        out.insert(
-            format!("{p}.{name}"),
-            HostTensor::from_tensor(l.weight.val()).transposed(),
-        );
+        out.insert(format!("{p}.{name}"), transposed(&from_burn(l.weight.val())));
     };
     if let Some((norm, attention)) = &block.attention {
-        out.insert(
-            format!("{p}.input_layernorm.weight"),
-            HostTensor::from_tensor(norm.gamma.val()),
-        );
+        out.insert(format!("{p}.input_layernorm.weight"), from_burn(norm.gamma.val()));
         match attention {
             Attention::Gqa(a) => {
                 put_linear(&mut out, "self_attn.q_proj.weight", &a.q_proj);
@@ -307,7 +292,7 @@ pub fn block_weights(block: &Block, layer: usize) -> TensorMap {
     if let Some((norm, ffn)) = &block.ffn {
         out.insert(
             format!("{p}.post_attention_layernorm.weight"),
-            HostTensor::from_tensor(norm.gamma.val()),
+            from_burn(norm.gamma.val()),
         );
         match ffn {
             Ffn::SwiGlu(f) => {
@@ -344,7 +329,7 @@ pub fn random_weights(config: &ModelConfig, seed: u64) -> TensorMap {
             } else {
                 (0..len).map(|_| scale * normal.sample(&mut rng)).collect()
             };
-            (name, HostTensor::new(shape, data))
+            (name, host_tensor(shape, data))
         })
         .collect()
 }
@@ -354,7 +339,7 @@ mod tests {
     use super::*;
 
     fn std_of(weights: &TensorMap, name: &str) -> f64 {
-        let data = &weights[name].data;
+        let data = weights[name].values();
         let mean_square = data.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / data.len() as f64;
         mean_square.sqrt()
     }

@@ -9,8 +9,13 @@ use serde::Deserialize;
 
 use crate::config_file::toml_location;
 use crate::cost::Target;
+use crate::fusion::FuseOptions;
+use crate::library::BldSettings;
 use crate::parent::ParentOptions;
-use crate::posttrain::{DistillLoss, DistillOptions, RlOptions, SftOptions, SftStage};
+use crate::posttrain::{
+    DEFAULT_EVAL_TASKS, DEFAULT_RL_TASKS, DistillLoss, DistillOptions, RlOptions, SftOptions, SftStage,
+};
+use crate::score::ScoreOptions;
 use crate::search::{ConstraintFile, Sweep};
 
 #[derive(Debug, thiserror::Error)]
@@ -224,39 +229,10 @@ impl Pipeline {
             location: toml_location(text, &e),
             problem: e.message().to_string(),
         })?;
-        let field = |field: &'static str, problem: String| PipelineError::Field {
-            path: path.to_path_buf(),
-            field,
-            problem,
-        };
-        let positive = |field_name: &'static str, value: Option<usize>, default: usize| match value {
-            Some(0) => Err(field(field_name, "must be at least 1".into())),
-            Some(v) => Ok(v),
-            None => Ok(default),
-        };
-        let split_evenly = |field_name: &'static str, value: usize, micro_batches: usize| {
-            if value.is_multiple_of(micro_batches) {
-                Ok(())
-            } else {
-                Err(field(
-                    field_name,
-                    format!("{value} must be a multiple of {micro_batches} (the micro-batches)"),
-                ))
-            }
-        };
-        let base = path.parent().unwrap_or(Path::new("."));
-        let existing = |field_name: &'static str, relative: &Path| {
-            let resolved = base.join(relative);
-            if resolved.is_file() {
-                Ok(resolved)
-            } else {
-                Err(field(field_name, format!("{} is not a file", resolved.display())))
-            }
-        };
-
+        let check = Checker { path };
         let name = raw.run.name.trim().to_string();
         if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-            return Err(field(
+            return Err(check.field(
                 "run.name",
                 format!(
                     "`{}` must be a plain folder name (no slash, not empty, no leading dot)",
@@ -264,124 +240,170 @@ impl Pipeline {
                 ),
             ));
         }
+        let parent = check.parent(&raw.parent, &raw.eval)?;
+        Ok(Pipeline {
+            path: path.to_path_buf(),
+            name,
+            library: LibrarySettings {
+                space: check.existing("library.space", &raw.library.space)?,
+                tokens: check.positive("library.tokens", raw.library.tokens, BldSettings::default().tokens)?,
+            },
+            score_windows: check.positive("score.windows", raw.score.windows, ScoreOptions::default().windows)?,
+            profile: ProfileSettings {
+                repeats: check.positive("profile.repeats", raw.profile.repeats, 15)?,
+                calibration_models: check.positive("profile.calibration_models", raw.profile.calibration_models, 16)?,
+            },
+            search: check.search(&raw.search)?,
+            fuse: check.fuse(&raw.fuse)?,
+            distill: DistillOptions {
+                tokens: check.positive("distill.tokens", raw.distill.tokens, DistillOptions::default().tokens)?,
+                loss: raw.distill.loss.unwrap_or(DistillOptions::default().loss),
+                ..DistillOptions::default()
+            },
+            sft: check.sft(&raw.sft)?,
+            rl: check.rl(&raw.rl)?,
+            eval: EvalSettings {
+                tasks: parent.eval_tasks,
+                request_rounds: check.positive("eval.request_rounds", raw.eval.request_rounds, 15)?,
+            },
+            parent,
+        })
+    }
+}
 
+/// Checks the fields of one pipeline file, naming the file and the field in every error.
+struct Checker<'a> {
+    path: &'a Path,
+}
+
+impl Checker<'_> {
+    fn field(&self, field: &'static str, problem: String) -> PipelineError {
+        PipelineError::Field {
+            path: self.path.to_path_buf(),
+            field,
+            problem,
+        }
+    }
+
+    fn positive(&self, field: &'static str, value: Option<usize>, default: usize) -> Result<usize, PipelineError> {
+        match value {
+            Some(0) => Err(self.field(field, "must be at least 1".into())),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        }
+    }
+
+    fn split_evenly(&self, field: &'static str, value: usize, micro_batches: usize) -> Result<(), PipelineError> {
+        if value.is_multiple_of(micro_batches) {
+            Ok(())
+        } else {
+            Err(self.field(
+                field,
+                format!("{value} must be a multiple of {micro_batches} (the micro-batches)"),
+            ))
+        }
+    }
+
+    /// A file named relative to the pipeline file.
+    fn existing(&self, field: &'static str, relative: &Path) -> Result<PathBuf, PipelineError> {
+        let resolved = self.path.parent().unwrap_or(Path::new(".")).join(relative);
+        if resolved.is_file() {
+            Ok(resolved)
+        } else {
+            Err(self.field(field, format!("{} is not a file", resolved.display())))
+        }
+    }
+
+    fn parent(&self, raw: &RawParent, eval: &RawEval) -> Result<ParentOptions, PipelineError> {
         let defaults = ParentOptions::default();
         let parent = ParentOptions {
-            layers: positive("parent.layers", raw.parent.layers, defaults.layers)?,
-            steps: positive("parent.steps", raw.parent.steps, defaults.steps)?,
-            batch_size: positive("parent.batch_size", raw.parent.batch_size, defaults.batch_size)?,
-            seed: raw.parent.seed.unwrap_or(defaults.seed),
-            train_tasks: positive("parent.train_tasks", raw.parent.train_tasks, defaults.train_tasks)?,
-            train_stories: positive("parent.train_stories", raw.parent.train_stories, defaults.train_stories)?,
-            eval_stories: positive("parent.eval_stories", raw.parent.eval_stories, defaults.eval_stories)?,
-            eval_tasks: positive("eval.tasks", raw.eval.tasks, 500)?,
+            layers: self.positive("parent.layers", raw.layers, defaults.layers)?,
+            steps: self.positive("parent.steps", raw.steps, defaults.steps)?,
+            batch_size: self.positive("parent.batch_size", raw.batch_size, defaults.batch_size)?,
+            seed: raw.seed.unwrap_or(defaults.seed),
+            train_tasks: self.positive("parent.train_tasks", raw.train_tasks, defaults.train_tasks)?,
+            train_stories: self.positive("parent.train_stories", raw.train_stories, defaults.train_stories)?,
+            eval_stories: self.positive("parent.eval_stories", raw.eval_stories, defaults.eval_stories)?,
+            eval_tasks: self.positive("eval.tasks", eval.tasks, DEFAULT_EVAL_TASKS)?,
             ..defaults
         };
-        split_evenly("parent.batch_size", parent.batch_size, parent.micro_batches)?;
+        self.split_evenly("parent.batch_size", parent.batch_size, parent.micro_batches)?;
+        Ok(parent)
+    }
 
-        let library = LibrarySettings {
-            space: existing("library.space", &raw.library.space)?,
-            tokens: positive("library.tokens", raw.library.tokens, 131_072)?,
-        };
-
-        let profile = ProfileSettings {
-            repeats: positive("profile.repeats", raw.profile.repeats, 15)?,
-            calibration_models: positive("profile.calibration_models", raw.profile.calibration_models, 16)?,
-        };
-
-        let sweep_text = raw.search.sweep.unwrap_or_else(|| "throughput_speedup=1..3:9".into());
-        let constraints = ConstraintFile::read(&existing("search.constraints", &raw.search.constraints)?)
-            .map_err(|e| field("search.constraints", e.to_string()))?;
+    fn search(&self, raw: &RawSearch) -> Result<SearchSettings, PipelineError> {
+        let sweep_text = raw.sweep.clone().unwrap_or_else(|| "throughput_speedup=1..3:9".into());
+        let constraints = ConstraintFile::read(&self.existing("search.constraints", &raw.constraints)?)
+            .map_err(|e| self.field("search.constraints", e.to_string()))?;
         let target = constraints
             .target()
-            .map_err(|e| field("search.constraints", format!("{}: {e}", constraints.path.display())))?;
-        let search = SearchSettings {
+            .map_err(|e| self.field("search.constraints", format!("{}: {e}", constraints.path.display())))?;
+        Ok(SearchSettings {
             constraints,
             target,
             sweep: sweep_text
                 .parse()
-                .map_err(|e| field("search.sweep", format!("`{sweep_text}`: {e}")))?,
-        };
+                .map_err(|e| self.field("search.sweep", format!("`{sweep_text}`: {e}")))?,
+        })
+    }
 
-        let max_dependency = raw.fuse.max_dependency.unwrap_or(0.5);
+    fn fuse(&self, raw: &RawFuse) -> Result<FuseSettings, PipelineError> {
+        let defaults = FuseOptions::default();
+        let max_dependency = raw.max_dependency.unwrap_or(defaults.max_dependency);
         if !(max_dependency.is_finite() && max_dependency >= 0.0) {
-            return Err(field(
+            return Err(self.field(
                 "fuse.max_dependency",
                 format!("must be a cosine distance ≥ 0, got {max_dependency}"),
             ));
         }
-        let fuse = FuseSettings {
+        Ok(FuseSettings {
             max_dependency,
-            windows: positive("fuse.windows", raw.fuse.windows, 32)?,
-        };
+            windows: self.positive("fuse.windows", raw.windows, defaults.windows.held_out)?,
+        })
+    }
 
-        let distill_defaults = DistillOptions::default();
-        let distill = DistillOptions {
-            tokens: positive("distill.tokens", raw.distill.tokens, distill_defaults.tokens)?,
-            loss: raw.distill.loss.unwrap_or(distill_defaults.loss),
-            ..distill_defaults
-        };
-
-        let sft_defaults = SftOptions::default();
-        let stages = match raw.sft.stages {
-            Some(texts) if texts.is_empty() => return Err(field("sft.stages", "at least one stage is needed".into())),
+    fn sft(&self, raw: &RawSft) -> Result<SftOptions, PipelineError> {
+        let defaults = SftOptions::default();
+        let stages = match &raw.stages {
+            Some(texts) if texts.is_empty() => {
+                return Err(self.field("sft.stages", "at least one stage is needed".into()));
+            }
             Some(texts) => texts
                 .iter()
-                .map(|t| t.parse::<SftStage>().map_err(|e| field("sft.stages", e)))
+                .map(|t| t.parse::<SftStage>().map_err(|e| self.field("sft.stages", e)))
                 .collect::<Result<Vec<_>, _>>()?,
-            None => sft_defaults.stages.clone(),
+            None => defaults.stages.clone(),
         };
-        let sft_batch = positive("sft.batch_size", raw.sft.batch_size, sft_defaults.batch_size)?;
-        split_evenly("sft.batch_size", sft_batch, sft_defaults.micro_batches)?;
-        let sft = SftOptions {
+        let batch_size = self.positive("sft.batch_size", raw.batch_size, defaults.batch_size)?;
+        self.split_evenly("sft.batch_size", batch_size, defaults.micro_batches)?;
+        Ok(SftOptions {
             stages,
-            batch_size: sft_batch,
-            ..sft_defaults
-        };
+            batch_size,
+            ..defaults
+        })
+    }
 
-        let rl_defaults = RlOptions::default();
-        let prompts_per_round = positive(
+    fn rl(&self, raw: &RawRl) -> Result<RlSettings, PipelineError> {
+        let defaults = RlOptions::default();
+        let prompts_per_round = self.positive(
             "rl.prompts_per_round",
-            raw.rl.prompts_per_round,
-            rl_defaults.prompts_per_round,
+            raw.prompts_per_round,
+            defaults.prompts_per_round,
         )?;
-        split_evenly("rl.prompts_per_round", prompts_per_round, rl_defaults.micro_batches)?;
-        let group_size = positive("rl.group_size", raw.rl.group_size, rl_defaults.group_size)?;
+        self.split_evenly("rl.prompts_per_round", prompts_per_round, defaults.micro_batches)?;
+        let group_size = self.positive("rl.group_size", raw.group_size, defaults.group_size)?;
         if group_size < 2 {
-            return Err(field(
-                "rl.group_size",
-                "a group needs at least 2 samples to compare".into(),
-            ));
+            return Err(self.field("rl.group_size", "a group needs at least 2 samples to compare".into()));
         }
-        let rl = RlSettings {
+        Ok(RlSettings {
             options: RlOptions {
-                rounds: positive("rl.rounds", raw.rl.rounds, rl_defaults.rounds)?,
+                rounds: self.positive("rl.rounds", raw.rounds, defaults.rounds)?,
                 prompts_per_round,
                 group_size,
-                max_new_tokens: positive("rl.max_new_tokens", raw.rl.max_new_tokens, rl_defaults.max_new_tokens)?,
-                ..rl_defaults
+                max_new_tokens: self.positive("rl.max_new_tokens", raw.max_new_tokens, defaults.max_new_tokens)?,
+                ..defaults
             },
-            survey_tasks: positive("rl.survey_tasks", raw.rl.survey_tasks, 2000)?,
-        };
-
-        let eval = EvalSettings {
-            tasks: parent.eval_tasks,
-            request_rounds: positive("eval.request_rounds", raw.eval.request_rounds, 15)?,
-        };
-
-        Ok(Pipeline {
-            path: path.to_path_buf(),
-            name,
-            parent,
-            library,
-            score_windows: positive("score.windows", raw.score.windows, 32)?,
-            profile,
-            search,
-            fuse,
-            distill,
-            sft,
-            rl,
-            eval,
+            survey_tasks: self.positive("rl.survey_tasks", raw.survey_tasks, DEFAULT_RL_TASKS)?,
         })
     }
 }

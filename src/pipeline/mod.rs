@@ -3,9 +3,11 @@
 //! ones whose outputs are up to date. Sits above every stage; no stage knows it.
 
 pub mod file;
+pub mod plan;
 pub mod run;
 pub mod stamp;
 
 pub use file::{Pipeline, PipelineError};
+pub use plan::RunDirs;
 pub use run::{RunOptions, RunReport, STAGES, run_pipeline};
 pub use stamp::{Outcome, StageLog};

@@ -20,23 +20,26 @@ use crate::source::Windows;
 use crate::train::{MicroBatch, RunControl, StepLog, TrainConfig, TrainError, cross_entropy, train};
 
 /// What the student learns from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DistillLoss {
     /// Cosine distance of hidden states at matched layers plus KL of the logits (Puzzle's best).
-    #[value(name = "cosine+kl")]
     #[serde(rename = "cosine+kl")]
     CosineKl,
-    #[value(name = "kl")]
     #[serde(rename = "kl")]
     Kl,
-    #[value(name = "cosine")]
     #[serde(rename = "cosine")]
     Cosine,
     /// Next-token cross-entropy on the data, no teacher.
-    #[value(name = "lm")]
     #[serde(rename = "lm")]
     Lm,
 }
+
+crate::named!(DistillLoss {
+    "cosine+kl" => DistillLoss::CosineKl,
+    "kl" => DistillLoss::Kl,
+    "cosine" => DistillLoss::Cosine,
+    "lm" => DistillLoss::Lm,
+});
 
 impl DistillLoss {
     fn uses_kl(self) -> bool {
@@ -128,7 +131,7 @@ pub fn layer_matches(student: &Checkpoint, teacher: &ModelConfig) -> Result<Vec<
     Ok(spans.iter().enumerate().map(|(k, span)| (k, span.last)).collect())
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DistillReport {
     pub loss: DistillLoss,
     pub steps: usize,
@@ -166,25 +169,8 @@ fn logits_kl(student_logits: Tensor<3>, teacher_logits: Tensor<3>) -> Tensor<1> 
     (log_p.clone().exp() * (log_p - log_q)).sum() / (batch * seq) as f64
 }
 
-/// Distils `student` from `teacher` (built on the device to train on, outside autodiff) on
-/// `windows` (each `options.seq_len + 1` tokens), keeping resumable training state in
-/// `work_dir`; returns the trained student (with its layer spans) and a report with held-out
-/// scores before and after.
-pub fn distill(
-    student: &Checkpoint,
-    teacher: &Llama,
-    windows: &Windows,
-    options: &DistillOptions,
-    work_dir: &Path,
-) -> Result<(Checkpoint, DistillReport), DistillError> {
-    let device = teacher.device();
-    let matches = layer_matches(student, teacher.config())?;
-    if options.loss.uses_cosine() && student.config.hidden_size != teacher.config().hidden_size {
-        return Err(DistillError::Hidden {
-            student: student.config.hidden_size,
-            teacher: teacher.config().hidden_size,
-        });
-    }
+/// Both window sets present, every window `seq_len + 1` long, the batch split evenly.
+fn check_settings(windows: &Windows, options: &DistillOptions) -> Result<(), DistillError> {
     let window_len = options.seq_len + 1;
     if windows.train.is_empty() || windows.held_out.is_empty() {
         return Err(DistillError::Settings(
@@ -209,6 +195,55 @@ pub fn distill(
             options.batch_size, options.micro_batches
         )));
     }
+    Ok(())
+}
+
+/// The loss of one micro-batch of windows (`rows`, each `seq_len + 1` tokens): the chosen mix of
+/// KL to the teacher's logits and cosine distance of matched hidden states, or plain LM loss.
+fn micro_batch_loss(
+    model: &Llama,
+    teacher: &Llama,
+    rows: &[Vec<u32>],
+    matches: &[(usize, usize)],
+    options: &DistillOptions,
+) -> Result<Tensor<1>, crate::model::ForwardError> {
+    let inputs: Vec<Vec<u32>> = rows.iter().map(|w| w[..options.seq_len].to_vec()).collect();
+    let out = model.forward(model.tokens_tensor(&inputs)?, None, options.loss.uses_cosine())?;
+    if options.loss == DistillLoss::Lm {
+        let targets: Vec<Vec<u32>> = rows.iter().map(|w| w[1..].to_vec()).collect();
+        return Ok(cross_entropy(out.logits, model.tokens_tensor(&targets)?, None));
+    }
+    let taught = teacher.forward(teacher.tokens_tensor(&inputs)?, None, options.loss.uses_cosine())?;
+    let mut loss = Tensor::<1>::zeros([1], &out.logits.device());
+    if options.loss.uses_kl() {
+        loss = loss + logits_kl(out.logits, taught.logits);
+    }
+    if options.loss.uses_cosine() {
+        loss = loss + hidden_cosine(&out.hidden_states, &taught.hidden_states, matches);
+    }
+    Ok(loss)
+}
+
+/// Distils `student` from `teacher` (built on the device to train on, outside autodiff) on
+/// `windows` (each `options.seq_len + 1` tokens), keeping resumable training state in
+/// `work_dir`; returns the trained student (with its layer spans) and a report with held-out
+/// scores before and after.
+pub fn distill(
+    student: &Checkpoint,
+    teacher: &Llama,
+    windows: &Windows,
+    options: &DistillOptions,
+    work_dir: &Path,
+) -> Result<(Checkpoint, DistillReport), DistillError> {
+    let device = teacher.device();
+    let matches = layer_matches(student, teacher.config())?;
+    if options.loss.uses_cosine() && student.config.hidden_size != teacher.config().hidden_size {
+        return Err(DistillError::Hidden {
+            student: student.config.hidden_size,
+            teacher: teacher.config().hidden_size,
+        });
+    }
+    check_settings(windows, options)?;
     let reference = Reference::new(teacher, &windows.held_out)?;
     let before = reference.score_model(&student.build(&device)?)?;
 
@@ -243,24 +278,8 @@ pub fn distill(
             let rows: Vec<Vec<u32>> = (0..micro)
                 .map(|_| all[rng.random_range(0..all.len())].clone())
                 .collect();
-            let inputs: Vec<Vec<u32>> = rows.iter().map(|w| w[..options.seq_len].to_vec()).collect();
-            let out = model.forward(model.tokens_tensor(&inputs)?, None, options.loss.uses_cosine())?;
-            let loss = if options.loss == DistillLoss::Lm {
-                let targets: Vec<Vec<u32>> = rows.iter().map(|w| w[1..].to_vec()).collect();
-                cross_entropy(out.logits, model.tokens_tensor(&targets)?, None)
-            } else {
-                let taught = teacher.forward(teacher.tokens_tensor(&inputs)?, None, options.loss.uses_cosine())?;
-                let mut loss = Tensor::<1>::zeros([1], &out.logits.device());
-                if options.loss.uses_kl() {
-                    loss = loss + logits_kl(out.logits, taught.logits);
-                }
-                if options.loss.uses_cosine() {
-                    loss = loss + hidden_cosine(&out.hidden_states, &taught.hidden_states, &matches);
-                }
-                loss
-            };
             Ok(MicroBatch {
-                loss,
+                loss: micro_batch_loss(model, teacher, &rows, &matches, options)?,
                 tokens: micro * options.seq_len,
             })
         },

@@ -9,9 +9,14 @@ pub mod grpo;
 pub mod rl;
 pub mod sequences;
 pub mod sft;
+pub mod stage;
 
 pub use chat_data::{ChatDataError, builtin_chats, check_chat_tokenizer, read_chat_file, tokenize_chat};
 pub use distill::{DistillError, DistillLoss, DistillOptions, DistillReport, distill, layer_matches};
 pub use grpo::{GrpoSettings, GrpoTerms, group_advantages, grpo_loss};
 pub use rl::{Reward, RlError, RlOptions, RlReport, RlStepLog, rl};
 pub use sft::{SftError, SftOptions, SftReport, SftStage, StageChats, sft};
+pub use stage::{
+    ChatEval, ChatSource, ChatStageReport, DEFAULT_EVAL_TASKS, DEFAULT_RL_TASKS, DEFAULT_SFT_TASKS,
+    DEFAULT_TRAIN_WINDOWS, DistillStageOptions, DistillStageReport, PosttrainError, distill_model, rl_model, sft_model,
+};

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::prelude::*;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -224,7 +223,7 @@ pub struct RlStepLog {
     pub reply_tokens: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RlReport {
     pub prompts: usize,
     /// Dropped before training: already solved by the starting model.
@@ -300,23 +299,13 @@ fn pass_rates(
     {
         return Ok(rates);
     }
-    let bar = if options.control.progress {
-        ProgressBar::new(prompts.len() as u64).with_style(
-            ProgressStyle::with_template("pass rates {pos}/{len} [{bar:30}] ({elapsed}, eta {eta})")
-                .expect("valid template")
-                .progress_chars("=> "),
-        )
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = crate::progress::bar(options.control.progress, "pass rates", 0, prompts.len());
     // Chunks of prompts are sampled on every core side by side: decoding is small matrix work
-    // that one core cannot keep busy.
-    let chunks: Vec<&[Prompt]> = prompts.chunks(32).collect();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(chunks.len());
-    let survey = |k: usize| -> Result<Vec<f64>, RlError> {
-        let refs: Vec<&Prompt> = chunks[k].iter().collect();
+    // that one core cannot keep busy. Each chunk's seed is its index, so the threads change
+    // nothing.
+    let chunks: Vec<(usize, &[Prompt])> = prompts.chunks(32).enumerate().collect();
+    let by_chunk = crate::parallel::map(0, &chunks, |&(k, chunk)| -> Result<Vec<f64>, RlError> {
+        let refs: Vec<&Prompt> = chunk.iter().collect();
         let seed = sample_seed(options.seed, usize::MAX, k);
         let groups = sample_groups(model, tokenizer, &refs, options.group_size, options, seed)?;
         bar.inc(refs.len() as u64);
@@ -324,25 +313,8 @@ fn pass_rates(
             .iter()
             .map(|g| g.iter().map(|s| s.reward.accuracy).sum::<f64>() / g.len() as f64)
             .collect())
-    };
-    let mut by_chunk: Vec<(usize, Result<Vec<f64>, RlError>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let survey = &survey;
-                let count = chunks.len();
-                scope.spawn(move || (w..count).step_by(workers).map(|k| (k, survey(k))).collect::<Vec<_>>())
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a pass-rate thread panicked"))
-            .collect()
-    });
-    by_chunk.sort_by_key(|(k, _)| *k);
-    let mut rates = Vec::with_capacity(prompts.len());
-    for (_, chunk_rates) in by_chunk {
-        rates.extend(chunk_rates?);
-    }
+    })?;
+    let rates: Vec<f64> = by_chunk.into_iter().flatten().collect();
     bar.finish_and_clear();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
@@ -396,6 +368,207 @@ fn read_step_log(path: &Path, steps: usize) -> Result<Vec<RlStepLog>, RlError> {
     Ok(history)
 }
 
+/// Each task asked with the switch settings of `modes` in turn, tokenised.
+fn encode_prompts(tasks: &[Task], tokenizer: &Tokenizer, modes: &[Thinking]) -> Result<Vec<Prompt>, RlError> {
+    let mut prompts = Vec::with_capacity(tasks.len());
+    for (i, task) in tasks.iter().enumerate() {
+        let thinking = modes[i % modes.len()];
+        prompts.push(Prompt {
+            tokens: tokenizer.encode(&task.prompt(thinking), false)?,
+            task: task.clone(),
+            thinking,
+        });
+    }
+    Ok(prompts)
+}
+
+/// The prompts not yet solved (pass rate below `solved`), easy to hard (ties keep the task
+/// order), and their mean pass rate.
+fn curriculum(rates: &[f64], solved: f64) -> Result<(Vec<usize>, f64), RlError> {
+    let mut order: Vec<usize> = (0..rates.len()).filter(|&i| rates[i] < solved).collect();
+    if order.is_empty() {
+        return Err(RlError::AllSolved {
+            prompts: rates.len(),
+            threshold: solved,
+        });
+    }
+    order.sort_by(|&a, &b| rates[b].total_cmp(&rates[a]));
+    let kept = order.iter().map(|&i| rates[i]).sum::<f64>() / order.len() as f64;
+    Ok((order, kept))
+}
+
+/// Steps are optimizer updates, `updates_per_round` per round. Checkpoints fall on round
+/// boundaries, so a resumed round is sampled afresh from the model that sampled it the first
+/// time. Warm-up is one round.
+fn train_config(options: &RlOptions) -> TrainConfig {
+    let updates = options.updates_per_round;
+    let control = RunControl {
+        checkpoint_every: options.control.checkpoint_every * updates,
+        stop_after: options.control.stop_after.map(|rounds| rounds * updates),
+        progress: options.control.progress,
+    };
+    TrainConfig {
+        warmup_steps: updates,
+        ..TrainConfig::warmup_cosine(
+            options.rounds * updates,
+            options.micro_batches,
+            options.peak_lr,
+            options.seed,
+            control,
+        )
+    }
+}
+
+/// Samples groups of replies to `prompts` with `sampler` and prepares what the loss needs:
+/// the masked batch, group-normalised advantages, and the sampler's and the reference's log
+/// probabilities of every reply token.
+fn make_rollout(
+    sampler: &Llama,
+    reference: &Llama,
+    tokenizer: &Tokenizer,
+    prompts: &[&Prompt],
+    options: &RlOptions,
+    seed: u64,
+) -> Result<Rollout, TrainError> {
+    let groups =
+        sample_groups(sampler, tokenizer, prompts, options.group_size, options, seed).map_err(|e| match e {
+            RlError::Forward(e) => TrainError::Forward(e),
+            other => TrainError::Batch(other.to_string()),
+        })?;
+    let samples: Vec<&Sample> = groups.iter().flatten().collect();
+    let rows: Vec<(&[u32], &[bool])> = samples
+        .iter()
+        .map(|s| (s.tokens.as_slice(), s.counted.as_slice()))
+        .collect();
+    let batch = MaskedBatch::new(&rows, sampler.config().eos_token_id);
+    let advantages = groups
+        .iter()
+        .flat_map(|g| group_advantages(&g.iter().map(|s| s.reward.total()).collect::<Vec<_>>()))
+        .map(|a| a as f32)
+        .collect();
+    let n = samples.len() as f64;
+    let stats = RolloutStats {
+        reward: samples.iter().map(|s| s.reward.total()).sum::<f64>() / n,
+        accuracy: samples.iter().map(|s| s.reward.accuracy).sum::<f64>() / n,
+        format: samples.iter().map(|s| s.reward.format).sum::<f64>() / n,
+        reply_tokens: batch.counted() as f64 / n,
+    };
+    Ok(Rollout {
+        old: log_probs_of(sampler, &batch)?,
+        reference: log_probs_of(reference, &batch)?,
+        batch,
+        advantages,
+        stats,
+    })
+}
+
+/// The GRPO loss of `policy` on a rollout, and the step's statistics (without step and round).
+fn grpo_step(
+    policy: &Llama,
+    rollout: &Rollout,
+    settings: GrpoSettings,
+) -> Result<(MicroBatch, RlStepLog), ForwardError> {
+    let device = policy.device();
+    let (all, picked) = rollout.batch.log_probs(policy)?;
+    let mask = rollout.batch.mask_tensor(&device);
+    let rows = rollout.advantages.len();
+    let terms = grpo_loss(
+        picked,
+        rollout.old.clone().to_device(&device),
+        rollout.reference.clone().to_device(&device),
+        Tensor::from_data(TensorData::new(rollout.advantages.clone(), [rows]), &device),
+        mask.clone(),
+        settings,
+    );
+    let all = all.detach();
+    let [r, w, _] = all.dims();
+    let entropy = (all.clone().exp() * all).sum_dim(2).reshape([r, w]).neg();
+    let entropy = (entropy * mask.clone()).sum() / mask.sum().clamp_min(1.0);
+    let scalar = |t: Tensor<1>| f64::from(to_host_vec(t)[0]);
+    let entry = RlStepLog {
+        loss: scalar(terms.loss.clone().detach()),
+        reward: rollout.stats.reward,
+        accuracy: rollout.stats.accuracy,
+        format: rollout.stats.format,
+        kl: scalar(terms.kl.detach()),
+        entropy: scalar(entropy),
+        clipped: scalar(terms.clipped.detach()),
+        reply_tokens: rollout.stats.reply_tokens,
+        ..RlStepLog::default()
+    };
+    let batch = MicroBatch {
+        loss: terms.loss,
+        tokens: rollout.batch.counted(),
+    };
+    Ok((batch, entry))
+}
+
+/// Each round's rollouts, per micro-batch, while the round's updates use them.
+#[derive(Default)]
+struct RolloutCache(Mutex<HashMap<(usize, usize), Arc<Rollout>>>);
+
+impl RolloutCache {
+    /// The rollout of (round, micro-batch), made by `make` the first time it is asked for;
+    /// earlier rounds' rollouts are dropped then.
+    fn get_or_make(
+        &self,
+        round: usize,
+        micro: usize,
+        make: impl FnOnce() -> Result<Rollout, TrainError>,
+    ) -> Result<Arc<Rollout>, TrainError> {
+        let cached = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(round, micro))
+            .cloned();
+        if let Some(rollout) = cached {
+            return Ok(rollout);
+        }
+        let rollout = Arc::new(make()?);
+        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|&(r, _), _| r >= round);
+        cache.insert((round, micro), rollout.clone());
+        Ok(rollout)
+    }
+}
+
+/// The step log file, appended to by every micro-batch (one JSON line each).
+struct StepLogFile {
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
+}
+
+impl StepLogFile {
+    fn open(work_dir: &Path) -> Result<Self, RlError> {
+        std::fs::create_dir_all(work_dir).map_err(io_error(work_dir))?;
+        let path = work_dir.join("steps.jsonl");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        Ok(Self {
+            path,
+            file: Mutex::new(file),
+        })
+    }
+
+    fn append(&self, micro: usize, entry: &RlStepLog) -> Result<(), TrainError> {
+        use std::io::Write;
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        writeln!(
+            file,
+            "{}",
+            serde_json::to_string(&(micro, entry)).expect("serialisable")
+        )
+        .map_err(|cause| TrainError::Io {
+            path: self.path.clone(),
+            cause,
+        })
+    }
+}
+
 /// Trains `model` with GRPO on `tasks` on `device`, keeping resumable state in `work_dir`;
 /// returns the trained checkpoint (its layer spans kept) and the per-step log.
 pub fn rl(
@@ -411,15 +584,7 @@ pub fn rl(
     if tasks.is_empty() {
         return Err(RlError::Settings("there are no tasks to learn from".into()));
     }
-    let mut prompts = Vec::with_capacity(tasks.len());
-    for (i, task) in tasks.iter().enumerate() {
-        let thinking = options.modes[i % options.modes.len()];
-        prompts.push(Prompt {
-            tokens: tokenizer.encode(&task.prompt(thinking), false)?,
-            task: task.clone(),
-            thinking,
-        });
-    }
+    let prompts = encode_prompts(tasks, tokenizer, &options.modes)?;
     let reference = model.build(device)?;
     let model_fingerprint = model.fingerprint();
     // The survey depends on the model, the prompts and how replies are sampled, not on training.
@@ -432,27 +597,16 @@ pub fn rl(
         "temperature": options.temperature,
         "seed": options.seed,
     });
+    let survey_path = work_dir.join("pass_rates.json");
     let rates = pass_rates(
         &reference,
         tokenizer,
         &prompts,
         options,
         &survey_fingerprint,
-        &work_dir.join("pass_rates.json"),
+        &survey_path,
     )?;
-    let mut order: Vec<usize> = (0..prompts.len())
-        .filter(|&i| rates[i] < options.solved_pass_rate)
-        .collect();
-    if order.is_empty() {
-        return Err(RlError::AllSolved {
-            prompts: prompts.len(),
-            threshold: options.solved_pass_rate,
-        });
-    }
-    // Easy to hard; ties keep the task order.
-    order.sort_by(|&a, &b| rates[b].total_cmp(&rates[a]));
-    let kept_pass_rate = order.iter().map(|&i| rates[i]).sum::<f64>() / order.len() as f64;
-
+    let (order, kept_pass_rate) = curriculum(&rates, options.solved_pass_rate)?;
     let per_micro = options.prompts_per_round / options.micro_batches;
     let updates = options.updates_per_round;
     let round_prompts = |round: usize, micro: usize| -> Vec<&Prompt> {
@@ -460,145 +614,34 @@ pub fn rl(
             .map(|i| &prompts[order[(round * options.prompts_per_round + micro * per_micro + i) % order.len()]])
             .collect()
     };
-    // Checkpoints fall on round boundaries, so a resumed round is sampled afresh from the model
-    // that sampled it the first time. Warm-up is one round.
-    let control = RunControl {
-        checkpoint_every: options.control.checkpoint_every * updates,
-        stop_after: options.control.stop_after.map(|rounds| rounds * updates),
-        progress: options.control.progress,
-    };
-    let config = TrainConfig {
-        warmup_steps: updates,
-        ..TrainConfig::warmup_cosine(
-            options.rounds * updates,
-            options.micro_batches,
-            options.peak_lr,
-            options.seed,
-            control,
-        )
-    };
-    let log_path = work_dir.join("steps.jsonl");
-    let log = Mutex::new(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open({
-                std::fs::create_dir_all(work_dir).map_err(io_error(work_dir))?;
-                &log_path
-            })
-            .map_err(io_error(&log_path))?,
-    );
-    let rollouts: Mutex<HashMap<(usize, usize), Arc<Rollout>>> = Mutex::new(HashMap::new());
-    let pad = model.config.eos_token_id;
+    let log = StepLogFile::open(work_dir)?;
+    let rollouts = RolloutCache::default();
     let started = Instant::now();
     let outcome = train(
         model.build(&device.clone().autodiff())?,
-        &config,
+        &train_config(options),
         Some(&work_dir.join("train")),
         json!({ "model": model_fingerprint, "options": options, "tasks": tasks }),
         |policy: &Llama, BatchIndex { step, micro }, _| {
             let round = step / updates;
-            let cached = rollouts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&(round, micro))
-                .cloned();
-            let rollout = match cached {
-                Some(rollout) => rollout,
-                None => {
-                    let sampler = policy.valid();
-                    let groups = sample_groups(
-                        &sampler,
-                        tokenizer,
-                        &round_prompts(round, micro),
-                        options.group_size,
-                        options,
-                        sample_seed(options.seed, round, micro),
-                    )
-                    .map_err(|e| match e {
-                        RlError::Forward(e) => TrainError::Forward(e),
-                        other => TrainError::Batch(other.to_string()),
-                    })?;
-                    let samples: Vec<&Sample> = groups.iter().flatten().collect();
-                    let rows: Vec<(&[u32], &[bool])> = samples
-                        .iter()
-                        .map(|s| (s.tokens.as_slice(), s.counted.as_slice()))
-                        .collect();
-                    let batch = MaskedBatch::new(&rows, pad);
-                    let advantages = groups
-                        .iter()
-                        .flat_map(|g| group_advantages(&g.iter().map(|s| s.reward.total()).collect::<Vec<_>>()))
-                        .map(|a| a as f32)
-                        .collect();
-                    let n = samples.len() as f64;
-                    let stats = RolloutStats {
-                        reward: samples.iter().map(|s| s.reward.total()).sum::<f64>() / n,
-                        accuracy: samples.iter().map(|s| s.reward.accuracy).sum::<f64>() / n,
-                        format: samples.iter().map(|s| s.reward.format).sum::<f64>() / n,
-                        reply_tokens: batch.counted() as f64 / n,
-                    };
-                    let rollout = Arc::new(Rollout {
-                        old: log_probs_of(&sampler, &batch)?,
-                        reference: log_probs_of(&reference, &batch)?,
-                        batch,
-                        advantages,
-                        stats,
-                    });
-                    let mut cache = rollouts.lock().unwrap_or_else(|p| p.into_inner());
-                    cache.retain(|&(r, _), _| r >= round);
-                    cache.insert((round, micro), rollout.clone());
-                    rollout
-                }
-            };
-            let device = policy.device();
-            let (all, picked) = rollout.batch.log_probs(policy)?;
-            let mask = rollout.batch.mask_tensor(&device);
-            let rows = rollout.advantages.len();
-            let terms = grpo_loss(
-                picked,
-                rollout.old.clone().to_device(&device),
-                rollout.reference.clone().to_device(&device),
-                Tensor::from_data(TensorData::new(rollout.advantages.clone(), [rows]), &device),
-                mask.clone(),
-                options.grpo,
-            );
-            let all = all.detach();
-            let [r, w, _] = all.dims();
-            let entropy = (all.clone().exp() * all).sum_dim(2).reshape([r, w]).neg();
-            let entropy = (entropy * mask.clone()).sum() / mask.sum().clamp_min(1.0);
-            let scalar = |t: Tensor<1>| f64::from(to_host_vec(t)[0]);
-            let entry = RlStepLog {
-                step: step + 1,
-                round: round + 1,
-                loss: scalar(terms.loss.clone().detach()),
-                reward: rollout.stats.reward,
-                accuracy: rollout.stats.accuracy,
-                format: rollout.stats.format,
-                kl: scalar(terms.kl.detach()),
-                entropy: scalar(entropy),
-                clipped: scalar(terms.clipped.detach()),
-                reply_tokens: rollout.stats.reply_tokens,
-            };
-            {
-                use std::io::Write;
-                let mut file = log.lock().unwrap_or_else(|p| p.into_inner());
-                writeln!(
-                    file,
-                    "{}",
-                    serde_json::to_string(&(micro, entry)).expect("serialisable")
-                )
-                .map_err(|cause| TrainError::Io {
-                    path: log_path.clone(),
-                    cause,
-                })?;
-            }
-            Ok(MicroBatch {
-                loss: terms.loss,
-                tokens: rollout.batch.counted(),
-            })
+            let rollout = rollouts.get_or_make(round, micro, || {
+                let prompts = round_prompts(round, micro);
+                let seed = sample_seed(options.seed, round, micro);
+                make_rollout(&policy.valid(), &reference, tokenizer, &prompts, options, seed)
+            })?;
+            let (batch, entry) = grpo_step(policy, &rollout, options.grpo)?;
+            log.append(
+                micro,
+                &RlStepLog {
+                    step: step + 1,
+                    round: round + 1,
+                    ..entry
+                },
+            )?;
+            Ok(batch)
         },
     )?;
-    let history = read_step_log(&log_path, outcome.steps_done)?;
+    let history = read_step_log(&log.path, outcome.steps_done)?;
     let mut trained = Checkpoint::from_model(&outcome.model.valid());
     trained.parent_layers = model.parent_layers.clone();
     let report = RlReport {

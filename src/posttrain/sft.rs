@@ -21,7 +21,7 @@ use crate::train::{MicroBatch, RunControl, StepLog, TrainConfig, TrainError, cro
 use crate::world::{Chat, Thinking};
 
 /// Which chats a stage trains on, by their switch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StageChats {
     /// Thinking-on chats only (reasoning data).
@@ -30,6 +30,8 @@ pub enum StageChats {
     /// All chats, on and off mixed.
     Both,
 }
+
+crate::named!(StageChats { "on" => StageChats::On, "off" => StageChats::Off, "both" => StageChats::Both });
 
 impl StageChats {
     fn takes(self, thinking: Thinking) -> bool {
@@ -55,7 +57,8 @@ impl std::str::FromStr for SftStage {
         let (chats, steps) = text
             .split_once(':')
             .ok_or_else(|| format!("`{text}`: expected CHATS:STEPS, e.g. on:100"))?;
-        let chats = <StageChats as clap::ValueEnum>::from_str(chats, true)
+        let chats: StageChats = chats
+            .parse()
             .map_err(|_| format!("`{text}`: CHATS must be on, off or both, got `{chats}`"))?;
         let steps = steps
             .parse()
@@ -118,7 +121,7 @@ pub enum SftError {
     Settings(String),
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StageReport {
     pub chats: StageChats,
     /// Chats the stage drew from.
@@ -132,7 +135,7 @@ pub struct StageReport {
     pub history: Vec<StepLog>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SftReport {
     pub stages: Vec<StageReport>,
     /// False when stopped early as asked; running again resumes.
@@ -163,20 +166,14 @@ fn loss_at_ends(history: &[StepLog]) -> (f64, f64) {
     (mean(&history[..n]), mean(&history[history.len() - n..]))
 }
 
-/// Fine-tunes `model` on `chats` stage by stage on `device`, keeping each stage's resumable
-/// state under `work_dir/stage-K`; returns the tuned checkpoint (its layer spans kept).
-pub fn sft(
-    model: &Checkpoint,
+/// Every chat tokenised with its switch setting; a chat longer than the model reads is an error.
+fn tokenize_chats(
     chats: &[Chat],
     tokenizer: &Tokenizer,
-    options: &SftOptions,
-    work_dir: &Path,
-    device: &Device,
-) -> Result<(Checkpoint, SftReport), SftError> {
-    check_options(options)?;
-    check_chat_tokenizer(tokenizer)?;
+    model: &Checkpoint,
+) -> Result<Vec<(Thinking, TokenizedChat)>, SftError> {
     let max_len = model.config.max_position_embeddings + 1;
-    let mut tokenized: Vec<(Thinking, TokenizedChat)> = Vec::with_capacity(chats.len());
+    let mut tokenized = Vec::with_capacity(chats.len());
     for (i, chat) in chats.iter().enumerate() {
         let t = tokenize_chat(chat, tokenizer)?;
         if t.tokens.len() > max_len {
@@ -189,8 +186,104 @@ pub fn sft(
         }
         tokenized.push((chat.thinking, t));
     }
-    let pad = model.config.eos_token_id;
-    let micro = options.batch_size / options.micro_batches;
+    Ok(tokenized)
+}
+
+/// What a resumed stage must find unchanged: the model it starts from, its settings and (by an
+/// FNV-1a checksum over tokens and masks) the very chats of its pool.
+fn stage_fingerprint(
+    current: &Checkpoint,
+    (k, stage): (usize, &SftStage),
+    options: &SftOptions,
+    pool: &[&TokenizedChat],
+) -> serde_json::Value {
+    let checksum = pool.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, t| {
+        t.tokens.iter().zip(&t.trained).fold(h, |h, (&id, &trained)| {
+            (h ^ (u64::from(id) << 1 | u64::from(trained))).wrapping_mul(0x0100_0000_01b3)
+        })
+    });
+    json!({
+        "model": current.fingerprint(),
+        "stage": k,
+        "chats": stage.chats,
+        "options": options,
+        "data": { "pool": pool.len(), "checksum": format!("{checksum:016x}") },
+    })
+}
+
+/// Trains stage `k` from `current` on `pool`, stopping after `stop_after` steps when given;
+/// returns the tuned model and the stage's report.
+fn train_stage(
+    current: &Checkpoint,
+    (k, stage): (usize, &SftStage),
+    pool: &[&TokenizedChat],
+    options: &SftOptions,
+    stop_after: Option<usize>,
+    work_dir: &Path,
+    device: &Device,
+) -> Result<(Checkpoint, StageReport, bool), SftError> {
+    let config = TrainConfig::warmup_cosine(
+        stage.steps,
+        options.micro_batches,
+        options.peak_lr,
+        options.seed.wrapping_add(k as u64),
+        RunControl {
+            stop_after,
+            ..options.control
+        },
+    );
+    let (pad, micro) = (current.config.eos_token_id, options.batch_size / options.micro_batches);
+    let started = Instant::now();
+    let outcome = train(
+        current.build(&device.clone().autodiff())?,
+        &config,
+        Some(&work_dir.join(format!("stage-{}", k + 1))),
+        stage_fingerprint(current, (k, stage), options, pool),
+        |model, _, rng| {
+            let rows: Vec<(&[u32], &[bool])> = (0..micro)
+                .map(|_| {
+                    let chat = pool[rng.random_range(0..pool.len())];
+                    (chat.tokens.as_slice(), chat.trained.as_slice())
+                })
+                .collect();
+            let batch = MaskedBatch::new(&rows, pad);
+            let logits = model.forward(model.tokens_tensor(&batch.inputs)?, None, false)?.logits;
+            let mask = batch.mask_tensor(&logits.device());
+            Ok(MicroBatch {
+                loss: cross_entropy(logits, model.tokens_tensor(&batch.targets)?, Some(mask)),
+                tokens: batch.counted(),
+            })
+        },
+    )?;
+    let (first_loss, final_loss) = loss_at_ends(&outcome.history);
+    let mut tuned = Checkpoint::from_model(&outcome.model.valid());
+    tuned.parent_layers = current.parent_layers.clone();
+    let report = StageReport {
+        chats: stage.chats,
+        pool: pool.len(),
+        steps: outcome.steps_done,
+        tokens_seen: outcome.tokens_seen,
+        seconds: started.elapsed().as_secs_f64(),
+        first_loss,
+        final_loss,
+        history: outcome.history,
+    };
+    Ok((tuned, report, outcome.finished))
+}
+
+/// Fine-tunes `model` on `chats` stage by stage on `device`, keeping each stage's resumable
+/// state under `work_dir/stage-K`; returns the tuned checkpoint (its layer spans kept).
+pub fn sft(
+    model: &Checkpoint,
+    chats: &[Chat],
+    tokenizer: &Tokenizer,
+    options: &SftOptions,
+    work_dir: &Path,
+    device: &Device,
+) -> Result<(Checkpoint, SftReport), SftError> {
+    check_options(options)?;
+    check_chat_tokenizer(tokenizer)?;
+    let tokenized = tokenize_chats(chats, tokenizer, model)?;
     let mut current = model.clone();
     let mut stages = Vec::new();
     let mut steps_before = 0;
@@ -212,66 +305,11 @@ pub fn sft(
             other => other.map(|total| total - steps_before),
         };
         steps_before += stage.steps;
-        let config = TrainConfig::warmup_cosine(
-            stage.steps,
-            options.micro_batches,
-            options.peak_lr,
-            options.seed.wrapping_add(k as u64),
-            RunControl {
-                stop_after,
-                ..options.control
-            },
-        );
-        // A resumed stage must see the same chats: FNV-1a over the pool's tokens and masks.
-        let checksum = pool.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, t| {
-            t.tokens.iter().zip(&t.trained).fold(h, |h, (&id, &trained)| {
-                (h ^ (u64::from(id) << 1 | u64::from(trained))).wrapping_mul(0x0100_0000_01b3)
-            })
-        });
-        let fingerprint = json!({
-            "model": current.fingerprint(),
-            "stage": k,
-            "chats": stage.chats,
-            "options": options,
-            "data": { "pool": pool.len(), "checksum": format!("{checksum:016x}") },
-        });
-        let started = Instant::now();
-        let outcome = train(
-            current.build(&device.clone().autodiff())?,
-            &config,
-            Some(&work_dir.join(format!("stage-{}", k + 1))),
-            fingerprint,
-            |model, _, rng| {
-                let rows: Vec<(&[u32], &[bool])> = (0..micro)
-                    .map(|_| {
-                        let chat = pool[rng.random_range(0..pool.len())];
-                        (chat.tokens.as_slice(), chat.trained.as_slice())
-                    })
-                    .collect();
-                let batch = MaskedBatch::new(&rows, pad);
-                let logits = model.forward(model.tokens_tensor(&batch.inputs)?, None, false)?.logits;
-                let mask = batch.mask_tensor(&logits.device());
-                Ok(MicroBatch {
-                    loss: cross_entropy(logits, model.tokens_tensor(&batch.targets)?, Some(mask)),
-                    tokens: batch.counted(),
-                })
-            },
-        )?;
-        let (first_loss, final_loss) = loss_at_ends(&outcome.history);
-        let mut next = Checkpoint::from_model(&outcome.model.valid());
-        next.parent_layers = model.parent_layers.clone();
-        current = next;
-        stages.push(StageReport {
-            chats: stage.chats,
-            pool: pool.len(),
-            steps: outcome.steps_done,
-            tokens_seen: outcome.tokens_seen,
-            seconds: started.elapsed().as_secs_f64(),
-            first_loss,
-            final_loss,
-            history: outcome.history,
-        });
-        if !outcome.finished {
+        let (tuned, report, finished) =
+            train_stage(&current, (k, stage), &pool, options, stop_after, work_dir, device)?;
+        current = tuned;
+        stages.push(report);
+        if !finished {
             break;
         }
     }

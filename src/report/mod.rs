@@ -3,16 +3,15 @@
 //! earlier stages' results, not how they were computed.
 
 pub mod architecture;
-pub mod heatmap;
 pub mod notebook;
 pub mod pareto;
-pub mod plot;
 pub mod run_page;
+pub mod run_report;
 pub mod summary;
 
 pub use architecture::architecture_svg;
-pub use heatmap::{HeatMap, write_dependency_heatmap, write_heatmap};
 pub use notebook::{show_html, show_svg};
-pub use pareto::{ParetoReport, ReportError, write_pareto};
+pub use pareto::{ParetoFront, ParetoReport, ReportError, pareto_front, write_pareto};
 pub use run_page::{Curve, RunPage, write_run_page};
+pub use run_report::{ReportPage, RunEval, RunInputs, RunReportError, compare_models, notes, write_run_report};
 pub use summary::{ModelRow, Summary};

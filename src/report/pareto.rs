@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::plot::{Scatter, Series, write_scatter};
-use crate::search::{Sense, SolutionReport, Sweep, SweepPoint};
+use crate::plot::{Scatter, Series, write_scatter};
+use crate::search::{SearchInput, SearchSpec, Sense, SolutionReport, Sweep, SweepPoint};
 use crate::table::{Values, write_table};
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,46 @@ fn file_name(total: &str) -> String {
         .collect()
 }
 
+/// Searches `library` at every value of `sweep` and writes the Pareto report into `out`: the
+/// Pareto stage, as `tessera pareto` and `tessera run` call it.
+pub fn pareto_front(
+    library: &Path,
+    spec: &SearchSpec,
+    sweep: &Sweep,
+    out: &Path,
+    progress: bool,
+) -> Result<ParetoFront, ReportError> {
+    let fail = |problem: String| ReportError {
+        path: library.to_path_buf(),
+        problem,
+    };
+    let input = SearchInput::open(library).map_err(|e| fail(e.to_string()))?;
+    let points = crate::search::sweep(&input, spec, sweep, progress).map_err(|e| fail(e.to_string()))?;
+    let report = write_pareto(out, sweep, &points)?;
+    Ok(ParetoFront { report, points })
+}
+
+/// A sweep's points and the report written of them.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ParetoFront {
+    pub report: ParetoReport,
+    pub points: Vec<SweepPoint>,
+}
+
+impl std::fmt::Display for ParetoFront {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let feasible = self.points.iter().filter(|p| p.report.is_some()).count();
+        write!(
+            f,
+            "{feasible}/{} points feasible; table {}, {} plots, page {}",
+            self.points.len(),
+            self.report.table.display(),
+            self.report.plots.len(),
+            self.report.page.display()
+        )
+    }
+}
+
 /// Writes the report of `points` into `dir`.
 pub fn write_pareto(dir: &Path, sweep: &Sweep, points: &[SweepPoint]) -> Result<ParetoReport, ReportError> {
     let fail = |path: &Path, problem: String| ReportError {
@@ -93,82 +133,18 @@ pub fn write_pareto(dir: &Path, sweep: &Sweep, points: &[SweepPoint]) -> Result<
     };
     std::fs::create_dir_all(dir).map_err(|e| fail(dir, e.to_string()))?;
     let rows = rows(points);
-    let first = points.iter().find_map(|p| p.report.as_ref());
-    let objective = first.map(|r| r.objective.clone());
+    let objective = points
+        .iter()
+        .find_map(|p| p.report.as_ref())
+        .map(|r| r.objective.clone());
     let totals: BTreeSet<String> = rows
         .iter()
         .flat_map(|r| r.solution.totals.keys().cloned())
         .filter(|k| objective.as_ref().is_none_or(|o| &o.key != k))
         .collect();
-
-    let sweep_column = format!("sweep {}", sweep.key);
-    let mut columns = vec![
-        (
-            sweep_column.as_str(),
-            Values::Float(rows.iter().map(|r| r.value).collect()),
-        ),
-        (
-            "method",
-            Values::Text(rows.iter().map(|r| r.solution.method.clone()).collect()),
-        ),
-        ("rank", Values::Int(rows.iter().map(|r| r.rank as i64).collect())),
-        (
-            "objective",
-            Values::Float(rows.iter().map(|r| r.solution.objective).collect()),
-        ),
-        (
-            "status",
-            Values::Text(
-                rows.iter()
-                    .map(|r| {
-                        serde_json::to_value(r.solution.status)
-                            .expect("status serialises")
-                            .to_string()
-                    })
-                    .collect(),
-            ),
-        ),
-        (
-            "solve_ms",
-            Values::Float(rows.iter().map(|r| r.solution.solve_ms).collect()),
-        ),
-        (
-            "batch_size",
-            Values::Int(
-                rows.iter()
-                    .map(|r| r.solution.batch_size.map_or(-1, |b| b as i64))
-                    .collect(),
-            ),
-        ),
-    ];
-    for name in &totals {
-        columns.push((
-            name.as_str(),
-            Values::Float(
-                rows.iter()
-                    .map(|r| r.solution.totals.get(name).and_then(|v| v.as_f64()).unwrap_or(f64::NAN))
-                    .collect(),
-            ),
-        ));
-    }
-    columns.push((
-        "choice",
-        Values::Text(
-            rows.iter()
-                .map(|r| {
-                    r.solution
-                        .choice
-                        .iter()
-                        .map(|(layer, name)| format!("{layer}={}", name.as_str().unwrap_or_default()))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-                .collect(),
-        ),
-    ));
     let stem = dir.join("solutions");
-    write_table(&stem, columns).map_err(|e| fail(&stem, e.to_string()))?;
-
+    write_table(&stem, table_columns(&format!("sweep {}", sweep.key), &rows, &totals))
+        .map_err(|e| fail(&stem, e.to_string()))?;
     let maximize = objective.as_ref().is_some_and(|o| o.maximize);
     let objective_key = objective.as_ref().map_or("objective".to_string(), |o| o.key.clone());
     let methods: BTreeSet<&str> = rows.iter().map(|r| r.solution.method.as_str()).collect();
@@ -180,42 +156,122 @@ pub fn write_pareto(dir: &Path, sweep: &Sweep, points: &[SweepPoint]) -> Result<
             .flat_map(|r| r.limits.iter())
             .find(|l| &l.name == name)
             .map_or(Sense::AtMost, |l| l.sense);
-        let point_of = |r: &Row| {
-            r.solution
-                .totals
-                .get(name)
-                .and_then(|v| v.as_f64())
-                .map(|x| (x, r.solution.objective))
-        };
-        let series: Vec<Series> = methods
-            .iter()
-            .map(|m| Series {
-                label: m.to_string(),
-                points: rows
-                    .iter()
-                    .filter(|r| r.solution.method == *m)
-                    .filter_map(point_of)
-                    .collect(),
-            })
-            .collect();
-        let all: Vec<(f64, f64)> = rows.iter().filter_map(point_of).collect();
-        let front = front(&all, sense == Sense::AtMost, maximize);
         let plot_stem = dir.join(file_name(name));
-        write_scatter(
-            &plot_stem,
-            &Scatter {
-                title: &format!("{objective_key} against {name}"),
-                x_label: name,
-                y_label: &objective_key,
-                series: &series,
-                front: &front,
-                lines: false,
-            },
-        )
-        .map_err(|e| fail(&plot_stem, e))?;
+        write_front_plot(&plot_stem, name, &objective_key, sense, maximize, &methods, &rows)
+            .map_err(|e| fail(&plot_stem, e))?;
         plots.push(plot_stem.with_extension("svg"));
     }
+    let md = summary_markdown(sweep, points, &methods, &objective_key, maximize, &plots);
+    let page_md = dir.join("index.md");
+    std::fs::write(&page_md, &md).map_err(|e| fail(&page_md, e.to_string()))?;
+    let page = dir.join("index.html");
+    std::fs::write(&page, markdown_page(&md)).map_err(|e| fail(&page, e.to_string()))?;
+    Ok(ParetoReport {
+        dir: dir.to_path_buf(),
+        table: stem.with_extension("csv"),
+        plots,
+        page,
+    })
+}
 
+/// Every solution and baseline of every point as table columns: the swept value, the method,
+/// its rank, objective, status, time, batch size, every total, and the choice.
+fn table_columns<'a>(sweep_column: &'a str, rows: &[Row], totals: &'a BTreeSet<String>) -> Vec<(&'a str, Values)> {
+    let float = |f: &dyn Fn(&Row) -> f64| Values::Float(rows.iter().map(f).collect());
+    let status = |r: &Row| {
+        serde_json::to_value(r.solution.status)
+            .expect("status serialises")
+            .to_string()
+    };
+    let mut columns = vec![
+        (sweep_column, float(&|r| r.value)),
+        (
+            "method",
+            Values::Text(rows.iter().map(|r| r.solution.method.clone()).collect()),
+        ),
+        ("rank", Values::Int(rows.iter().map(|r| r.rank as i64).collect())),
+        ("objective", float(&|r| r.solution.objective)),
+        ("status", Values::Text(rows.iter().map(status).collect())),
+        ("solve_ms", float(&|r| r.solution.solve_ms)),
+        (
+            "batch_size",
+            Values::Int(
+                rows.iter()
+                    .map(|r| r.solution.batch_size.map_or(-1, |b| b as i64))
+                    .collect(),
+            ),
+        ),
+    ];
+    for name in totals {
+        columns.push((
+            name.as_str(),
+            float(&|r| r.solution.totals.get(name).and_then(|v| v.as_f64()).unwrap_or(f64::NAN)),
+        ));
+    }
+    let choice = |r: &Row| {
+        r.solution
+            .choice
+            .iter()
+            .map(|(span, name)| format!("layer_{span}={name}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    columns.push(("choice", Values::Text(rows.iter().map(choice).collect())));
+    columns
+}
+
+/// The objective against one total, a series per method, with the front marked.
+fn write_front_plot(
+    stem: &Path,
+    total: &str,
+    objective_key: &str,
+    sense: Sense,
+    maximize: bool,
+    methods: &BTreeSet<&str>,
+    rows: &[Row],
+) -> Result<(), String> {
+    let point_of = |r: &Row| {
+        r.solution
+            .totals
+            .get(total)
+            .and_then(|v| v.as_f64())
+            .map(|x| (x, r.solution.objective))
+    };
+    let series: Vec<Series> = methods
+        .iter()
+        .map(|m| Series {
+            label: m.to_string(),
+            points: rows
+                .iter()
+                .filter(|r| r.solution.method == *m)
+                .filter_map(point_of)
+                .collect(),
+        })
+        .collect();
+    let all: Vec<(f64, f64)> = rows.iter().filter_map(point_of).collect();
+    let front = front(&all, sense == Sense::AtMost, maximize);
+    write_scatter(
+        stem,
+        &Scatter {
+            title: &format!("{objective_key} against {total}"),
+            x_label: total,
+            y_label: objective_key,
+            series: &series,
+            front: &front,
+            lines: false,
+        },
+    )
+}
+
+/// The page's Markdown: what was swept, the objective per point and method, and the plots.
+fn summary_markdown(
+    sweep: &Sweep,
+    points: &[SweepPoint],
+    methods: &BTreeSet<&str>,
+    objective_key: &str,
+    maximize: bool,
+    plots: &[PathBuf],
+) -> String {
     let mut md = format!(
         "# Pareto sweep of `{}` from {} to {} ({} points)\n\nObjective: {} `{}`. Table: [solutions.csv](solutions.csv), [solutions.parquet](solutions.parquet).\n\n",
         sweep.key,
@@ -249,20 +305,11 @@ pub fn write_pareto(dir: &Path, sweep: &Sweep, points: &[SweepPoint]) -> Result<
         ));
     }
     md.push('\n');
-    for plot in &plots {
+    for plot in plots {
         let name = plot.file_name().expect("a file").to_string_lossy();
         md.push_str(&format!("![{name}]({name})\n\n"));
     }
-    let page_md = dir.join("index.md");
-    std::fs::write(&page_md, &md).map_err(|e| fail(&page_md, e.to_string()))?;
-    let page = dir.join("index.html");
-    std::fs::write(&page, markdown_page(&md)).map_err(|e| fail(&page, e.to_string()))?;
-    Ok(ParetoReport {
-        dir: dir.to_path_buf(),
-        table: stem.with_extension("csv"),
-        plots,
-        page,
-    })
+    md
 }
 
 /// The little Markdown this report writes (headings, tables, images, paragraphs) as HTML.

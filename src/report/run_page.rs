@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use super::architecture::architecture_svg;
 use super::pareto::ReportError;
-use super::plot::{Scatter, Series, write_scatter};
 use super::summary::Summary;
 use crate::checkpoint::LayerSpan;
 use crate::model::ModelConfig;
+use crate::plot::{Scatter, Series, write_scatter};
 
 /// A training curve plot: named series of (step, value).
 #[derive(Clone, Debug)]
@@ -50,22 +50,32 @@ td:first-child,th:first-child{text-align:left}th{background:#eee}h2{margin-top:2
 
 /// Writes `dir/index.html` and the pictures it shows; returns the page's path.
 pub fn write_run_page(dir: &Path, page: &RunPage) -> Result<PathBuf, ReportError> {
-    let fail = |path: &Path, problem: String| ReportError {
-        path: path.to_path_buf(),
-        problem,
-    };
     std::fs::create_dir_all(dir).map_err(|e| fail(dir, e.to_string()))?;
-    let copy_in = |source: &Path, name: String| -> Result<String, ReportError> {
-        std::fs::copy(source, dir.join(&name)).map_err(|e| fail(source, format!("copying into the report: {e}")))?;
-        Ok(name)
-    };
-
     let mut html = String::new();
     let _ = write!(
         html,
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>tessera run {0}</title><style>{STYLE}</style></head><body>\n<h1>tessera run <code>{0}</code></h1>\n",
         escape(page.name)
     );
+    summary_section(&mut html, page);
+    architecture_section(&mut html, dir, page)?;
+    pictures_section(&mut html, dir, page)?;
+    curves_section(&mut html, dir, page)?;
+    html.push_str("</body></html>\n");
+    let index = dir.join("index.html");
+    std::fs::write(&index, html).map_err(|e| fail(&index, e.to_string()))?;
+    Ok(index)
+}
+
+fn fail(path: &Path, problem: String) -> ReportError {
+    ReportError {
+        path: path.to_path_buf(),
+        problem,
+    }
+}
+
+/// The parent-vs-child table, what each stage found and each stage's time.
+fn summary_section(html: &mut String, page: &RunPage) {
     html.push_str("<h2>Parent and child</h2>\n<table><tr>");
     for header in Summary::HEADERS {
         let _ = write!(html, "<th>{}</th>", escape(header));
@@ -84,7 +94,6 @@ pub fn write_run_page(dir: &Path, page: &RunPage) -> Result<PathBuf, ReportError
         page.summary.eval_tasks,
         escape(&page.summary.request)
     );
-
     html.push_str("<h2>What each stage found</h2>\n<ul>\n");
     for note in page.notes {
         let _ = writeln!(html, "<li>{}</li>", escape(note));
@@ -94,7 +103,10 @@ pub fn write_run_page(dir: &Path, page: &RunPage) -> Result<PathBuf, ReportError
         let _ = writeln!(html, "<tr><td>{}</td><td>{seconds:.1}</td></tr>", escape(stage));
     }
     html.push_str("</table>\n");
+}
 
+/// The child drawn layer by layer against the parent (`architecture.svg`).
+fn architecture_section(html: &mut String, dir: &Path, page: &RunPage) -> Result<(), ReportError> {
     let architecture = dir.join("architecture.svg");
     std::fs::write(
         &architecture,
@@ -113,7 +125,15 @@ pub fn write_run_page(dir: &Path, page: &RunPage) -> Result<PathBuf, ReportError
         page.child.num_layers(),
         escape(&fused)
     );
+    Ok(())
+}
 
+/// The search's Pareto plots and the fusion heat map, copied into the report folder.
+fn pictures_section(html: &mut String, dir: &Path, page: &RunPage) -> Result<(), ReportError> {
+    let copy_in = |source: &Path, name: String| -> Result<String, ReportError> {
+        std::fs::copy(source, dir.join(&name)).map_err(|e| fail(source, format!("copying into the report: {e}")))?;
+        Ok(name)
+    };
     html.push_str("<h2>Pareto fronts of the search</h2>\n<div class=\"plots\">\n");
     for plot in page.pareto_plots {
         let file_name = plot
@@ -123,13 +143,16 @@ pub fn write_run_page(dir: &Path, page: &RunPage) -> Result<PathBuf, ReportError
         let _ = writeln!(html, "<img src=\"{}\">", escape(&name));
     }
     html.push_str("</div>\n");
-
     let heatmap = copy_in(page.heatmap, "dependency.svg".into())?;
     let _ = writeln!(
         html,
         "<h2>FFN fusion: layer dependency</h2>\n<p>M[i][j]: cosine distance of layer j's contribution with and without layer i before it; low values mark layers that can run in parallel.</p>\n<div class=\"plots\"><img src=\"{heatmap}\"></div>"
     );
+    Ok(())
+}
 
+/// Each training curve drawn (`curve-K.svg`).
+fn curves_section(html: &mut String, dir: &Path, page: &RunPage) -> Result<(), ReportError> {
     html.push_str("<h2>Training curves</h2>\n<div class=\"plots\">\n");
     for (k, curve) in page.curves.iter().enumerate() {
         let stem = dir.join(format!("curve-{k}"));
@@ -155,8 +178,6 @@ pub fn write_run_page(dir: &Path, page: &RunPage) -> Result<PathBuf, ReportError
         .map_err(|e| fail(&stem, e))?;
         let _ = writeln!(html, "<img src=\"curve-{k}.svg\">");
     }
-    html.push_str("</div>\n</body></html>\n");
-    let index = dir.join("index.html");
-    std::fs::write(&index, html).map_err(|e| fail(&index, e.to_string()))?;
-    Ok(index)
+    html.push_str("</div>\n");
+    Ok(())
 }

@@ -4,15 +4,16 @@
 //! nothing of costs, search or later stages.
 
 pub mod replace;
+pub mod stage;
 
 use std::path::Path;
 
 use burn::prelude::Device;
-use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub use replace::{Reference, Scores};
+pub use stage::{AccuracyRow, ItemScores, ScoreMetric, ScoreOptions, ScoreReport, score_library};
 
 use crate::checkpoint::{Checkpoint, LayerSpan, Replacement};
 use crate::eval::task_accuracy;
@@ -25,26 +26,13 @@ use crate::tokenizer::Tokenizer;
 use crate::world::{Task, Thinking};
 
 /// One scored block: which layers it stands for, which variant, from which weights.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScoreRow {
     pub span: LayerSpan,
     pub variant: String,
     pub stage: Stage,
     #[serde(flatten)]
     pub scores: Scores,
-}
-
-fn progress_bar(show: bool, total: usize) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} scoring [{bar:30}] {pos}/{len} blocks ({elapsed}, eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar
 }
 
 /// The parent and its reference on held-out windows: everything a library's blocks are
@@ -108,7 +96,7 @@ impl Scoring {
     ) -> Result<Vec<ScoreRow>, LibraryError> {
         let device: Device = self.model.device();
         let config = &self.parent.config;
-        let bar = progress_bar(progress, blocks.len());
+        let bar = crate::progress::bar(progress, "scored blocks", 0, blocks.len());
         let mut rows = Vec::with_capacity(blocks.len());
         for &(span, block) in blocks {
             let weights = library.span_weights(span, &block, &self.parent.weights, stage)?;
@@ -134,16 +122,20 @@ impl Scoring {
         tasks: &[Task],
         thinking: Thinking,
         progress: bool,
-    ) -> Result<Vec<(LayerSpan, String, f64)>, ScoreError> {
+    ) -> Result<Vec<AccuracyRow>, ScoreError> {
         let tokenizer = self.tokenizer.as_ref().ok_or(ScoreError::NoTokenizer)?;
         let device = self.model.device();
-        let bar = progress_bar(progress, blocks.len());
+        let bar = crate::progress::bar(progress, "blocks answering tasks", 0, blocks.len());
         let mut out = Vec::with_capacity(blocks.len());
         for &(span, block) in blocks {
             let weights = library.span_weights(span, &block, &self.parent.weights, Stage::Trained)?;
             let child = replaced_model(&self.parent, span, &block, weights, &device)?;
             let report = task_accuracy(&child, tokenizer, tasks, thinking, 96, 64)?;
-            out.push((span, block_name(&block), report.accuracy));
+            out.push(AccuracyRow {
+                span,
+                block: block_name(&block),
+                accuracy: report.accuracy,
+            });
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -190,7 +182,7 @@ impl Scoring {
 }
 
 /// Prefix reuse against full recomputation (`Scoring::check_prefix_reuse`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReuseCheck {
     pub blocks: usize,
     pub reuse_seconds: f64,
@@ -210,6 +202,8 @@ pub enum ScoreError {
     Accuracy(#[from] crate::eval::AccuracyError),
     #[error("task accuracy needs the parent's tokenizer: pass --tokenizer")]
     NoTokenizer,
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
 }
 
 /// The parent with layers `span` replaced by `block` (whose tensors are `weights`, named at
@@ -318,7 +312,7 @@ pub fn record_metrics<'a>(
 }
 
 /// One library item in the otherwise unchanged parent, before and after BLD.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ItemComparison {
     pub item: String,
     pub origin: Origin,
@@ -328,7 +322,7 @@ pub struct ItemComparison {
     pub trained: Scores,
 }
 
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ComparisonSummary {
     /// Items with their own training.
     pub trainable: usize,

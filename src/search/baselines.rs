@@ -180,7 +180,7 @@ fn best_feasible(
 /// best after a few seconds is enough.
 fn max_params(problem: &Problem, limits: &[Limit]) -> Result<Option<Choice>, SearchError> {
     let objective = Objective {
-        key: "stats.num_params".into(),
+        key: crate::cost::keys::stat(crate::cost::keys::NUM_PARAMS),
         maximize: true,
     };
     let options = SolveOptions {
@@ -213,7 +213,7 @@ fn depth_only(problem: &Problem, objective: &Objective, limits: &[Limit]) -> Res
     let mut removals = Vec::new();
     for (layer, list) in layers.iter().enumerate() {
         for &c in list {
-            if problem.value(c, "stats.num_params")? == 0.0 {
+            if problem.value(c, &crate::cost::keys::stat(crate::cost::keys::NUM_PARAMS))? == 0.0 {
                 let harm = problem.value(c, &objective.key)?;
                 removals.push((if objective.maximize { -harm } else { harm }, layer, c));
                 break;

@@ -6,18 +6,16 @@
 use std::path::Path;
 
 use burn::prelude::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::SearchError;
 use super::constraints::ConstraintFile;
 use super::outside::SearchInput;
-use super::problem::Choice;
 use super::run::SolutionReport;
 use crate::cost::measure::{Runner, Timing, request_runner, time_interleaved};
-use crate::library::choice_from_json;
 use crate::model::{Llama, build_model};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ChildCheck {
     pub blocks: Vec<String>,
     pub batch_size: usize,
@@ -30,14 +28,14 @@ pub struct ChildCheck {
     pub measured_speedup: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ParentTiming {
     pub batch_size: usize,
     pub predicted_ms: f64,
     pub measured: Timing,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ChildChecks {
     pub parents: Vec<ParentTiming>,
     pub children: Vec<ChildCheck>,
@@ -74,20 +72,14 @@ pub fn check_on_cpu(
     batches.dedup();
     let mut children = Vec::new();
     for solution in solutions {
-        let spans = choice_from_json(&solution.choice).map_err(fail)?;
-        let mut choice: Choice = Vec::new();
-        let mut names = Vec::new();
-        for (span, name) in &spans {
-            choice.push(
-                problem
-                    .starting_at(span.first)
-                    .find(|&c| problem.candidates[c].name == *name && problem.candidates[c].last == span.last)
-                    .ok_or_else(|| fail(format!("layer_{span} has no block `{name}`")))?,
-            );
-            names.push(format!("layer_{span}: {name}"));
-        }
+        let choice = problem.choice_of(&solution.choice)?;
+        let names = solution
+            .choice
+            .iter()
+            .map(|(span, name)| format!("layer_{span}: {name}"))
+            .collect::<Vec<_>>();
         let checkpoint = library
-            .assemble_spans(&parent, &spans)
+            .assemble_spans(&parent, &solution.choice)
             .map_err(|e| fail(e.to_string()))?;
         let model = build_model(&checkpoint.config, &checkpoint.weights, device).map_err(|e| fail(e.to_string()))?;
         let batch = solution.batch_size.unwrap_or(1);

@@ -22,7 +22,7 @@ use super::SearchError;
 use super::limit::{Limit, Objective, Sense, parse_limits};
 use super::outside::Outside;
 use super::problem::{Choice, Problem};
-use crate::cost::{Precision, Scenario, Target};
+use crate::cost::{Precision, Scenario, Target, keys};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,11 +191,7 @@ impl ConstraintFile {
 
     fn runtime_key(&self, scenario: Scenario) -> String {
         let target = self.target().expect("checked when parsed");
-        format!(
-            "stats.runtime_ms_{}_{}_{scenario}",
-            target.name(),
-            self.target.dtype.name()
-        )
+        keys::stat(&keys::runtime_ms(target.name(), self.target.dtype, &scenario))
     }
 
     fn scenarios(&self, batch: usize) -> (Scenario, Scenario) {
@@ -227,11 +223,8 @@ impl ConstraintFile {
         let tp = self.target.tensor_parallel as f64;
         (
             vec![
-                (format!("stats.memory_mib_{}", dtype.name()), MIB / GIB / tp),
-                (
-                    format!("stats.kv_bytes_per_token_{}", dtype.name()),
-                    kv_tokens / GIB / tp,
-                ),
+                (keys::stat(&keys::memory_mib(dtype)), MIB / GIB / tp),
+                (keys::stat(&keys::kv_bytes_per_token(dtype)), kv_tokens / GIB / tp),
             ],
             outside.params * dtype.bytes() as f64 / GIB / tp,
         )
@@ -369,7 +362,7 @@ impl ConstraintFile {
         if let Some(params) = l.max_params {
             limits.push(Limit {
                 name: "num_params".into(),
-                terms: vec![("stats.num_params".into(), 1.0)],
+                terms: vec![(keys::stat(keys::NUM_PARAMS), 1.0)],
                 constant: outside.params,
                 sense: Sense::AtMost,
                 bound: params,

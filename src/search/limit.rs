@@ -3,12 +3,12 @@
 //! summed over the chosen candidates. Human constraints (throughput, memory, …) compile into these
 //! (see `constraints.rs`); raw limits come from `--limit 'KEY<=V'`. Knows nothing of solvers.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::SearchError;
 use super::problem::{Choice, Problem};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Sense {
     AtMost,
@@ -25,7 +25,7 @@ impl Sense {
 }
 
 /// `constant + Σ_chosen Σ_terms coefficient · value(key)` compared with `bound`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Limit {
     /// The total's name in reports, e.g. `stats.num_params` or `request_ms@b=8`.
     pub name: String,
@@ -138,7 +138,7 @@ pub fn parse_limits(text: &str) -> Result<Vec<Limit>, SearchError> {
 }
 
 /// The quantity to minimise (or maximise): the sum of one key over the chosen candidates.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Objective {
     pub key: String,
     pub maximize: bool,

@@ -13,18 +13,21 @@ use good_lp::{
     Expression, ProblemVariables, ResolutionError, Solution as _, SolverModel, Variable, WithInitialSolution,
     constraint, variable,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::SearchError;
 use super::limit::{Limit, Objective, Sense};
 use super::problem::{Choice, Problem};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SolverKind {
+    #[default]
     Cbc,
     Microlp,
 }
+
+crate::named!(SolverKind { "cbc" => SolverKind::Cbc, "microlp" => SolverKind::Microlp });
 
 #[derive(Clone, Debug)]
 pub struct SolveOptions {
@@ -50,7 +53,25 @@ impl Default for SolveOptions {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+impl SolveOptions {
+    /// Checks every value once, wherever the options came from (a constraint file, the command
+    /// line, a notebook).
+    pub fn check(&self) -> Result<(), SearchError> {
+        let bad = |problem: &str| Err(SearchError::Options(problem.to_string()));
+        if self.solutions == 0 {
+            return bad("solutions must be at least 1");
+        }
+        if self.time_limit_s.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
+            return bad("the time limit must be a positive number of seconds");
+        }
+        if self.gap.is_some_and(|g| !(g.is_finite() && g >= 0.0)) {
+            return bad("the gap must be a non-negative number");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Proven optimal.
@@ -173,6 +194,7 @@ pub fn solve(
     options: &SolveOptions,
     start: Option<&Choice>,
 ) -> Result<Vec<Solved>, SearchError> {
+    options.check()?;
     let program = Program::new(problem, objective, limits)?;
     let mut found: Vec<Solved> = Vec::new();
     while found.len() < options.solutions.max(1) {

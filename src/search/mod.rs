@@ -13,7 +13,7 @@ pub mod mip;
 pub mod outside;
 pub mod problem;
 pub mod run;
-pub mod solution_file;
+pub mod solutions;
 pub mod sweep;
 pub mod synthetic;
 
@@ -26,8 +26,8 @@ pub use limit::{Limit, Objective, Sense, parse_limits};
 pub use mip::{SolveOptions, Solved, SolverKind, Status, solve, verify};
 pub use outside::{Outside, SearchInput};
 pub use problem::{Candidate, Choice, Problem};
-pub use run::{Limits, SearchReport, SearchSpec, SolutionReport, search};
-pub use solution_file::{SavedSolution, read_solution};
+pub use run::{Limits, SearchReport, SearchSpec, SolutionReport, search, search_library};
+pub use solutions::{SavedSolution, SolutionRef};
 pub use sweep::{Sweep, SweepPoint, sweep};
 
 #[derive(Debug, thiserror::Error)]

@@ -62,10 +62,7 @@ impl SearchInput {
             params: outside_params(&library.manifest.parent.config) as f64,
             latency: BTreeMap::new(),
         };
-        let costs = library
-            .dir
-            .join("costs")
-            .join(format!("{target}_{}.json", precision.name()));
+        let costs = library.dir.join("costs").join(format!("{target}_{precision}.json"));
         if costs.exists() {
             let text = std::fs::read_to_string(&costs).map_err(|cause| SearchError::Io {
                 path: costs.clone(),

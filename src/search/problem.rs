@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::SearchError;
 use crate::checkpoint::LayerSpan;
-use crate::library::interchange::parse_span_key;
+use crate::library::interchange::{ChildChoice, parse_span_key};
 
 /// One block (or multi-layer replacement) that the search may choose.
 #[derive(Clone, Debug, PartialEq)]
@@ -201,7 +201,7 @@ impl Problem {
                     .starting_at(layer)
                     .filter(|&c| self.candidates[c].is_single_layer())
                 {
-                    let params = self.value(c, "stats.num_params")?;
+                    let params = self.value(c, &crate::cost::keys::stat(crate::cost::keys::NUM_PARAMS))?;
                     if best.is_none_or(|(_, p)| params > p) {
                         best = Some((c, params));
                     }
@@ -214,11 +214,35 @@ impl Problem {
             .collect()
     }
 
-    /// The choice's variant per span key, in layer order.
-    pub fn describe(&self, choice: &Choice) -> Vec<(String, String)> {
-        choice
+    /// The choice as spans of parent layers and block names, in layer order.
+    pub fn describe(&self, choice: &Choice) -> ChildChoice {
+        ChildChoice(
+            choice
+                .iter()
+                .map(|&c| {
+                    let candidate = &self.candidates[c];
+                    let span = LayerSpan {
+                        first: candidate.first,
+                        last: candidate.last,
+                    };
+                    (span, candidate.name.clone())
+                })
+                .collect(),
+        )
+    }
+
+    /// The candidates a described choice names (the inverse of `describe`).
+    pub fn choice_of(&self, child: &ChildChoice) -> Result<Choice, SearchError> {
+        child
             .iter()
-            .map(|&c| (self.candidates[c].span_key.clone(), self.candidates[c].name.clone()))
+            .map(|(span, name)| {
+                self.starting_at(span.first)
+                    .find(|&c| self.candidates[c].name == *name && self.candidates[c].last == span.last)
+                    .ok_or_else(|| SearchError::Library {
+                        path: self.source.clone(),
+                        problem: format!("layer_{span} has no block `{name}`"),
+                    })
+            })
             .collect()
     }
 

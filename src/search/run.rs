@@ -1,17 +1,24 @@
 //! One search as a user asks for it: an objective and limits, from a constraint file (swept over
 //! its batch sizes, the best kept) or from raw `KEY<=V` limits; the MIP's diverse solutions and
-//! the baselines, each with every constrained total, re-checked, ready for `--json`.
+//! the baselines, each with every constrained total, re-checked, ready for `--json`; and the
+//! search stage, which also measures the best child when asked and writes `solutions.json`.
 
-use serde::Serialize;
+use std::path::Path;
+
+use burn::prelude::Device;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::SearchError;
 use super::baselines::BASELINES;
+use super::check::{ChildChecks, check_on_cpu};
 use super::constraints::ConstraintFile;
 use super::limit::{Limit, Objective};
-use super::mip::{SolveOptions, Solved, Status, solve};
+use super::mip::{SolveOptions, Solved, SolverKind, Status, solve};
 use super::outside::SearchInput;
 use super::problem::Problem;
+use crate::cost::keys;
+use crate::library::ChildChoice;
 
 /// Where the limits come from.
 #[derive(Clone, Debug)]
@@ -27,11 +34,14 @@ pub struct SearchSpec {
     pub options: SolveOptions,
     /// Also run the baselines.
     pub baselines: bool,
+    /// Assemble the best child and time it against the parent on this machine over this many
+    /// interleaved rounds of whole requests (a tessera library and a constraint file only).
+    pub measure: Option<usize>,
 }
 
 impl SearchSpec {
     /// The search a constraint file asks for.
-    pub fn from_file(file: ConstraintFile, solver: super::mip::SolverKind) -> Self {
+    pub fn from_file(file: ConstraintFile, solver: SolverKind) -> Self {
         SearchSpec {
             objective: file.objective(),
             options: SolveOptions {
@@ -43,23 +53,37 @@ impl SearchSpec {
             },
             limits: Limits::File(Box::new(file)),
             baselines: true,
+            measure: None,
+        }
+    }
+
+    /// An objective and raw limits on library keys.
+    pub fn raw(objective: Objective, limits: Vec<Limit>) -> Self {
+        SearchSpec {
+            objective,
+            limits: Limits::Raw(limits),
+            options: SolveOptions::default(),
+            baselines: true,
+            measure: None,
         }
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SolutionReport {
     /// `mip`, or the baseline's name.
     pub method: String,
     pub objective: f64,
+    /// The objective's and every limit's total, by name.
     pub totals: Map<String, Value>,
-    pub choice: Map<String, Value>,
+    pub choice: ChildChoice,
     pub status: Status,
     pub solve_ms: f64,
     pub batch_size: Option<usize>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// What a search found: `solutions.json` (see `solutions`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SearchReport {
     pub objective: Objective,
     pub limits: Vec<Limit>,
@@ -67,6 +91,9 @@ pub struct SearchReport {
     /// Baselines that found a feasible choice (the others are listed in `baselines_without`).
     pub baselines: Vec<SolutionReport>,
     pub baselines_without: Vec<String>,
+    /// The best child timed against the parent, when asked.
+    #[serde(default)]
+    pub measured: Option<ChildChecks>,
 }
 
 fn report(
@@ -87,11 +114,7 @@ fn report(
         method: method.to_string(),
         objective: objective.value(problem, choice)?,
         totals,
-        choice: problem
-            .describe(choice)
-            .into_iter()
-            .map(|(layer, name)| (layer, Value::String(name)))
-            .collect(),
+        choice: problem.describe(choice),
         status: solved.status,
         solve_ms: solved.solve_ms,
         batch_size,
@@ -111,7 +134,7 @@ fn limit_sets(input: &SearchInput, spec: &SearchSpec) -> Result<Vec<LimitSet>, S
             let keys: Vec<String> = file
                 .needed_scenarios()
                 .iter()
-                .map(|s| format!("stats.runtime_ms_{}_{}_{s}", target.name(), file.target.dtype.name()))
+                .map(|s| keys::stat(&keys::runtime_ms(target.name(), file.target.dtype, s)))
                 .collect();
             for (key, scenario) in keys.iter().zip(file.needed_scenarios()) {
                 input
@@ -122,7 +145,7 @@ fn limit_sets(input: &SearchInput, spec: &SearchSpec) -> Result<Vec<LimitSet>, S
                         command: format!(
                             "tessera profile --target {} --dtype {} --scenario {}",
                             target.name(),
-                            file.target.dtype.name(),
+                            file.target.dtype,
                             scenario.command_line()
                         ),
                     })?;
@@ -198,5 +221,91 @@ pub fn search(input: &SearchInput, spec: &SearchSpec) -> Result<SearchReport, Se
         solutions,
         baselines,
         baselines_without,
+        measured: None,
     })
+}
+
+/// The search stage: searches the library (a library directory or any `block_library.json`),
+/// measures the best child when `spec.measure` asks, and writes the report to `out`
+/// (`solutions.json`) when given.
+pub fn search_library(
+    library: &Path,
+    spec: &SearchSpec,
+    out: Option<&Path>,
+    device: &Device,
+) -> Result<SearchReport, SearchError> {
+    let input = SearchInput::open(library)?;
+    let mut report = search(&input, spec)?;
+    if let Some(rounds) = spec.measure {
+        let Limits::File(file) = &spec.limits else {
+            return Err(SearchError::Options(
+                "measuring the child needs a constraint file (its scenario)".into(),
+            ));
+        };
+        report.measured = Some(check_on_cpu(library, file, &[&report.solutions[0]], rounds, device)?);
+    }
+    if let Some(out) = out {
+        report.write(out)?;
+    }
+    Ok(report)
+}
+
+impl std::fmt::Display for SolutionReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let totals: Vec<String> = self
+            .totals
+            .iter()
+            .map(|(k, v)| format!("{k} = {}", v.as_f64().map_or(v.to_string(), |x| format!("{x:.6}"))))
+            .collect();
+        write!(
+            f,
+            "{:<12} objective {:.6}  [{:?}{}, {:.1} ms]  {}",
+            self.method,
+            self.objective,
+            self.status,
+            self.batch_size.map_or(String::new(), |b| format!(", batch {b}")),
+            self.solve_ms,
+            totals.join(", ")
+        )
+    }
+}
+
+impl std::fmt::Display for SearchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for limit in &self.limits {
+            writeln!(
+                f,
+                "limit: {} {} {:.6}  ({})",
+                limit.name,
+                limit.sense.symbol(),
+                limit.bound,
+                limit.origin
+            )?;
+        }
+        for (k, solution) in self.solutions.iter().enumerate() {
+            writeln!(f, "solution {k}:\n{solution}")?;
+            for (span, name) in solution.choice.iter() {
+                writeln!(f, "    {:<10} {name}", format!("layer_{span}"))?;
+            }
+        }
+        for baseline in &self.baselines {
+            writeln!(f, "{baseline}")?;
+        }
+        for name in &self.baselines_without {
+            writeln!(f, "{name:<12} found no choice within the limits")?;
+        }
+        if let Some(check) = &self.measured {
+            let child = &check.children[0];
+            writeln!(
+                f,
+                "measured on this machine: child {:.2} ms (predicted {:.2}) vs parent {:.2} ms per request, speedup {:.2}x (predicted {:.2}x)",
+                child.measured.median_ms,
+                child.predicted_ms,
+                check.parents[0].measured.median_ms,
+                child.measured_speedup,
+                child.predicted_speedup
+            )?;
+        }
+        Ok(())
+    }
 }

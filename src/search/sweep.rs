@@ -3,15 +3,14 @@
 //! `memory_gib`, …) or a library key, which then gets an upper limit `KEY<=value`. Points where
 //! nothing is feasible are kept, with the reason.
 
-use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::SearchError;
 use super::limit::{Limit, Sense};
 use super::outside::SearchInput;
 use super::run::{Limits, SearchReport, SearchSpec, search};
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sweep {
     pub key: String,
     pub from: f64,
@@ -83,7 +82,7 @@ impl Sweep {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SweepPoint {
     pub value: f64,
     pub report: Option<SearchReport>,
@@ -98,18 +97,8 @@ pub fn sweep(
     sweep: &Sweep,
     progress: bool,
 ) -> Result<Vec<SweepPoint>, SearchError> {
-    let bar = if progress {
-        let bar = ProgressBar::new(sweep.steps as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} sweeping {msg} [{bar:30}] {pos}/{len} ({elapsed})")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_message(sweep.key.clone());
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = crate::progress::bar(progress, "sweep points", 0, sweep.steps);
+    bar.set_message(sweep.key.clone());
     let mut points = Vec::new();
     for value in sweep.values() {
         let point = match search(input, &sweep.apply(spec, value)?) {

@@ -6,7 +6,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::params::ParamInfo;
-use crate::model::{HostTensor, TensorMap};
+use crate::model::{TensorMap, from_burn, to_burn};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdamWConfig {
@@ -71,8 +71,8 @@ impl AdamW {
         let mut out = TensorMap::new();
         for (info, moments) in layout.iter().zip(&self.moments) {
             if let Some((m, v)) = moments {
-                out.insert(format!("adam_m.{}", info.path), HostTensor::from_tensor(m.clone()));
-                out.insert(format!("adam_v.{}", info.path), HostTensor::from_tensor(v.clone()));
+                out.insert(format!("adam_m.{}", info.path), from_burn(m.clone()));
+                out.insert(format!("adam_v.{}", info.path), from_burn(v.clone()));
             }
         }
         out
@@ -84,7 +84,7 @@ impl AdamW {
             let v = state.get(&format!("adam_v.{}", info.path));
             *moments = m
                 .zip(v)
-                .map(|(m, v)| (m.clone().into_tensor(device), v.clone().into_tensor(device)));
+                .map(|(m, v)| (to_burn(m.clone(), device), to_burn(v.clone(), device)));
         }
     }
 }

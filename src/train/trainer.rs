@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::prelude::*;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -25,7 +24,7 @@ use super::clip::{clip_scale, global_norm};
 use super::params::{self, ParamInfo};
 use super::state::{self, StepLog, TrainState, first_difference};
 use super::{AdamW, AdamWConfig, Schedule, TrainError};
-use crate::model::{HostTensor, TensorMap};
+use crate::model::{TensorMap, from_burn, to_burn};
 
 /// How a long run is driven, never what it computes, so no resume fingerprint holds it: how
 /// often to checkpoint, where to stop early, whether to draw a progress bar.
@@ -216,22 +215,122 @@ fn batch_seed(seed: u64, step: usize, micro: usize) -> u64 {
 fn snapshot(layout: &[ParamInfo], values: Vec<Tensor<1>>, optimizer: &AdamW) -> TensorMap {
     let mut tensors = optimizer.state(layout);
     for (info, value) in layout.iter().zip(values) {
-        tensors.insert(format!("param.{}", info.path), HostTensor::from_tensor(value));
+        tensors.insert(format!("param.{}", info.path), from_burn(value));
     }
     tensors
 }
 
-fn progress_bar(show: bool, start: usize, end: usize) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
+/// Where a run stands: the step it starts from, what it has seen, and its last checkpoint.
+#[derive(Default)]
+struct RunState {
+    start: usize,
+    tokens_seen: u64,
+    history: Vec<StepLog>,
+    resumed_from: Option<usize>,
+    last_checkpoint: Option<(std::path::PathBuf, usize)>,
+}
+
+impl RunState {
+    /// What a non-finite loss or gradient leaves behind, for the error message.
+    fn kept(&self) -> String {
+        match &self.last_checkpoint {
+            Some((path, step)) => format!("the last good checkpoint (step {step}) is kept at {}", path.display()),
+            None => "no checkpoint had been written yet".to_string(),
+        }
     }
-    let bar = ProgressBar::new(end as u64).with_position(start as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:30}] {msg} ({elapsed}, eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar
+}
+
+/// Loads the latest checkpoint in `dir`, when there is one, into `model` and `optimizer`, after
+/// checking that it belongs to this run (`fingerprint` and parameter layout).
+fn resume<M: Module>(
+    model: M,
+    optimizer: &mut AdamW,
+    layout: &[ParamInfo],
+    dir: Option<&Path>,
+    fingerprint: &Value,
+) -> Result<(M, RunState), TrainError> {
+    let Some(checkpoint) = dir.and_then(state::latest) else {
+        return Ok((model, RunState::default()));
+    };
+    let (saved, tensors) = state::load(&checkpoint)?;
+    let layout_here = serde_json::to_value(layout).expect("layout serialises");
+    let layout_there = serde_json::to_value(&saved.layout).expect("layout serialises");
+    let difference = first_difference(&saved.fingerprint, fingerprint, "")
+        .or_else(|| first_difference(&layout_there, &layout_here, "parameters"));
+    if let Some((key, there, here)) = difference {
+        return Err(TrainError::Mismatch {
+            path: checkpoint,
+            key,
+            there: there.to_string(),
+            here: here.to_string(),
+        });
+    }
+    let device = params::values(&model)
+        .first()
+        .map(Tensor::device)
+        .unwrap_or_else(Device::flex);
+    if let Some(missing) = layout
+        .iter()
+        .find(|p| !tensors.contains_key(&format!("param.{}", p.path)))
+    {
+        return Err(TrainError::Format {
+            path: checkpoint,
+            problem: format!("parameter `{}` is missing", missing.path),
+        });
+    }
+    let model = params::map_values(model, |i, _| {
+        to_burn(tensors[&format!("param.{}", layout[i].path)].clone(), &device)
+    });
+    optimizer.load_state(layout, &tensors, &device);
+    let state = RunState {
+        start: saved.step,
+        tokens_seen: saved.tokens_seen,
+        history: saved.history,
+        resumed_from: Some(saved.step),
+        last_checkpoint: Some((checkpoint, saved.step)),
+    };
+    Ok((model, state))
+}
+
+/// The step's gradients summed over its micro-batches (`None` where a parameter got none), the
+/// sum of their losses and their tokens.
+type Accumulated = (Vec<Option<Tensor<1>>>, f64, usize);
+
+fn accumulate<M, F>(
+    model: &M,
+    config: &TrainConfig,
+    pool: Option<&rayon::ThreadPool>,
+    step: usize,
+    parameters: usize,
+    micro_batch: &F,
+    state: &RunState,
+) -> Result<Accumulated, TrainError>
+where
+    M: Module + Sync,
+    F: Fn(&M, BatchIndex, &mut StdRng) -> Result<MicroBatch, TrainError> + Sync,
+{
+    let mut accumulated: Vec<Option<Tensor<1>>> = vec![None; parameters];
+    let (mut loss_sum, mut tokens) = (0.0f64, 0usize);
+    for result in run_micro_batches(model, config, pool, step, micro_batch) {
+        let result = result?;
+        if !result.loss.is_finite() {
+            return Err(TrainError::NonFinite {
+                step: step + 1,
+                what: "loss",
+                value: result.loss,
+                kept: state.kept(),
+            });
+        }
+        for (sum, grad) in accumulated.iter_mut().zip(result.grads) {
+            *sum = match (sum.take(), grad) {
+                (Some(s), Some(g)) => Some(s + g),
+                (s, g) => s.or(g),
+            };
+        }
+        loss_sum += result.loss;
+        tokens += result.tokens;
+    }
+    Ok((accumulated, loss_sum, tokens))
 }
 
 /// Trains `model` (built on an autodiff device) with `micro_batch`, which returns the loss of
@@ -254,87 +353,20 @@ where
     let fingerprint = json!({ "run": fingerprint, "train": config });
     let layout = params::layout(&model);
     let mut optimizer = AdamW::new(config.adamw, &layout);
-    let mut model = model;
-    let mut start = 0;
-    let mut tokens_seen = 0u64;
-    let mut history = Vec::new();
-    let mut resumed_from = None;
-    let mut last_checkpoint: Option<(std::path::PathBuf, usize)> = None;
-    if let Some(checkpoint) = checkpoint_dir.and_then(state::latest) {
-        let (saved, tensors) = state::load(&checkpoint)?;
-        let layout_here = serde_json::to_value(&layout).expect("layout serialises");
-        let layout_there = serde_json::to_value(&saved.layout).expect("layout serialises");
-        let difference = first_difference(&saved.fingerprint, &fingerprint, "")
-            .or_else(|| first_difference(&layout_there, &layout_here, "parameters"));
-        if let Some((key, there, here)) = difference {
-            return Err(TrainError::Mismatch {
-                path: checkpoint,
-                key,
-                there: there.to_string(),
-                here: here.to_string(),
-            });
-        }
-        let device = params::values(&model)
-            .first()
-            .map(Tensor::device)
-            .unwrap_or_else(Device::flex);
-        let missing = layout
-            .iter()
-            .find(|p| !tensors.contains_key(&format!("param.{}", p.path)));
-        if let Some(missing) = missing {
-            return Err(TrainError::Format {
-                path: checkpoint,
-                problem: format!("parameter `{}` is missing", missing.path),
-            });
-        }
-        model = params::map_values(model, |i, _| {
-            tensors[&format!("param.{}", layout[i].path)]
-                .clone()
-                .into_tensor(&device)
-        });
-        optimizer.load_state(&layout, &tensors, &device);
-        start = saved.step;
-        tokens_seen = saved.tokens_seen;
-        history = saved.history;
-        resumed_from = Some(start);
-        last_checkpoint = Some((checkpoint, start));
-    }
+    let (mut model, mut state) = resume(model, &mut optimizer, &layout, checkpoint_dir, &fingerprint)?;
+    let start = state.start;
     let end = config.control.stop_after.map_or(config.steps, |s| s.min(config.steps));
     let schedule = config.schedule();
-    let bar = progress_bar(config.control.progress, start, end);
-    let kept = |last: &Option<(std::path::PathBuf, usize)>| match last {
-        Some((path, step)) => format!("the last good checkpoint (step {step}) is kept at {}", path.display()),
-        None => "no checkpoint had been written yet".to_string(),
-    };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = if config.workers == 0 { cores } else { config.workers }.clamp(1, config.grad_accum);
+    let bar = crate::progress::bar(config.control.progress, "steps", start, end);
+    let workers = crate::parallel::thread_count(config.workers, config.grad_accum);
     let pool = (workers > 1)
         .then(|| rayon::ThreadPoolBuilder::new().num_threads(workers).build())
         .transpose()
         .map_err(|e| TrainError::Settings(format!("starting {workers} training threads: {e}")))?;
     for step in start..end {
         let began = Instant::now();
-        let mut accumulated: Vec<Option<Tensor<1>>> = vec![None; layout.len()];
-        let (mut loss_sum, mut tokens) = (0.0f64, 0usize);
-        for result in run_micro_batches(&model, config, pool.as_ref(), step, &micro_batch) {
-            let result = result?;
-            if !result.loss.is_finite() {
-                return Err(TrainError::NonFinite {
-                    step: step + 1,
-                    what: "loss",
-                    value: result.loss,
-                    kept: kept(&last_checkpoint),
-                });
-            }
-            for (sum, grad) in accumulated.iter_mut().zip(result.grads) {
-                *sum = match (sum.take(), grad) {
-                    (Some(s), Some(g)) => Some(s + g),
-                    (s, g) => s.or(g),
-                };
-            }
-            loss_sum += result.loss;
-            tokens += result.tokens;
-        }
+        let (mut accumulated, loss_sum, tokens) =
+            accumulate(&model, config, pool.as_ref(), step, layout.len(), &micro_batch, &state)?;
         let present: Vec<Tensor<1>> = accumulated.iter().flatten().cloned().collect();
         let grad_norm = global_norm(&present) / config.grad_accum as f64;
         if !grad_norm.is_finite() {
@@ -342,7 +374,7 @@ where
                 step: step + 1,
                 what: "gradient norm",
                 value: grad_norm,
-                kept: kept(&last_checkpoint),
+                kept: state.kept(),
             });
         }
         let scale = clip_scale(grad_norm, config.clip_norm.unwrap_or(f64::INFINITY)) / config.grad_accum as f64;
@@ -353,8 +385,8 @@ where
         });
         let loss = loss_sum / config.grad_accum as f64;
         let seconds = began.elapsed().as_secs_f64();
-        tokens_seen += tokens as u64;
-        history.push(StepLog {
+        state.tokens_seen += tokens as u64;
+        state.history.push(StepLog {
             step: step + 1,
             loss,
             lr,
@@ -372,22 +404,22 @@ where
         {
             let saved = TrainState {
                 step: step + 1,
-                tokens_seen,
+                tokens_seen: state.tokens_seen,
                 fingerprint: fingerprint.clone(),
                 layout: layout.clone(),
-                history: history.clone(),
+                history: state.history.clone(),
             };
             let path = state::save(dir, &saved, &snapshot(&layout, params::values(&model), &optimizer))?;
-            last_checkpoint = Some((path, step + 1));
+            state.last_checkpoint = Some((path, step + 1));
         }
     }
     bar.finish_and_clear();
     Ok(TrainOutcome {
         model,
         steps_done: end.max(start),
-        tokens_seen,
-        history,
-        resumed_from,
+        tokens_seen: state.tokens_seen,
+        history: state.history,
+        resumed_from: state.resumed_from,
         finished: end.max(start) >= config.steps,
     })
 }

@@ -4,18 +4,19 @@
 
 use std::path::Path;
 
+use ndarray::ArrayView2;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::plot::register_font;
+use super::scatter::register_font;
 
 pub struct HeatMap<'a> {
     pub title: &'a str,
     pub x_label: &'a str,
     pub y_label: &'a str,
-    /// `values[i][j]`, drawn for `j > i` only.
-    pub values: &'a [Vec<f64>],
+    /// `values[[i, j]]`, drawn for `j > i` only.
+    pub values: ArrayView2<'a, f64>,
 }
 
 fn draw<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, map: &HeatMap) -> Result<(), String>
@@ -24,13 +25,13 @@ where
 {
     let text = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     area.fill(&WHITE).map_err(text)?;
-    let n = map.values.len();
+    let n = map.values.nrows();
     let last = n.saturating_sub(1);
     let top = map
         .values
-        .iter()
-        .enumerate()
-        .flat_map(|(i, row)| row.iter().skip(i + 1).copied())
+        .indexed_iter()
+        .filter(|((i, j), _)| j > i)
+        .map(|(_, &v)| v)
         .fold(0.0f64, f64::max)
         .max(1e-9);
     let mut chart = ChartBuilder::on(&area)
@@ -63,7 +64,7 @@ where
             SegmentValue::Exact(n - i),
         )
     };
-    for (i, row) in map.values.iter().enumerate() {
+    for (i, row) in map.values.rows().into_iter().enumerate() {
         for (j, &value) in row.iter().enumerate().skip(i + 1) {
             let shade = (value / top).clamp(0.0, 1.0);
             let color = RGBColor(255, (255.0 * (1.0 - shade)) as u8, (255.0 * (1.0 - shade)) as u8);
@@ -97,7 +98,7 @@ pub fn write_heatmap(stem: &Path, map: &HeatMap) -> Result<(), String> {
 }
 
 /// The fusion stage's dependency matrix `M[i][j]` as a heat map (`<stem>.svg` / `.png`).
-pub fn write_dependency_heatmap(stem: &Path, values: &[Vec<f64>]) -> Result<(), String> {
+pub fn write_dependency_heatmap(stem: &Path, values: ArrayView2<'_, f64>) -> Result<(), String> {
     write_heatmap(
         stem,
         &HeatMap {

@@ -1,0 +1,45 @@
+//! Which tasks to measure on, as a user names them: the built-in world's (held-out or training
+//! split, of a seed, so many) or a JSONL task file. Knows the world and the task-file format.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::accuracy::{AccuracyError, read_task_file};
+use crate::world::{Split, Task, World};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskSet {
+    /// The first `count` tasks of the built-in world of `seed`, from `split`.
+    Builtin { seed: u64, split: Split, count: usize },
+    /// One `{"question", "answer"}` object per line.
+    File { path: PathBuf },
+}
+
+impl TaskSet {
+    /// `builtin` (the world of `seed`, `count` tasks of `split`) or a task file's path.
+    pub fn named(spec: &str, seed: u64, split: Split, count: usize) -> Self {
+        if spec == "builtin" {
+            TaskSet::Builtin { seed, split, count }
+        } else {
+            TaskSet::File { path: spec.into() }
+        }
+    }
+
+    pub fn tasks(&self) -> Result<Vec<Task>, AccuracyError> {
+        match self {
+            TaskSet::Builtin { seed, split, count } => Ok(World::new(*seed).tasks(*split, *count)),
+            TaskSet::File { path } => read_task_file(path),
+        }
+    }
+}
+
+impl std::fmt::Display for TaskSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskSet::Builtin { seed, split, count } => write!(f, "builtin:{seed} ({count} {split:?} tasks)"),
+            TaskSet::File { path } => write!(f, "{}", path.display()),
+        }
+    }
+}

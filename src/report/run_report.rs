@@ -1,0 +1,346 @@
+//! The report stage of a whole run: the parent against the child as assembled, fused,
+//! distilled and finally post-trained — measured request time, KL to the parent on held-out
+//! windows, task accuracy with thinking on and off — plus what each stage found (a sentence
+//! each) and the training curves, written as `index.html`. Measures the models it compares;
+//! everything else it reads from the earlier stages' reports.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::Device;
+use serde::{Deserialize, Serialize};
+
+use super::pareto::{ParetoFront, ReportError};
+use super::run_page::{Curve, RunPage, write_run_page};
+use super::summary::{ModelRow, Summary};
+use crate::assemble::AssembleReport;
+use crate::checkpoint::{Checkpoint, ModelSummary};
+use crate::cost::measure::{request_runner, time_interleaved};
+use crate::cost::{Precision, ProfileReport, model_kv_bytes_per_token};
+use crate::eval::{AccuracySummary, TaskSet, switch_accuracy};
+use crate::fusion::FuseReport;
+use crate::library::BuildReport;
+use crate::model::Llama;
+use crate::parent::ParentReport;
+use crate::posttrain::{ChatStageReport, DistillStageReport, RlReport, RlStepLog, SftReport};
+use crate::score::{Reference, ScoreReport};
+use crate::search::SearchReport;
+use crate::source::WindowSpec;
+use crate::tokenizer::Tokenizer;
+use crate::train::{StepLog, read_history};
+
+/// How the run's models are compared.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunEval {
+    /// Held-out tasks every model answers, thinking on and off.
+    pub tasks: TaskSet,
+    /// Held-out windows KL to the parent is measured on.
+    pub windows: WindowSpec,
+    /// Interleaved rounds of whole requests (prompt 128, 128 generated, batch 1).
+    pub request_rounds: usize,
+}
+
+/// Every earlier stage's report.
+pub struct RunInputs<'a> {
+    pub name: &'a str,
+    pub parent: &'a ParentReport,
+    pub library: &'a BuildReport,
+    pub score: &'a ScoreReport,
+    pub profile: &'a ProfileReport,
+    pub search: &'a SearchReport,
+    pub pareto: &'a ParetoFront,
+    pub assembled: &'a AssembleReport,
+    pub fused: &'a FuseReport,
+    pub distilled: &'a DistillStageReport,
+    pub tuned: &'a ChatStageReport<SftReport>,
+    pub reinforced: &'a ChatStageReport<RlReport>,
+    pub exported: &'a ModelSummary,
+    /// Each stage and the seconds its work took.
+    pub stages: &'a [(String, f64)],
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReportPage {
+    pub page: PathBuf,
+    pub summary: Summary,
+    /// What each stage found, a sentence each.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunReportError {
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Weights(#[from] crate::model::WeightError),
+    #[error(transparent)]
+    Forward(#[from] crate::model::ForwardError),
+    #[error(transparent)]
+    Accuracy(#[from] crate::eval::AccuracyError),
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
+}
+
+const REQUEST: (usize, usize, usize) = (1, 128, 128);
+
+/// Measures the run's models and writes the report into `dir`.
+pub fn write_run_report(
+    dir: &Path,
+    run: &RunInputs,
+    eval: &RunEval,
+    device: &Device,
+) -> Result<ReportPage, RunReportError> {
+    let summary = compare_models(run, eval, device)?;
+    let notes = notes(run);
+    let final_checkpoint = Checkpoint::read(&run.reinforced.child.model)?.0;
+    let parent_config = Checkpoint::read(&run.parent.model_dir)?.0.config;
+    let fused_runs: Vec<String> = run.fused.runs.iter().map(ToString::to_string).collect();
+    let heatmap = run
+        .fused
+        .analysis
+        .as_ref()
+        .map(|a| a.heatmap.clone())
+        .unwrap_or_default();
+    let page = write_run_page(
+        dir,
+        &RunPage {
+            name: run.name,
+            summary: &summary,
+            stages: run.stages,
+            parent: &parent_config,
+            child: &final_checkpoint.config,
+            child_spans: &final_checkpoint.layer_spans(),
+            fused_runs: &fused_runs,
+            pareto_plots: &run.pareto.report.plots,
+            heatmap: &heatmap,
+            curves: &curves(run)?,
+            notes: &notes,
+        },
+    )?;
+    Ok(ReportPage { page, summary, notes })
+}
+
+/// The parent and the child as assembled, distilled and post-trained, side by side.
+pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Result<Summary, RunReportError> {
+    let tokenizer = Tokenizer::read(&run.parent.model_dir.join(crate::checkpoint::TOKENIZER_FILE))?;
+    let tasks = eval.tasks.tasks()?;
+    let labelled = [
+        ("parent", &run.parent.model_dir),
+        ("child, assembled", &run.assembled.child.model),
+        ("child, distilled", &run.distilled.child.model),
+        ("child, after SFT + GRPO", &run.reinforced.child.model),
+    ];
+    let checkpoints = labelled
+        .iter()
+        .map(|(_, dir)| Ok(Checkpoint::read(dir)?.0))
+        .collect::<Result<Vec<_>, RunReportError>>()?;
+    let built = checkpoints
+        .iter()
+        .map(|c| c.build(device))
+        .collect::<Result<Vec<_>, _>>()?;
+    let timings = time_requests(&built, eval.request_rounds)?;
+    let reference = Reference::new(
+        &built[0],
+        &eval.windows.windows(&built[0], &run.parent.model_dir)?.held_out,
+    )?;
+    let measured = |model: &Llama| -> Result<[AccuracySummary; 2], RunReportError> {
+        let [on, off] = switch_accuracy(model, &tokenizer, &tasks)?;
+        Ok([AccuracySummary::from(&on), AccuracySummary::from(&off)])
+    };
+    let accuracies = [
+        [run.parent.thinking_on.clone(), run.parent.thinking_off.clone()],
+        measured(&built[1])?,
+        measured(&built[2])?,
+        run.reinforced.after.clone(),
+    ];
+    let mut rows = Vec::new();
+    for (k, ((label, _), checkpoint)) in labelled.iter().zip(&checkpoints).enumerate() {
+        rows.push(ModelRow {
+            model: label.to_string(),
+            layers: checkpoint.config.num_layers(),
+            params: checkpoint.config.num_params(),
+            kv_bytes_per_token: model_kv_bytes_per_token(&checkpoint.config, Precision::Bf16),
+            request_ms: timings[k],
+            speedup: timings[0] / timings[k],
+            kl_to_parent: reference.score_model(&built[k])?.kl_div,
+            accuracy_on: accuracies[k][0].accuracy,
+            accuracy_off: accuracies[k][1].accuracy,
+        });
+    }
+    let (batch, prompt, generated) = REQUEST;
+    Ok(Summary {
+        rows,
+        eval_tasks: tasks.len(),
+        request: format!("prompt {prompt} + {generated} generated tokens, batch {batch}, this machine's CPU"),
+    })
+}
+
+/// Median whole-request times (ms), the models interleaved round by round.
+fn time_requests(models: &[Llama], rounds: usize) -> Result<Vec<f64>, RunReportError> {
+    let (batch, prompt, generated) = REQUEST;
+    let runners = models
+        .iter()
+        .map(|m| request_runner(m, batch, prompt, generated))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(time_interleaved(&runners, rounds).iter().map(|t| t.median_ms).collect())
+}
+
+fn loss_curve(history: &[StepLog]) -> Vec<(f64, f64)> {
+    history.iter().map(|s| (s.step as f64, s.loss)).collect()
+}
+
+/// The training curves: parent, distillation, SFT stage by stage, GRPO reward and KL.
+fn curves(run: &RunInputs) -> Result<Vec<Curve>, RunReportError> {
+    let parent_history = read_history(&run.parent.train_dir)?;
+    let sft_stages = run
+        .tuned
+        .training
+        .stages
+        .iter()
+        .enumerate()
+        .scan(0.0, |offset, (k, s)| {
+            // Stages follow one another: each stage's steps continue the previous one's.
+            let curve = loss_curve(&s.history)
+                .into_iter()
+                .map(|(x, y)| (x + *offset, y))
+                .collect();
+            *offset += s.steps as f64;
+            Some((
+                format!("SFT stage {} ({:?} chats)", k + 1, s.chats).to_lowercase(),
+                curve,
+            ))
+        })
+        .collect();
+    let by_step = |value: fn(&RlStepLog) -> f64| -> Vec<(f64, f64)> {
+        run.reinforced
+            .training
+            .history
+            .iter()
+            .map(|s| (s.step as f64, value(s)))
+            .collect()
+    };
+    let curve = |title: &str, y_label: &str, series: Vec<(String, Vec<(f64, f64)>)>| Curve {
+        title: title.into(),
+        y_label: y_label.into(),
+        series,
+    };
+    Ok(vec![
+        curve(
+            "parent training loss",
+            "loss",
+            vec![("parent".into(), loss_curve(&parent_history))],
+        ),
+        curve(
+            "global distillation loss",
+            "loss",
+            vec![("distillation".into(), loss_curve(&run.distilled.distill.history))],
+        ),
+        curve("SFT loss (assistant tokens)", "loss", sft_stages),
+        curve(
+            "GRPO reward and pass rate per step",
+            "mean over the round's samples",
+            vec![
+                ("GRPO reward".into(), by_step(|s| s.reward)),
+                ("GRPO pass rate".into(), by_step(|s| s.accuracy)),
+            ],
+        ),
+        curve(
+            "GRPO KL to the starting model",
+            "KL per reply token (k3)",
+            vec![("GRPO KL to the start".into(), by_step(|s| s.kl))],
+        ),
+    ])
+}
+
+/// What each stage found, a sentence each (the report's and `tessera run`'s notes).
+pub fn notes(run: &RunInputs) -> Vec<String> {
+    let p = run.parent;
+    let mut notes = vec![format!(
+        "Parent: {} layers, {:.2}M parameters, {} steps in {:.0} s; held-out NLL {:.4} nats/token against the corpus's unigram entropy {:.4}.",
+        p.layers,
+        p.params as f64 / 1e6,
+        p.steps,
+        p.train_seconds,
+        p.held_out_nll,
+        p.unigram_entropy
+    )];
+    notes.push(format!(
+        "Block library in {}: {} items trained by blockwise local distillation in {:.0} s.",
+        run.library.dir.display(),
+        run.library.trainable,
+        run.library.seconds
+    ));
+    if let Some(items) = &run.score.items {
+        let bld = &items.summary;
+        notes.push(format!(
+            "BLD lowered held-out nMSE for {}/{} trained items and replace-1-block KL for {}/{}; {} blocks scored.",
+            bld.nmse_lower_after_bld,
+            bld.trainable,
+            bld.kl_lower_after_bld,
+            bld.trainable,
+            run.score.blocks.len()
+        ));
+    }
+    notes.extend(run.profile.calibration.iter().map(|c| {
+        format!(
+            "Latency, {}: whole models predicted from their blocks within {:.1}% on average.",
+            c.latency.scenario, c.mean_abs_error_pct
+        )
+    }));
+    if let Some(best) = run.search.solutions.first() {
+        let totals: Vec<String> = best
+            .totals
+            .iter()
+            .map(|(k, v)| format!("{k} {}", v.as_f64().map_or(v.to_string(), |x| format!("{x:.4}"))))
+            .collect();
+        notes.push(format!(
+            "Search (CBC): objective {:.5}; {}.",
+            best.objective,
+            totals.join(", ")
+        ));
+    }
+    notes.push(match run.fused.runs.is_empty() {
+        true => "Fusion: no run of consecutive attention-free layers qualifies; the child is not fused.".into(),
+        false => {
+            let runs: Vec<String> = run.fused.runs.iter().map(ToString::to_string).collect();
+            format!(
+                "Fusion: runs {} fused; {} blocks remain.",
+                runs.join(", "),
+                run.fused.child.layers
+            )
+        }
+    });
+    let d = &run.distilled.distill;
+    notes.push(format!(
+        "Distillation ({} tokens, {:.0} s): held-out KL to the parent {:.4} → {:.4}.",
+        d.tokens_seen, d.seconds, d.before.kl_div, d.after.kl_div
+    ));
+    let sft_seconds = run.tuned.training.stages.iter().map(|s| s.seconds).sum();
+    notes.push(chat_note("SFT", sft_seconds, &run.tuned.after, None));
+    let rl = &run.reinforced.training;
+    notes.push(chat_note("GRPO", rl.seconds, &run.reinforced.after, Some(rl.max_kl)));
+    notes.push(format!(
+        "Export: DeciLM, bf16, {:.1} MB in {}.",
+        run.exported.bytes as f64 / 1e6,
+        run.exported.model.display()
+    ));
+    notes
+}
+
+fn chat_note(stage: &str, seconds: f64, after: &[AccuracySummary; 2], max_kl: Option<f64>) -> String {
+    let kl = max_kl.map_or(String::new(), |kl| {
+        format!("; largest KL to its start {kl:.4} per token")
+    });
+    format!(
+        "{stage} ({seconds:.0} s): accuracy thinking on {:.1}%, off {:.1}%, answer format {:.1}% / {:.1}%{kl}.",
+        100.0 * after[0].accuracy,
+        100.0 * after[1].accuracy,
+        100.0 * after[0].format_ok,
+        100.0 * after[1].format_ok
+    )
+}

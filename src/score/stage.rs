@@ -1,0 +1,242 @@
+//! The score stage as one call (`tessera score`, `tessera run`, notebooks): opens a library,
+//! runs its parent once on held-out windows, scores the selected blocks of the space (KL, LM
+//! loss and cosine distance from one pass, or task accuracy), optionally compares every item
+//! before and after BLD, and records it all in the library.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::Device;
+use serde::{Deserialize, Serialize};
+
+use super::{ComparisonSummary, ItemComparison, ScoreError, ScoreRow, Scoring, compare_items, record_metrics};
+use super::{record_scores, write_item_table};
+use crate::checkpoint::LayerSpan;
+use crate::eval::TaskSet;
+use crate::library::{Library, LibraryError, Stage};
+use crate::selection::Selection;
+use crate::source::TokenSource;
+use crate::world::Thinking;
+
+/// What a block is scored by.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScoreMetric {
+    /// KL to the parent's next-token distributions, LM loss and last-hidden cosine distance,
+    /// all from one forward pass.
+    Divergence,
+    /// Greedy task accuracy with the block in place.
+    Accuracy { tasks: TaskSet, thinking: Thinking },
+}
+
+#[derive(Clone, Debug)]
+pub struct ScoreOptions {
+    /// The parent, when it moved since the library was built.
+    pub parent: Option<PathBuf>,
+    /// Held-out text (default: the data the library was built from).
+    pub data: Option<TokenSource>,
+    pub tokenizer: Option<PathBuf>,
+    /// Held-out windows scored.
+    pub windows: usize,
+    /// Score the blocks of the space by this (`None`: do not).
+    pub blocks: Option<ScoreMetric>,
+    /// Also score the library's own items with their initial and trained weights.
+    pub compare_items: bool,
+    /// Which candidates (by index in the library's candidate order, or by layer).
+    pub selection: Selection,
+    pub progress: bool,
+}
+
+impl Default for ScoreOptions {
+    fn default() -> Self {
+        Self {
+            parent: None,
+            data: None,
+            tokenizer: None,
+            windows: 32,
+            blocks: Some(ScoreMetric::Divergence),
+            compare_items: false,
+            selection: Selection::All,
+            progress: false,
+        }
+    }
+}
+
+/// One block's task accuracy.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccuracyRow {
+    pub span: LayerSpan,
+    pub block: String,
+    pub accuracy: f64,
+}
+
+/// The items before and after BLD.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ItemScores {
+    pub summary: ComparisonSummary,
+    pub items: Vec<ItemComparison>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScoreReport {
+    pub library: PathBuf,
+    pub windows: usize,
+    pub tokens_per_window: usize,
+    /// Divergence scores of the blocks, when asked.
+    pub blocks: Vec<ScoreRow>,
+    /// Task accuracy of the blocks, when asked (with the number of tasks).
+    pub accuracy: Vec<AccuracyRow>,
+    pub tasks: usize,
+    pub items: Option<ItemScores>,
+}
+
+/// Scores the library in `dir` and records the figures there (`block_library.json` metrics,
+/// `scores.*`, `item_scores.*`).
+pub fn score_library(dir: &Path, options: &ScoreOptions, device: &Device) -> Result<ScoreReport, ScoreError> {
+    let library = Library::open(dir)?;
+    let source = match &options.data {
+        Some(source) => source.clone(),
+        None => library
+            .manifest
+            .settings
+            .data
+            .parse()
+            .map_err(|e: crate::source::SourceError| LibraryError::from(e))?,
+    };
+    let scoring = Scoring::new(
+        &library,
+        options.parent.as_deref(),
+        &source,
+        options.tokenizer.as_deref(),
+        options.windows,
+        device,
+    )?;
+    let candidates = library.candidates();
+    options
+        .selection
+        .check(candidates.len(), library.manifest.parent.config.num_layers())
+        .map_err(|e| LibraryError::Settings(e.to_string()))?;
+    let chosen: Vec<_> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(i, (span, _))| options.selection.selects(*i, span.first))
+        .map(|(_, c)| *c)
+        .collect();
+    let mut report = ScoreReport {
+        library: dir.to_path_buf(),
+        windows: scoring.windows,
+        tokens_per_window: scoring.tokens_per_window,
+        blocks: Vec::new(),
+        accuracy: Vec::new(),
+        tasks: 0,
+        items: None,
+    };
+    if options.compare_items {
+        let (summary, items) = compare_items(&library, &scoring, options.progress)?;
+        let path = dir.join("item_scores.json");
+        let written = ItemScores { summary, items };
+        std::fs::write(&path, serde_json::to_string_pretty(&written).expect("scores serialise"))
+            .map_err(LibraryError::io(&path))?;
+        write_item_table(dir, &written.items)?;
+        report.items = Some(written);
+    }
+    match &options.blocks {
+        None => {}
+        Some(ScoreMetric::Divergence) => {
+            report.blocks = scoring.score(&library, &chosen, Stage::Trained, options.progress)?;
+            record_scores(dir, &report.blocks)?;
+        }
+        Some(ScoreMetric::Accuracy { tasks, thinking }) => {
+            let tasks = tasks.tasks()?;
+            report.tasks = tasks.len();
+            report.accuracy = scoring.accuracy(&library, &chosen, &tasks, *thinking, options.progress)?;
+            record_metrics(
+                dir,
+                report
+                    .accuracy
+                    .iter()
+                    .map(|r| (r.span, r.block.as_str(), "accuracy", r.accuracy)),
+            )?;
+        }
+    }
+    Ok(report)
+}
+
+impl std::fmt::Display for ScoreReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(items) = &self.items {
+            write_items(f, items)?;
+        }
+        if !self.blocks.is_empty() {
+            writeln!(
+                f,
+                "{:<8} {:<24} {:>10} {:>10} {:>10}",
+                "layer", "block", "KL", "LM loss", "cos dist"
+            )?;
+            for r in &self.blocks {
+                writeln!(
+                    f,
+                    "{:<8} {:<24} {:>10.5} {:>10.4} {:>10.6}",
+                    r.span.to_string(),
+                    r.variant,
+                    r.scores.kl_div,
+                    r.scores.lm_loss,
+                    r.scores.cosine_distance
+                )?;
+            }
+            writeln!(
+                f,
+                "metrics written to {}; table in {}.csv / .parquet",
+                self.library.join("block_library.json").display(),
+                self.library.join("scores").display()
+            )?;
+        }
+        if !self.accuracy.is_empty() {
+            for r in &self.accuracy {
+                writeln!(
+                    f,
+                    "{:<6} {:<24} {:>6.1}%",
+                    r.span.to_string(),
+                    r.block,
+                    100.0 * r.accuracy
+                )?;
+            }
+            writeln!(
+                f,
+                "metrics.accuracy ({} tasks) written to {}",
+                self.tasks,
+                self.library.join("block_library.json").display()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn write_items(f: &mut std::fmt::Formatter<'_>, items: &ItemScores) -> std::fmt::Result {
+    writeln!(
+        f,
+        "{:<24} {:<8} {:>11} {:>11} {:>11} {:>11}",
+        "item", "origin", "nMSE init", "nMSE BLD", "KL init", "KL BLD"
+    )?;
+    let figure = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.5}"));
+    for r in &items.items {
+        writeln!(
+            f,
+            "{:<24} {:<8} {:>11} {:>11} {:>11.5} {:>11.5}",
+            r.item,
+            format!("{:?}", r.origin).to_lowercase(),
+            figure(r.nmse_init),
+            figure(r.nmse_trained),
+            r.init.kl_div,
+            r.trained.kl_div
+        )?;
+    }
+    let s = &items.summary;
+    writeln!(
+        f,
+        "BLD lowered held-out nMSE for {}/{n} trainable items and replace-1-block KL for {}/{n} ({} windows of {} tokens)",
+        s.nmse_lower_after_bld,
+        s.kl_lower_after_bld,
+        s.windows,
+        s.tokens_per_window,
+        n = s.trainable
+    )
+}
