@@ -3,6 +3,7 @@
 //! `ModelConfig` plus HF-named, rotate-half tensors); only `build` touches the burn model.
 
 pub mod error;
+pub mod gguf;
 pub mod hf_config;
 pub mod llama2c;
 pub mod safetensors_dir;
