@@ -597,6 +597,12 @@ fn tensor_sizes_that_disagree_with_the_data() {
         .tensor("huge", &[1 << 40, 1 << 40], F32_ID, &[])
         .write(tmp.path(), "overflow.gguf");
     assert!(matches!(open_err(&path), GgufError::Tensor { .. }));
+    // No values, but dims whose product would overflow without the zero.
+    let path = RawGguf::new()
+        .tensor("none", &[1 << 40, 1 << 40, 0], F32_ID, &[])
+        .write(tmp.path(), "zero.gguf");
+    let file = GgufFile::open(&path).unwrap();
+    assert_eq!(file.tensor("none").unwrap().to_f32().unwrap(), Vec::<f32>::new());
     // Five dims, the same name twice.
     let path = RawGguf::new()
         .tensor("five", &[1, 1, 1, 1, 1], F32_ID, &[0; 4])

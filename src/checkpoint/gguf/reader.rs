@@ -46,7 +46,12 @@ impl TensorInfo {
     }
 
     pub fn n_elements(&self) -> usize {
-        self.dims.iter().product::<u64>() as usize
+        // `parse` checked the byte size; with a zero dim, the others may multiply past 2^64.
+        if self.dims.contains(&0) {
+            0
+        } else {
+            self.dims.iter().product::<u64>() as usize
+        }
     }
 }
 
@@ -94,10 +99,6 @@ impl<'a> TensorRef<'a> {
 
     pub fn n_elements(&self) -> usize {
         self.info.n_elements()
-    }
-
-    pub fn info(&self) -> &'a TensorInfo {
-        self.info
     }
 
     /// The stored bytes, in the tensor's own type.
@@ -415,17 +416,20 @@ impl<'a> Cursor<'a> {
         let start = self.pos;
         let n = self.u64(field)?;
         if n > MAX_COUNT {
-            return Err(self.malformed(start, format!("{field} is {n}, more than llama.cpp's limit of 2^30")));
+            return Err(self.malformed(
+                start,
+                format!("{field} is {n}, more than 2^30 (llama.cpp's limit for arrays)"),
+            ));
         }
         let needed = n * min_bytes;
         if needed > self.left() {
             self.pos = start;
-            return Err(self.truncated(&format!("{field} ({n}) and what it counts"), needed + 8));
+            return Err(self.truncated(&format!("{field} of {n} ({min_bytes}+ bytes each)"), needed + 8));
         }
         Ok(n as usize)
     }
 
-    fn value(&mut self, ty: u32, depth: usize) -> Result<MetaValue, GgufError> {
+    fn value(&mut self, ty: u32) -> Result<MetaValue, GgufError> {
         Ok(match ty {
             type_id::U8 => MetaValue::U8(self.array::<1>("a u8 value")?[0]),
             type_id::I8 => MetaValue::I8(self.array::<1>("an i8 value")?[0] as i8),
@@ -436,7 +440,7 @@ impl<'a> Cursor<'a> {
             type_id::F32 => MetaValue::F32(f32::from_le_bytes(self.array("an f32 value")?)),
             type_id::BOOL => MetaValue::Bool(self.array::<1>("a bool value")?[0] != 0),
             type_id::STR => MetaValue::Str(self.string("a string value")?),
-            type_id::ARRAY => MetaValue::Array(self.meta_array(depth)?),
+            type_id::ARRAY => MetaValue::Array(self.meta_array(0)?),
             type_id::U64 => MetaValue::U64(u64::from_le_bytes(self.array("a u64 value")?)),
             type_id::I64 => MetaValue::I64(i64::from_le_bytes(self.array("an i64 value")?)),
             type_id::F64 => MetaValue::F64(f64::from_le_bytes(self.array("an f64 value")?)),
@@ -557,7 +561,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Header, GgufError> {
         }
         c.context = format!("metadata key `{key}`: ");
         let ty = c.u32("the value type")?;
-        let value = c.value(ty, 0)?;
+        let value = c.value(ty)?;
         metadata.push((key, value));
     }
     c.context.clear();

@@ -32,7 +32,12 @@ pub struct TensorSpec {
 
 impl TensorSpec {
     pub fn n_elements(&self) -> usize {
-        self.shape.iter().product()
+        // `add_tensor` checked the byte size; with a zero dim, the others may multiply past 2^64.
+        if self.shape.contains(&0) {
+            0
+        } else {
+            self.shape.iter().product()
+        }
     }
 
     fn dims(&self) -> Vec<u64> {
@@ -142,11 +147,6 @@ impl GgufWriter {
             .ok_or_else(|| self.tensor_error(name, "the tensors add up to more than 2^64 bytes"))?;
         self.tensors.push((spec, n_bytes));
         Ok(())
-    }
-
-    /// The tensors declared so far, in file order.
-    pub fn tensors(&self) -> impl Iterator<Item = &TensorSpec> {
-        self.tensors.iter().map(|(t, _)| t)
     }
 
     /// Writes the file: the header, then each tensor in the order declared, asking `values` for
