@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod export;
+pub mod gguf;
 pub mod hf_config;
 pub mod llama2c;
 pub mod safetensors_dir;
