@@ -76,12 +76,12 @@ fn a_fused_layer_is_the_parallel_sum_of_its_members() {
     let fused_model = fused.build(&device).unwrap();
 
     let x = Tensor::<3>::random([2, 7, 32], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-    let rope = &model.rope;
-    let after_attention = model.layers[0].forward_attention(x.clone(), 0, 0, rope, None);
+    let rope = model.rope_tables(0, 7);
+    let after_attention = model.layers[0].forward_attention(x.clone(), 0, 0, &rope, None);
     let parallel = (0..=3).fold(after_attention.clone(), |sum, k| {
         sum + model.layers[k].forward_ffn(after_attention.clone()) - after_attention.clone()
     });
-    let fused_out = fused_model.layers[0].forward(x.clone(), 0, 0, &fused_model.rope, None);
+    let fused_out = fused_model.layers[0].forward(x.clone(), 0, 0, &fused_model.rope_tables(0, 7), None);
     let exact = max_rel_diff(fused_out.clone(), parallel);
     assert!(exact <= 1e-5, "fused vs parallel sum: {exact:e}");
 

@@ -33,7 +33,7 @@ fn round_trip(checkpoint: &Checkpoint, format: SourceFormat, dtype: StoreDtype, 
         max_shard_bytes: shard,
     };
     let write = |c: &Checkpoint, path: &std::path::Path| match format {
-        SourceFormat::HfLlama => c.write_hf(path, options).unwrap(),
+        SourceFormat::Hf => c.write_hf(path, options).unwrap(),
         SourceFormat::DeciLm => c.write_decilm(path, options).unwrap(),
         SourceFormat::Llama2c => c.write_llama2c(path, Llama2cVersion::V1).unwrap(),
     };
@@ -88,8 +88,8 @@ fn hf_round_trips_tied_and_untied_in_every_dtype() {
     let tied = random_checkpoint(ModelConfig::uniform(200, 64, 3, 4, 2, 160, 48), 3);
     let untied = tied.clone().untied();
     for dtype in [StoreDtype::F32, StoreDtype::F16, StoreDtype::Bf16] {
-        round_trip(&tied, SourceFormat::HfLlama, dtype, None);
-        round_trip(&untied, SourceFormat::HfLlama, dtype, Some(30_000));
+        round_trip(&tied, SourceFormat::Hf, dtype, None);
+        round_trip(&untied, SourceFormat::Hf, dtype, Some(30_000));
     }
 }
 
@@ -130,7 +130,7 @@ fn stories260k_round_trips_through_every_format() {
     assert!(source.config.tie_word_embeddings);
     // llama2.c source → llama2.c, HF and DeciLM.
     round_trip(&source, SourceFormat::Llama2c, StoreDtype::F32, None);
-    round_trip(&source, SourceFormat::HfLlama, StoreDtype::F32, Some(300_000));
+    round_trip(&source, SourceFormat::Hf, StoreDtype::F32, Some(300_000));
     round_trip(&source, SourceFormat::DeciLm, StoreDtype::F32, None);
     // The legacy file tessera writes equals the original in every weight byte (RoPE tables aside).
     let tmp = tempfile::tempdir().unwrap();

@@ -134,23 +134,8 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, usize), Checkpoint
 
 fn config_of(h: &Header) -> ModelConfig {
     ModelConfig {
-        vocab_size: h.vocab,
-        hidden_size: h.dim,
-        num_attention_heads: h.heads,
-        head_dim: h.dim / h.heads,
-        max_position_embeddings: h.seq_len,
-        rope_theta: 10000.0,
-        rms_norm_eps: 1e-5,
         tie_word_embeddings: h.shared_classifier,
-        bos_token_id: 1,
-        eos_token_id: 2,
-        blocks: vec![
-            BlockConfig {
-                attention: AttentionConfig::Gqa { kv_heads: h.kv_heads },
-                ffn: FfnConfig::SwiGlu { intermediate: h.hidden }
-            };
-            h.layers
-        ],
+        ..ModelConfig::uniform(h.vocab, h.dim, h.layers, h.heads, h.kv_heads, h.hidden, h.seq_len)
     }
 }
 

@@ -28,7 +28,8 @@ use crate::model::{Llama, ModelConfig, build_model, model_weights};
 /// Where a checkpoint came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SourceFormat {
-    HfLlama,
+    /// An HF family's directory (Llama, Mistral, Qwen2, Qwen3).
+    Hf,
     DeciLm,
     Llama2c,
 }
@@ -60,7 +61,7 @@ impl Checkpoint {
             let parent_layers = hf_config::parse_parent_layers(&config_path, &text, config.num_layers())?;
             let weights = safetensors_dir::read_tensors(path)?;
             let format = match flavor {
-                ConfigFlavor::Llama => SourceFormat::HfLlama,
+                ConfigFlavor::Hf(_) => SourceFormat::Hf,
                 ConfigFlavor::DeciLm => SourceFormat::DeciLm,
             };
             (
@@ -134,14 +135,17 @@ impl Checkpoint {
         self
     }
 
-    /// Writes an HF `LlamaForCausalLM` directory; the child must be homogeneous.
+    /// Writes the directory of the parent's HF family (`LlamaForCausalLM`, `MistralForCausalLM`,
+    /// `Qwen2ForCausalLM`, `Qwen3ForCausalLM`); the child must be homogeneous.
     pub fn write_hf(&self, dir: &Path, options: ExportOptions) -> Result<(), CheckpointError> {
-        let config = hf_config::llama_config_json(&self.config, options.dtype.torch_name()).ok_or_else(|| {
+        let config = hf_config::family_config_json(&self.config, options.dtype.torch_name()).ok_or_else(|| {
             CheckpointError::Unsupported {
                 path: dir.to_path_buf(),
-                problem:
-                    "an HF Llama config needs every layer to be GQA + SwiGLU of one size; export as DeciLM instead"
-                        .into(),
+                problem: format!(
+                    "an HF {:?} config needs every layer to be GQA + SwiGLU of one size (and the family's own \
+                     biases and norms); export as DeciLM instead",
+                    self.config.family
+                ),
             }
         })?;
         self.write_dir(dir, &config, options)

@@ -58,7 +58,8 @@ pub fn dependency_matrix(model: &Llama, windows: &[Vec<u32>]) -> Result<Dependen
     let out = model.forward(model.tokens_tensor(windows)?, None, true)?;
     let hidden = out.hidden_states;
     let layers = model.layers.len();
-    let run = |layer: usize, x: Tensor<3>| model.layers[layer].forward(x, layer, 0, &model.rope, None);
+    let rope = model.rope_tables(0, windows.first().map_or(0, Vec::len));
+    let run = |layer: usize, x: Tensor<3>| model.layers[layer].forward(x, layer, 0, &rope, None);
     let mut values = Array2::zeros((layers, layers));
     for (i, mut row) in values.rows_mut().into_iter().enumerate() {
         let mut skipped = hidden[i].clone();

@@ -63,7 +63,8 @@ impl<'a> ActivationWalk<'a> {
     pub fn current(&self) -> LayerActivations {
         let block = &self.parent.layers[self.layer];
         let h = chunked(&self.x, |x| {
-            block.forward_attention(x, self.layer, 0, &self.parent.rope, None)
+            let rope = self.parent.rope_tables(0, x.dims()[1]);
+            block.forward_attention(x, self.layer, 0, &rope, None)
         });
         let y = chunked(&h, |h| block.forward_ffn(h));
         LayerActivations {

@@ -86,12 +86,7 @@ impl ItemNet {
         Ok(Self {
             item,
             frozen_ffn,
-            rope: Rope::new(
-                config.head_dim,
-                config.max_position_embeddings,
-                config.rope_theta,
-                device,
-            ),
+            rope: Rope::for_config(config),
             device: device.clone(),
         })
     }
@@ -113,7 +108,8 @@ impl ItemNet {
 
     /// The block output the item produces from `input`.
     pub fn forward(&self, own: &Block, input: Tensor<3>) -> Tensor<3> {
-        let out = own.forward(input, self.item.layer, 0, &self.rope, None);
+        let rope = self.rope.tables(0, input.dims()[1], &self.device);
+        let out = own.forward(input, self.item.layer, 0, &rope, None);
         match &self.frozen_ffn {
             Some(ffn) => ffn.forward_ffn(out),
             None => out,

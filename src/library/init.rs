@@ -126,11 +126,16 @@ pub fn prune_ffn(parent: &TensorMap, prefix: &str, channels: &[usize]) -> Tensor
     out
 }
 
-/// Solves the ridge least-squares problem `min ‖Y − X Wᵀ‖² + λ‖W‖²` for `W` (`[out, in]`),
-/// with `X: [tokens, in]`, `Y: [tokens, out]` and λ a small fraction of the mean diagonal of XᵀX:
-/// `(XᵀX + λI) Wᵀ = XᵀY` by faer's Cholesky factorisation, in f64.
-pub fn least_squares(x: &HostTensor, y: &HostTensor) -> HostTensor {
+/// Solves the ridge least-squares problem `min ‖Y − X Wᵀ − 1bᵀ‖² + λ‖W‖²` for `W` (`[out, in]`)
+/// and, with `intercept`, a bias `b` (`[out]`), with `X: [tokens, in]`, `Y: [tokens, out]` and
+/// λ a small fraction of the mean diagonal of XᵀX: the normal equations `(XᵀX + λI) Wᵀ = XᵀY`
+/// (X with a column of ones for the bias) by faer's Cholesky factorisation, in f64.
+pub fn least_squares(x: &HostTensor, y: &HostTensor, intercept: bool) -> (HostTensor, Option<HostTensor>) {
     let (x, y) = (matrix(x).mapv(f64::from), matrix(y).mapv(f64::from));
+    let x = match intercept {
+        true => ndarray::concatenate![Axis(1), x, Array2::ones((x.nrows(), 1))],
+        false => x,
+    };
     let gram = x.t().dot(&x);
     let cross = x.t().dot(&y);
     let n = gram.nrows();
@@ -142,15 +147,17 @@ pub fn least_squares(x: &HostTensor, y: &HostTensor) -> HostTensor {
         .llt(faer::Side::Lower)
         .expect("a ridge-regularised Gram matrix is positive definite")
         .solve(&b);
-    // The solution is Wᵀ: its column c is row c of W.
-    let (out, inputs) = (cross.ncols(), n);
-    host_tensor(
+    // The solution is Wᵀ (and bᵀ in its last row with an intercept): column c is row c of W.
+    let (out, inputs) = (cross.ncols(), n - usize::from(intercept));
+    let weight = host_tensor(
         vec![out, inputs],
         (0..out)
             .flat_map(|c| (0..inputs).map(move |i| (c, i)))
             .map(|(c, i)| solution[(i, c)] as f32)
             .collect(),
-    )
+    );
+    let bias = intercept.then(|| host_tensor(vec![out], (0..out).map(|c| solution[(inputs, c)] as f32).collect()));
+    (weight, bias)
 }
 
 /// What every variant of one layer starts from: the parent layer's tensors (under checkpoint
@@ -183,13 +190,22 @@ fn attention_init(
         format!("{prefix}.input_layernorm.weight"),
         get("input_layernorm.weight").clone(),
     );
+    let bias = config.attention_bias;
     match attention {
         AttentionConfig::Gqa { kv_heads } => {
-            for name in ["q_proj", "o_proj"] {
-                out.insert(
-                    format!("{prefix}.self_attn.{name}.weight"),
-                    get(&format!("self_attn.{name}.weight")).clone(),
-                );
+            // The queries, the output and the per-head q/k norms stay the parent's.
+            let kept = [
+                "q_proj.weight",
+                "q_proj.bias",
+                "o_proj.weight",
+                "o_proj.bias",
+                "q_norm.weight",
+                "k_norm.weight",
+            ];
+            for name in kept.iter().map(|n| format!("self_attn.{n}")) {
+                if let Some(tensor) = at.parent.get(&format!("{prefix}.{name}")) {
+                    out.insert(format!("{prefix}.{name}"), tensor.clone());
+                }
             }
             for name in ["k_proj", "v_proj"] {
                 let weight = get(&format!("self_attn.{name}.weight"));
@@ -197,31 +213,60 @@ fn attention_init(
                     format!("{prefix}.self_attn.{name}.weight"),
                     regroup_kv_heads(weight, head_dim, kv_heads),
                 );
+                if bias.on_qkv() {
+                    let b = get(&format!("self_attn.{name}.bias"));
+                    let as_rows = b.view().into_shape_with_order(IxDyn(&[b.len(), 1])).expect("a vector");
+                    let pooled = regroup_kv_heads(&as_rows.to_owned(), head_dim, kv_heads);
+                    let len = pooled.len();
+                    let pooled = pooled.into_shape_with_order(IxDyn(&[len])).expect("a column");
+                    out.insert(format!("{prefix}.self_attn.{name}.bias"), pooled);
+                }
             }
         }
         AttentionConfig::Linear => {
-            let weight = match at.linear {
+            let (weight, linear_bias) = match at.linear {
                 LinearInit::Product => {
+                    // Each token attends to itself: out = W_o (W_v x + b_v) + b_o, the values
+                    // repeated over each KV group's query heads.
                     let group = config.num_attention_heads / parent_kv;
-                    let v = get("self_attn.v_proj.weight");
-                    let repeated = rows(
-                        v,
-                        (0..config.num_attention_heads).flat_map(|q| {
-                            let kv = q / group;
-                            kv * head_dim..(kv + 1) * head_dim
-                        }),
-                    );
-                    matmul(get("self_attn.o_proj.weight"), &repeated)
+                    let per_query = |t: &HostTensor| {
+                        rows(
+                            t,
+                            (0..config.num_attention_heads).flat_map(|q| {
+                                let kv = q / group;
+                                kv * head_dim..(kv + 1) * head_dim
+                            }),
+                        )
+                    };
+                    let o = get("self_attn.o_proj.weight");
+                    let weight = matmul(o, &per_query(get("self_attn.v_proj.weight")));
+                    let linear_bias = bias.on_qkv().then(|| {
+                        let v_bias = get("self_attn.v_proj.bias");
+                        let column = v_bias
+                            .view()
+                            .into_shape_with_order(IxDyn(&[v_bias.len(), 1]))
+                            .expect("a vector");
+                        let folded = matmul(o, &per_query(&column.to_owned()));
+                        let mut folded = folded.into_shape_with_order(IxDyn(&[o.shape()[0]])).expect("a column");
+                        if bias.on_output() {
+                            folded += get("self_attn.o_proj.bias");
+                        }
+                        folded
+                    });
+                    (weight, linear_bias)
                 }
                 LinearInit::LeastSquares => {
                     let (x, y) = at.calibration.attention_io.as_ref().ok_or(InitError::NoCalibration {
                         layer,
                         what: "attention inputs and outputs",
                     })?;
-                    least_squares(x, y)
+                    least_squares(x, y, bias.on_qkv())
                 }
             };
             out.insert(format!("{prefix}.self_attn.linear_attn.weight"), weight);
+            if let Some(linear_bias) = linear_bias {
+                out.insert(format!("{prefix}.self_attn.linear_attn.bias"), linear_bias);
+            }
         }
         AttentionConfig::NoOp => {}
     }
@@ -259,7 +304,7 @@ fn ffn_init(ffn: FfnConfig, parent_width: usize, at: &LayerInit) -> Result<Tenso
                         layer,
                         what: "FFN inputs and outputs",
                     })?;
-                    least_squares(x, y)
+                    least_squares(x, y, false).0
                 }
             };
             out.insert(format!("{prefix}.mlp.linear_mlp.weight"), weight);
@@ -342,9 +387,17 @@ mod tests {
             ],
         );
         let y = matmul(&x, &crate::model::transposed(&w));
-        let fitted = least_squares(&x, &y);
+        let (fitted, _) = least_squares(&x, &y, false);
         for (a, b) in fitted.iter().zip(w.iter()) {
             assert!((a - b).abs() < 1e-3, "{fitted:?} vs {w:?}");
         }
+        let shifted = &y + &ndarray::arr1(&[0.5f32, -2.0]).into_dyn();
+        let (fitted, bias) = least_squares(&x, &shifted, true);
+        let bias = bias.unwrap();
+        assert!((bias[0] - 0.5).abs() < 1e-2 && (bias[1] + 2.0).abs() < 1e-2, "{bias:?}");
+        assert!(
+            fitted.iter().zip(w.iter()).all(|(a, b)| (a - b).abs() < 1e-2),
+            "{fitted:?}"
+        );
     }
 }

@@ -34,6 +34,69 @@ pub struct BlockConfig {
     pub ffn: FfnConfig,
 }
 
+/// How rotary frequencies are scaled for long contexts (transformers' `rope_type`); each
+/// variant's maths is in `model::rope`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RopeScaling {
+    /// `θ^(-2i/d)` as it is.
+    #[default]
+    None,
+    /// Every frequency divided by `factor`.
+    Linear { factor: f64 },
+    /// Llama 3.x: low frequencies divided by `factor`, high ones kept, a smooth ramp between.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: usize,
+    },
+    /// YaRN: interpolation and extrapolation blended per frequency, cos/sin scaled by
+    /// `attention_factor`.
+    Yarn {
+        factor: f64,
+        original_max_position_embeddings: usize,
+        beta_fast: f64,
+        beta_slow: f64,
+        attention_factor: f64,
+        truncate: bool,
+    },
+}
+
+/// Which attention projections carry a bias.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttentionBias {
+    #[default]
+    None,
+    /// q, k and v (Qwen2).
+    Qkv,
+    /// q, k, v and the output projection (Llama's and Qwen3's `attention_bias`).
+    QkvO,
+}
+
+impl AttentionBias {
+    pub fn on_qkv(self) -> bool {
+        self != AttentionBias::None
+    }
+
+    pub fn on_output(self) -> bool {
+        self == AttentionBias::QkvO
+    }
+}
+
+/// The model family a parent came as, so that a child is written back as the same family. It
+/// does not change the computation, which the other fields describe completely.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    #[default]
+    Llama,
+    Mistral,
+    Qwen2,
+    Qwen3,
+}
+
 /// Everything needed to build a model, shared across layers except `blocks`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -48,6 +111,19 @@ pub struct ModelConfig {
     pub bos_token_id: u32,
     pub eos_token_id: u32,
     pub blocks: Vec<BlockConfig>,
+    #[serde(default)]
+    pub rope_scaling: RopeScaling,
+    #[serde(default)]
+    pub attention_bias: AttentionBias,
+    /// RMSNorm over each query and key head before RoPE (Qwen3).
+    #[serde(default)]
+    pub qk_norm: bool,
+    /// Every softmax-attention layer sees only the last `sliding_window` positions (Mistral):
+    /// query `i` attends key `j` when `i - sliding_window < j <= i`.
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
+    #[serde(default)]
+    pub family: Family,
 }
 
 /// A configuration that cannot describe a working model.
@@ -63,6 +139,8 @@ pub enum ConfigError {
     },
     #[error("the model has no layers")]
     NoLayers,
+    #[error("head_dim {0} must be even: RoPE rotates pairs")]
+    OddHeadDim(usize),
 }
 
 impl ModelConfig {
@@ -95,6 +173,11 @@ impl ModelConfig {
                 };
                 layers
             ],
+            rope_scaling: RopeScaling::None,
+            attention_bias: AttentionBias::None,
+            qk_norm: false,
+            sliding_window: None,
+            family: Family::Llama,
         }
     }
 
@@ -140,6 +223,14 @@ impl ModelConfig {
         if self.blocks.is_empty() {
             return Err(ConfigError::NoLayers);
         }
+        if !self.head_dim.is_multiple_of(2) {
+            return Err(ConfigError::OddHeadDim(self.head_dim));
+        }
+        if self.sliding_window == Some(0) {
+            return Err(ConfigError::Zero {
+                field: "sliding_window",
+            });
+        }
         for (layer, block) in self.blocks.iter().enumerate() {
             if let AttentionConfig::Gqa { kv_heads } = block.attention
                 && (kv_heads == 0 || !self.num_attention_heads.is_multiple_of(kv_heads))
@@ -174,13 +265,18 @@ impl ModelConfig {
         embed + head + blocks + h
     }
 
-    /// Parameters of one block, norms included.
+    /// Parameters of one block, norms and biases included.
     pub fn block_params(&self, block: &BlockConfig) -> usize {
         let h = self.hidden_size;
         let q = self.num_attention_heads * self.head_dim;
+        let bias = self.attention_bias;
         let attention = match block.attention {
-            AttentionConfig::Gqa { kv_heads } => h + h * q + 2 * h * kv_heads * self.head_dim + q * h,
-            AttentionConfig::Linear => h + h * h,
+            AttentionConfig::Gqa { kv_heads } => {
+                let kv = kv_heads * self.head_dim;
+                let biases = usize::from(bias.on_qkv()) * (q + 2 * kv) + usize::from(bias.on_output()) * h;
+                h + h * q + 2 * h * kv + q * h + biases + usize::from(self.qk_norm) * 2 * self.head_dim
+            }
+            AttentionConfig::Linear => h + h * h + usize::from(bias.on_qkv()) * h,
             AttentionConfig::NoOp => 0,
         };
         let ffn = match block.ffn {

@@ -11,7 +11,7 @@ use super::config::ModelConfig;
 use super::dense::{dense, project};
 use super::ffn::Ffn;
 use super::kv_cache::KvCache;
-use super::rope::Rope;
+use super::rope::{Rope, RopeTables};
 
 /// One decoder layer. A removed (no-op) sub-block has neither weights nor norm.
 #[derive(Module, Debug)]
@@ -27,6 +27,7 @@ pub struct Llama {
     pub norm: RmsNorm,
     /// `None` when the head is tied to the embeddings.
     pub lm_head: Option<Linear>,
+    #[module(skip)]
     pub rope: Rope,
     #[module(skip)]
     pub config: ModelConfig,
@@ -51,13 +52,14 @@ pub enum ForwardError {
 }
 
 impl Block {
-    /// Runs this layer on the residual stream `x` at positions starting at `offset`.
+    /// Runs this layer on the residual stream `x` at positions starting at `offset` (whose
+    /// rotary tables are `rope`).
     pub fn forward(
         &self,
         x: Tensor<3>,
         layer: usize,
         offset: usize,
-        rope: &Rope,
+        rope: &RopeTables,
         cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
         self.forward_ffn(self.forward_attention(x, layer, offset, rope, cache))
@@ -69,7 +71,7 @@ impl Block {
         x: Tensor<3>,
         layer: usize,
         offset: usize,
-        rope: &Rope,
+        rope: &RopeTables,
         cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
         match &self.attention {
@@ -134,7 +136,13 @@ impl Llama {
     /// first of them, at positions from 0 without a cache: the tail of a forward pass that
     /// starts from hidden states computed earlier.
     pub fn run_layers(&self, x: Tensor<3>, layers: std::ops::Range<usize>) -> Tensor<3> {
-        layers.fold(x, |x, i| self.layers[i].forward(x, i, 0, &self.rope, None))
+        let rope = self.rope_tables(0, x.dims()[1]);
+        layers.fold(x, |x, i| self.layers[i].forward(x, i, 0, &rope, None))
+    }
+
+    /// The rotary tables of positions `offset..offset + seq` on the model's device.
+    pub fn rope_tables(&self, offset: usize, seq: usize) -> RopeTables {
+        self.rope.tables(offset, seq, &self.device())
     }
 
     /// Full forward pass over `tokens: [batch, seq]`. With a cache, positions continue from
@@ -147,7 +155,7 @@ impl Llama {
     ) -> Result<ForwardOutput, ForwardError> {
         let [_, seq] = tokens.dims();
         let offset = cache.as_ref().map_or(0, |c| c.len());
-        let max = self.rope.max_positions();
+        let max = self.config.max_position_embeddings;
         if offset + seq > max {
             return Err(ForwardError::ContextTooLong {
                 start: offset,
@@ -156,12 +164,13 @@ impl Llama {
             });
         }
         let mut x = self.embed(tokens);
+        let rope = self.rope_tables(offset, seq);
         let mut hidden_states = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             if keep_hidden {
                 hidden_states.push(x.clone());
             }
-            x = layer.forward(x, i, offset, &self.rope, cache.as_deref_mut());
+            x = layer.forward(x, i, offset, &rope, cache.as_deref_mut());
         }
         if keep_hidden {
             hidden_states.push(x.clone());

@@ -105,15 +105,32 @@ pub fn block_tensors(config: &ModelConfig, layer: usize, block: &BlockConfig) ->
     if block.attention != AttentionConfig::NoOp {
         out.push((format!("{p}.input_layernorm.weight"), vec![h]));
     }
+    let bias = config.attention_bias;
     match block.attention {
         AttentionConfig::Gqa { kv_heads } => {
             let kv = kv_heads * config.head_dim;
-            out.push((format!("{p}.self_attn.q_proj.weight"), vec![q, h]));
-            out.push((format!("{p}.self_attn.k_proj.weight"), vec![kv, h]));
-            out.push((format!("{p}.self_attn.v_proj.weight"), vec![kv, h]));
+            for (name, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
+                out.push((format!("{p}.self_attn.{name}.weight"), vec![rows, h]));
+                if bias.on_qkv() {
+                    out.push((format!("{p}.self_attn.{name}.bias"), vec![rows]));
+                }
+            }
             out.push((format!("{p}.self_attn.o_proj.weight"), vec![h, q]));
+            if bias.on_output() {
+                out.push((format!("{p}.self_attn.o_proj.bias"), vec![h]));
+            }
+            if config.qk_norm {
+                out.push((format!("{p}.self_attn.q_norm.weight"), vec![config.head_dim]));
+                out.push((format!("{p}.self_attn.k_norm.weight"), vec![config.head_dim]));
+            }
         }
-        AttentionConfig::Linear => out.push((format!("{p}.self_attn.linear_attn.weight"), vec![h, h])),
+        AttentionConfig::Linear => {
+            out.push((format!("{p}.self_attn.linear_attn.weight"), vec![h, h]));
+            // The folded value bias (`W_o · b_v`) of a parent whose projections have biases.
+            if bias.on_qkv() {
+                out.push((format!("{p}.self_attn.linear_attn.bias"), vec![h]));
+            }
+        }
         AttentionConfig::NoOp => {}
     }
     if block.ffn != FfnConfig::NoOp {
@@ -176,13 +193,8 @@ pub fn build_model(config: &ModelConfig, weights: &TensorMap, device: &Device) -
         },
         layers,
         norm: norm_module(config, &weights["model.norm.weight"], device),
-        lm_head: (!config.tie_word_embeddings).then(|| linear_module(&weights["lm_head.weight"], device)),
-        rope: Rope::new(
-            config.head_dim,
-            config.max_position_embeddings,
-            config.rope_theta,
-            device,
-        ),
+        lm_head: (!config.tie_word_embeddings).then(|| linear_module(&weights["lm_head.weight"], None, device)),
+        rope: Rope::for_config(config),
         config: config.clone(),
     })
 }
@@ -200,10 +212,10 @@ pub fn build_block(
     Ok(assemble_block(config, layer, block, weights, device))
 }
 
-fn linear_module(weight: &HostTensor, device: &Device) -> Linear {
+fn linear_module(weight: &HostTensor, bias: Option<&HostTensor>, device: &Device) -> Linear {
     Linear {
         weight: Param::from_tensor(to_burn(transposed(weight), device)),
-        bias: None,
+        bias: bias.map(|b| Param::from_tensor(to_burn(b.clone(), device))),
     }
 }
 
@@ -223,28 +235,36 @@ fn assemble_block(
     device: &Device,
 ) -> Block {
     let p = format!("model.layers.{layer}");
-    let linear = |name: &str| linear_module(&weights[&format!("{p}.{name}")], device);
+    // A linear map `NAME.weight` with its `NAME.bias` when the checkpoint has one.
+    let linear = |name: &str| {
+        let bias = weights.get(&format!("{p}.{name}.bias"));
+        linear_module(&weights[&format!("{p}.{name}.weight")], bias, device)
+    };
     let norm = |name: &str| norm_module(config, &weights[&format!("{p}.{name}")], device);
     let attention_op = match block.attention {
         AttentionConfig::Gqa { kv_heads } => Some(Attention::Gqa(GqaAttention {
-            q_proj: linear("self_attn.q_proj.weight"),
-            k_proj: linear("self_attn.k_proj.weight"),
-            v_proj: linear("self_attn.v_proj.weight"),
-            o_proj: linear("self_attn.o_proj.weight"),
+            q_proj: linear("self_attn.q_proj"),
+            k_proj: linear("self_attn.k_proj"),
+            v_proj: linear("self_attn.v_proj"),
+            o_proj: linear("self_attn.o_proj"),
+            qk_norm: config
+                .qk_norm
+                .then(|| (norm("self_attn.q_norm.weight"), norm("self_attn.k_norm.weight"))),
             num_heads: config.num_attention_heads,
             kv_heads,
             head_dim: config.head_dim,
+            window: config.sliding_window,
         })),
-        AttentionConfig::Linear => Some(Attention::Linear(linear("self_attn.linear_attn.weight"))),
+        AttentionConfig::Linear => Some(Attention::Linear(linear("self_attn.linear_attn"))),
         AttentionConfig::NoOp => None,
     };
     let ffn_op = match block.ffn {
         FfnConfig::SwiGlu { .. } => Some(Ffn::SwiGlu(SwiGlu {
-            gate_proj: linear("mlp.gate_proj.weight"),
-            up_proj: linear("mlp.up_proj.weight"),
-            down_proj: linear("mlp.down_proj.weight"),
+            gate_proj: linear("mlp.gate_proj"),
+            up_proj: linear("mlp.up_proj"),
+            down_proj: linear("mlp.down_proj"),
         })),
-        FfnConfig::Linear => Some(Ffn::Linear(linear("mlp.linear_mlp.weight"))),
+        FfnConfig::Linear => Some(Ffn::Linear(linear("mlp.linear_mlp"))),
         FfnConfig::NoOp => None,
     };
     Block {
@@ -275,18 +295,25 @@ pub fn block_weights(block: &Block, layer: usize) -> TensorMap {
     let p = format!("model.layers.{layer}");
     let mut out = TensorMap::new();
     let put_linear = |out: &mut TensorMap, name: &str, l: &Linear| {
-        out.insert(format!("{p}.{name}"), transposed(&from_burn(l.weight.val())));
+        out.insert(format!("{p}.{name}.weight"), transposed(&from_burn(l.weight.val())));
+        if let Some(bias) = &l.bias {
+            out.insert(format!("{p}.{name}.bias"), from_burn(bias.val()));
+        }
     };
     if let Some((norm, attention)) = &block.attention {
         out.insert(format!("{p}.input_layernorm.weight"), from_burn(norm.gamma.val()));
         match attention {
             Attention::Gqa(a) => {
-                put_linear(&mut out, "self_attn.q_proj.weight", &a.q_proj);
-                put_linear(&mut out, "self_attn.k_proj.weight", &a.k_proj);
-                put_linear(&mut out, "self_attn.v_proj.weight", &a.v_proj);
-                put_linear(&mut out, "self_attn.o_proj.weight", &a.o_proj);
+                put_linear(&mut out, "self_attn.q_proj", &a.q_proj);
+                put_linear(&mut out, "self_attn.k_proj", &a.k_proj);
+                put_linear(&mut out, "self_attn.v_proj", &a.v_proj);
+                put_linear(&mut out, "self_attn.o_proj", &a.o_proj);
+                if let Some((q_norm, k_norm)) = &a.qk_norm {
+                    out.insert(format!("{p}.self_attn.q_norm.weight"), from_burn(q_norm.gamma.val()));
+                    out.insert(format!("{p}.self_attn.k_norm.weight"), from_burn(k_norm.gamma.val()));
+                }
             }
-            Attention::Linear(l) => put_linear(&mut out, "self_attn.linear_attn.weight", l),
+            Attention::Linear(l) => put_linear(&mut out, "self_attn.linear_attn", l),
         }
     }
     if let Some((norm, ffn)) = &block.ffn {
@@ -296,11 +323,11 @@ pub fn block_weights(block: &Block, layer: usize) -> TensorMap {
         );
         match ffn {
             Ffn::SwiGlu(f) => {
-                put_linear(&mut out, "mlp.gate_proj.weight", &f.gate_proj);
-                put_linear(&mut out, "mlp.up_proj.weight", &f.up_proj);
-                put_linear(&mut out, "mlp.down_proj.weight", &f.down_proj);
+                put_linear(&mut out, "mlp.gate_proj", &f.gate_proj);
+                put_linear(&mut out, "mlp.up_proj", &f.up_proj);
+                put_linear(&mut out, "mlp.down_proj", &f.down_proj);
             }
-            Ffn::Linear(l) => put_linear(&mut out, "mlp.linear_mlp.weight", l),
+            Ffn::Linear(l) => put_linear(&mut out, "mlp.linear_mlp", l),
         }
     }
     out
@@ -324,7 +351,8 @@ pub fn random_weights(config: &ModelConfig, seed: u64) -> TensorMap {
             } else {
                 1.0
             };
-            let data = if shape.len() == 1 {
+            // Norm weights start at one; matrices and biases are random.
+            let data = if shape.len() == 1 && !name.ends_with(".bias") {
                 vec![1.0; len]
             } else {
                 (0..len).map(|_| scale * normal.sample(&mut rng)).collect()

@@ -83,7 +83,9 @@ impl Reference {
 
     /// The parent with its layers `span` replaced by `block`, run from the cached stream.
     pub fn score_block(&self, parent: &Llama, span: LayerSpan, block: &Block) -> Scores {
-        let x = block.forward(self.hidden_before(span.first), span.first, 0, &parent.rope, None);
+        let x = self.hidden_before(span.first);
+        let rope = parent.rope_tables(0, x.dims()[1]);
+        let x = block.forward(x, span.first, 0, &rope, None);
         let last = parent.run_layers(x, span.last + 1..parent.layers.len());
         self.compare(parent, last)
     }
