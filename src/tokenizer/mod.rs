@@ -17,11 +17,21 @@ pub enum TokenizerError {
     Encode(String),
 }
 
+/// A model's own chat format: its Jinja chat template (from `tokenizer_config.json` or a GGUF
+/// file's metadata) and the special tokens the template refers to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChatSpec {
+    pub template: String,
+    pub bos_token: Option<String>,
+    pub eos_token: Option<String>,
+}
+
 pub enum Tokenizer {
     Llama2c(Llama2cTokenizer),
     Hf {
         inner: Box<tokenizers::Tokenizer>,
         bos: Option<u32>,
+        chat: Option<ChatSpec>,
     },
 }
 
@@ -55,7 +65,24 @@ impl Tokenizer {
         Tokenizer::Hf {
             inner: Box::new(inner),
             bos,
+            chat: None,
         }
+    }
+
+    /// The model's chat template, when it has one.
+    pub fn chat_spec(&self) -> Option<&ChatSpec> {
+        match self {
+            Tokenizer::Hf { chat, .. } => chat.as_ref(),
+            Tokenizer::Llama2c(_) => None,
+        }
+    }
+
+    /// This tokenizer with `spec` as its chat format (HF tokenizers only; llama2.c ones have none).
+    pub fn with_chat_spec(mut self, spec: ChatSpec) -> Self {
+        if let Tokenizer::Hf { chat, .. } = &mut self {
+            *chat = Some(spec);
+        }
+        self
     }
 
     /// The tokenizer that belongs to a model: `tokenizer.json` inside a checkpoint directory.
@@ -67,7 +94,7 @@ impl Tokenizer {
     pub fn encode(&self, text: &str, bos: bool) -> Result<Vec<u32>, TokenizerError> {
         match self {
             Tokenizer::Llama2c(t) => Ok(t.encode(text, bos)),
-            Tokenizer::Hf { inner, bos: bos_id } => {
+            Tokenizer::Hf { inner, bos: bos_id, .. } => {
                 let encoding = inner
                     .encode(text, false)
                     .map_err(|e| TokenizerError::Encode(e.to_string()))?;
