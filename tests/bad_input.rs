@@ -230,3 +230,59 @@ fn ids_file_is_evaluated_as_given() {
         "{report} vs {expected:?}"
     );
 }
+
+#[test]
+fn absurd_sizes_in_config_json_fail_fast_or_cost_nothing() {
+    let tmp = small_hf_checkpoint();
+    // Real configs declare up to millions of positions; RoPE tables follow the positions run.
+    edit_config(tmp.path(), |c| {
+        c["max_position_embeddings"] = serde_json::json!(1_000_000_000u64)
+    });
+    let started = std::time::Instant::now();
+    let (checkpoint, _) = Checkpoint::read(tmp.path()).unwrap();
+    let model = checkpoint.build(&burn::prelude::Device::flex()).unwrap();
+    let ids = vec![vec![1u32, 5, 9, 3]];
+    model.forward(model.tokens_tensor(&ids).unwrap(), None, false).unwrap();
+    assert!(started.elapsed().as_secs_f64() < 10.0, "took {:?}", started.elapsed());
+    // Layers that no tensor backs: refused before any weight is read for them.
+    edit_config(tmp.path(), |c| {
+        c["num_hidden_layers"] = serde_json::json!(1_000_000_000u64)
+    });
+    assert_mentions(&read_error(tmp.path()), &["config.json", "num_hidden_layers"]);
+    edit_config(tmp.path(), |c| c["num_hidden_layers"] = serde_json::json!(3));
+    assert_mentions(&read_error(tmp.path()), &["model.layers.2.", "missing"]);
+}
+
+#[test]
+fn config_keys_that_change_the_maths_are_applied_or_refused_by_name() {
+    let tmp = small_hf_checkpoint();
+    let cases = [
+        (
+            "rope_scaling",
+            serde_json::json!({"rope_type": "longrope", "factor": 2.0}),
+            "rope_scaling.rope_type",
+        ),
+        (
+            "rope_parameters",
+            serde_json::json!({"rope_type": "su"}),
+            "rope_parameters.rope_type",
+        ),
+        ("hidden_act", serde_json::json!("gelu_pytorch_tanh"), "hidden_act"),
+        (
+            "final_logit_softcapping",
+            serde_json::json!(30.0),
+            "final_logit_softcapping",
+        ),
+        (
+            "quantization_config",
+            serde_json::json!({"quant_method": "gptq"}),
+            "quantization_config",
+        ),
+    ];
+    for (key, value, named) in cases {
+        let original = std::fs::read_to_string(tmp.path().join("config.json")).unwrap();
+        edit_config(tmp.path(), |c| c[key] = value.clone());
+        assert_mentions(&read_error(tmp.path()), &["config.json", named]);
+        std::fs::write(tmp.path().join("config.json"), original).unwrap();
+    }
+}

@@ -101,6 +101,10 @@ pub const IGNORED: &[&str] = &[
     "use_cache",
 ];
 
+/// More layers than any real model has; a config asking for more is refused before tensors are
+/// listed for them.
+const MAX_LAYERS: usize = 10_000;
+
 /// The top-level `config.json` key of a fused child's layer spans.
 pub const PARENT_LAYERS_KEY: &str = "parent_layers";
 
@@ -390,7 +394,7 @@ pub fn parse_config(path: &Path, text: &str) -> Result<(ModelConfig, ConfigFlavo
         used: vec![PARENT_LAYERS_KEY],
     };
     let flavor = family_of(&mut fields)?;
-    let family = match flavor {
+    let mut family = match flavor {
         ConfigFlavor::Hf(family) => family,
         ConfigFlavor::DeciLm => Family::Llama,
     };
@@ -423,6 +427,13 @@ pub fn parse_config(path: &Path, text: &str) -> Result<(ModelConfig, ConfigFlavo
             let (blocks, window) = decilm_blocks(&mut fields, heads, hidden)?;
             (attention_bias, qk_norm) = decilm_extensions(&mut fields)?;
             sliding_window = window;
+            // The family a DeciLM child came from, as far as it shows (it changes no number).
+            family = match (qk_norm, attention_bias, window) {
+                (true, _, _) => Family::Qwen3,
+                (false, AttentionBias::Qkv, _) => Family::Qwen2,
+                (false, _, Some(_)) => Family::Mistral,
+                _ => Family::Llama,
+            };
             blocks
         }
         ConfigFlavor::Hf(_) => uniform_blocks(&mut fields, family, heads)?,
@@ -470,8 +481,11 @@ fn uniform_blocks(fields: &mut Fields, family: Family, heads: usize) -> Result<V
     }
     let intermediate = fields.required("intermediate_size")?;
     let layers: usize = fields.required("num_hidden_layers")?;
-    if layers > 1 << 20 {
-        return Err(fields.error("num_hidden_layers", format!("{layers} layers is not a real model")));
+    if layers > MAX_LAYERS {
+        return Err(fields.error(
+            "num_hidden_layers",
+            format!("{layers} layers: more than {MAX_LAYERS} is not a real model (Llama 3.1 405B has 126)"),
+        ));
     }
     Ok(vec![
         BlockConfig {
