@@ -230,6 +230,33 @@ fn a_library_written_elsewhere_is_read_and_searched() {
     assert!((best.objective - 0.07).abs() < 1e-12);
     assert!(best.totals["stats.runtime_ms"].as_f64().unwrap() <= 2.5);
     assert!(!input.problem.candidates[0].values.contains_key("stats.hw.gpu"));
+
+    // solutions.json: the one writer and the one reader give back what was found, and each
+    // solution is named by `PATH`, `PATH#k` or `PATH#method`.
+    let file = dir.path().join("solutions.json");
+    report.write(&file).unwrap();
+    let back = tessera::search::SearchReport::read(&file).unwrap();
+    assert_eq!(
+        serde_json::to_value(&back).unwrap(),
+        serde_json::to_value(&report).unwrap()
+    );
+    assert_eq!(back.solutions, report.solutions);
+    assert_eq!(back.baselines, report.baselines);
+    let pick = |text: String| {
+        text.parse::<tessera::search::SolutionRef>()
+            .unwrap()
+            .read()
+            .unwrap()
+            .solution
+    };
+    assert_eq!(pick(file.display().to_string()), report.solutions[0]);
+    assert_eq!(pick(format!("{}#0", file.display())), report.solutions[0]);
+    let greedy = report.baselines.iter().find(|b| b.method == "greedy").unwrap();
+    assert_eq!(&pick(format!("{}#greedy", file.display())), greedy);
+    let missing = format!("{}#7", file.display())
+        .parse::<tessera::search::SolutionRef>()
+        .unwrap();
+    assert!(missing.read().unwrap_err().to_string().contains("has no solutions[7]"));
 }
 
 #[test]
