@@ -1,7 +1,7 @@
 //! Writing a model out: the export stage (`tessera export`, the pipeline's last model stage) in
 //! any checkpoint format, and the one way every stage writes the model it made (a DeciLM
-//! directory, replacing what was there, with the tokenizer of the model it came from). Knows
-//! checkpoint formats; nothing of the stages.
+//! directory, replacing what was there, with the tokenizer and chat template of the model it came
+//! from). Knows checkpoint formats; nothing of the stages.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{Checkpoint, CheckpointError, ExportOptions, LayerSpan, Llama2cVersion, StoreDtype};
+use crate::tokenizer::chat_template;
 
 /// The tokenizer file a checkpoint directory carries.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
@@ -112,12 +113,16 @@ impl Checkpoint {
     }
 }
 
-/// Copies `tokenizer.json` from beside `source` (a model directory), if there is one, into `out`.
+/// Copies the tokenizer files from beside `source` (a model directory) into `out`: those of
+/// `tokenizer.json`, `tokenizer_config.json` and `chat_template.jinja` that are there (the latter
+/// two carry the model's chat template).
 fn copy_tokenizer(source: &Path, out: &Path) -> Result<(), CheckpointError> {
-    let tokenizer = source.join(TOKENIZER_FILE);
-    if tokenizer.is_file() {
-        let to = out.join(TOKENIZER_FILE);
-        fs::copy(&tokenizer, &to).map_err(CheckpointError::io(&to))?;
+    for name in [TOKENIZER_FILE, chat_template::CONFIG_FILE, chat_template::TEMPLATE_FILE] {
+        let from = source.join(name);
+        if from.is_file() {
+            let to = out.join(name);
+            fs::copy(&from, &to).map_err(CheckpointError::io(&to))?;
+        }
     }
     Ok(())
 }

@@ -1,10 +1,13 @@
 //! Tokenizers: HF `tokenizer.json` (through the `tokenizers` crate) and llama2.c
 //! `tokenizer.bin` (implemented here). Chosen by file name; both encode with or without BOS.
+//! An HF tokenizer carries the model's chat template when one sits beside it.
 
+pub mod chat_template;
 pub mod llama2c;
 
 use std::path::{Path, PathBuf};
 
+pub use chat_template::{ChatTemplate, ChatTemplateError, Message, TokenizedChat};
 pub use llama2c::Llama2cTokenizer;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,8 +20,9 @@ pub enum TokenizerError {
     Encode(String),
 }
 
-/// A model's own chat format: its Jinja chat template (from `tokenizer_config.json` or a GGUF
-/// file's metadata) and the special tokens the template refers to.
+/// A model's own chat format: its Jinja chat template (from `chat_template.jinja` or
+/// `tokenizer_config.json` beside `tokenizer.json`, or a GGUF file's metadata) and the special
+/// tokens the template refers to. Rendered by [`ChatTemplate`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChatSpec {
     pub template: String,
@@ -36,14 +40,19 @@ pub enum Tokenizer {
 }
 
 impl Tokenizer {
-    /// `*.json` is an HF tokenizer; anything else is read as a llama2.c `tokenizer.bin`.
+    /// `*.json` is an HF tokenizer, with the chat template beside it when there is one
+    /// ([`chat_template::read_chat_spec`]); anything else is read as a llama2.c `tokenizer.bin`.
     pub fn read(path: &Path) -> Result<Self, TokenizerError> {
         if path.extension().is_some_and(|e| e == "json") {
             let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| TokenizerError::Format {
                 path: path.to_path_buf(),
                 problem: e.to_string(),
             })?;
-            Ok(Self::hf(inner))
+            let tokenizer = Self::hf(inner);
+            Ok(match chat_template::read_chat_spec(path)? {
+                Some(spec) => tokenizer.with_chat_spec(spec),
+                None => tokenizer,
+            })
         } else {
             Ok(Tokenizer::Llama2c(Llama2cTokenizer::read(path)?))
         }
