@@ -1,6 +1,9 @@
-//! Helpers shared by the integration tests: where the real data lives, and tiny fixtures.
+//! Helpers shared by the integration tests: where the real data lives, tiny fixtures, what two
+//! libraries must share to be equal, and a real Slurm (`slurm`).
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
+
+pub mod slurm;
 
 use std::path::{Path, PathBuf};
 
@@ -74,4 +77,27 @@ pub fn tiny_library_in(dir: &Path, tokens: usize, space: &str) -> PathBuf {
     let out = dir.join("lib");
     build_library(&out, &options, &Device::flex()).unwrap();
     out
+}
+
+/// Every trained item's file of a library, by name, and the manifest's item records without
+/// what two equal builds do not share (wall time, where training was resumed after a kill).
+pub fn library_contents(dir: &Path) -> (Vec<(String, Vec<u8>)>, serde_json::Value) {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.join("blocks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    let mut items = serde_json::to_value(&tessera::library::Library::open(dir).unwrap().manifest.items).unwrap();
+    for record in items.as_object_mut().unwrap().values_mut() {
+        let record = record.as_object_mut().unwrap();
+        record.insert("seconds".into(), serde_json::json!(0));
+        record.remove("resumed_from");
+    }
+    (files, items)
 }
