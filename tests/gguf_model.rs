@@ -250,6 +250,25 @@ fn tokenizers_give_llama_cpp_s_ids() {
             Tokenizer::beside_model(&gguf(name)).as_deref(),
             Some(gguf(name).as_path())
         );
+        // The chat template travels with the special tokens it writes.
+        let file = GgufFile::open(gguf(name)).unwrap();
+        match file.get("tokenizer.chat_template") {
+            None => assert!(tokenizer.chat_spec().is_none(), "{name}"),
+            Some(_) => {
+                let spec = tokenizer.chat_spec().unwrap();
+                assert_eq!(spec.template, file.get_str("tokenizer.chat_template").unwrap());
+                let tokens = file.get_str_array("tokenizer.ggml.tokens").unwrap();
+                let id = |key: &str| file.get_u32(key).unwrap() as usize;
+                assert_eq!(
+                    spec.bos_token.as_ref(),
+                    Some(&tokens[id("tokenizer.ggml.bos_token_id")])
+                );
+                assert_eq!(
+                    spec.eos_token.as_ref(),
+                    Some(&tokens[id("tokenizer.ggml.eos_token_id")])
+                );
+            }
+        }
     }
 }
 
@@ -786,6 +805,11 @@ fn smollm2_matches_llama_cpp() {
         got - exact,
         nll["llama_cpp_f32"]["mean_nll"].as_f64().unwrap(),
         nll["llama_cpp"]["mean_nll"].as_f64().unwrap()
+    );
+    let chat = tokenizer.chat_spec().unwrap();
+    assert_eq!(
+        (chat.bos_token.as_deref(), chat.eos_token.as_deref()),
+        (Some("<|im_start|>"), Some("<|im_end|>"))
     );
     let greedy = json("greedy.json");
     let prompt = ids(&greedy["prompt_ids"]);

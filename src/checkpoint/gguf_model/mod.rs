@@ -14,7 +14,7 @@
 //! so their converter permutes the q/k rows (and biases) into the interleaved layout, which is
 //! undone on import and redone on export; `qwen2`/`qwen3` rotate halves as HF does and are stored
 //! as they are. llama3 RoPE scaling travels as a tensor of per-frequency divisors
-//! (`rope_freqs.weight`), see [`rope`].
+//! (`rope_freqs.weight`); the `rope` submodule recovers its parameters.
 //!
 //! Knows tensor names and keys of those architectures; not the container's bytes
 //! (`checkpoint::gguf`), not tokenizers (`tokenizer::gguf` reads and writes the `tokenizer.*`
