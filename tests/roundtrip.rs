@@ -4,6 +4,7 @@
 mod common;
 
 use burn::prelude::Device;
+use tessera::checkpoint::gguf::GgmlType;
 use tessera::checkpoint::{Checkpoint, ExportOptions, Llama2cVersion, SourceFormat, StoreDtype};
 use tessera::model::{AttentionConfig, BlockConfig, FfnConfig, ModelConfig, random_weights};
 
@@ -36,6 +37,14 @@ fn round_trip(checkpoint: &Checkpoint, format: SourceFormat, dtype: StoreDtype, 
         SourceFormat::Hf => c.write_hf(path, options).unwrap(),
         SourceFormat::DeciLm => c.write_decilm(path, options).unwrap(),
         SourceFormat::Llama2c => c.write_llama2c(path, Llama2cVersion::V1).unwrap(),
+        SourceFormat::Gguf => {
+            let ty = match dtype {
+                StoreDtype::F32 => GgmlType::F32,
+                StoreDtype::F16 => GgmlType::F16,
+                StoreDtype::Bf16 => GgmlType::BF16,
+            };
+            c.write_gguf(path, ty, &[]).unwrap()
+        }
     };
     let expected = rounded(checkpoint, dtype);
     let first = tmp.path().join("first");
@@ -90,6 +99,17 @@ fn hf_round_trips_tied_and_untied_in_every_dtype() {
     for dtype in [StoreDtype::F32, StoreDtype::F16, StoreDtype::Bf16] {
         round_trip(&tied, SourceFormat::Hf, dtype, None);
         round_trip(&untied, SourceFormat::Hf, dtype, Some(30_000));
+    }
+}
+
+#[test]
+fn gguf_round_trips_tied_and_untied_in_every_dtype() {
+    // Norm weights are ones, so keeping 1-D tensors in F32 rounds nothing here either.
+    let tied = random_checkpoint(ModelConfig::uniform(200, 64, 3, 4, 2, 160, 48), 3);
+    let untied = tied.clone().untied();
+    for dtype in [StoreDtype::F32, StoreDtype::F16, StoreDtype::Bf16] {
+        round_trip(&tied, SourceFormat::Gguf, dtype, None);
+        round_trip(&untied, SourceFormat::Gguf, dtype, None);
     }
 }
 

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::args::named;
 use super::print;
-use tessera::checkpoint::{ExportFormat, ExportOptions, ExportRequest, StoreDtype, export_model};
+use tessera::checkpoint::{ExportDtype, ExportFormat, ExportRequest, export_model};
 use tessera::data::tokenize_files;
 use tessera::inspect::{GenerateOptions, ModelSource, generate_text, model_info};
 use tessera::model::Sampling;
@@ -16,10 +16,11 @@ use tessera::parent::{ParentOptions, train_parent};
 
 #[derive(Args)]
 pub struct ModelArgs {
-    /// A checkpoint directory (HF or DeciLM) or a llama2.c `.bin` file.
+    /// A checkpoint directory (HF or DeciLM), a GGUF file or a llama2.c `.bin` file.
     #[arg(long)]
     model: PathBuf,
-    /// `tokenizer.json` or llama2.c `tokenizer.bin`; defaults to the model directory's tokenizer.json.
+    /// `tokenizer.json`, a GGUF file or llama2.c `tokenizer.bin`; defaults to the model
+    /// directory's tokenizer.json, or the GGUF model's own.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
 }
@@ -86,11 +87,12 @@ pub struct ExportArgs {
     model: PathBuf,
     #[arg(long, value_parser = named::<ExportFormat>())]
     format: ExportFormat,
-    /// Output directory (HF / DeciLM) or `.bin` file (llama2.c).
+    /// Output directory (HF / DeciLM), `.bin` file (llama2.c) or `.gguf` file.
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value_t = StoreDtype::default(), value_parser = named::<StoreDtype>())]
-    dtype: StoreDtype,
+    /// f32, f16 or bf16; q8_0 for GGUF only.
+    #[arg(long, default_value_t = ExportDtype::default(), value_parser = named::<ExportDtype>())]
+    dtype: ExportDtype,
     /// Split safetensors into shards of at most this many bytes.
     #[arg(long)]
     shard_bytes: Option<usize>,
@@ -104,10 +106,8 @@ pub struct ExportArgs {
 pub fn export(args: ExportArgs) -> Result<()> {
     let request = ExportRequest {
         format: args.format,
-        options: ExportOptions {
-            dtype: args.dtype,
-            max_shard_bytes: args.shard_bytes,
-        },
+        dtype: args.dtype,
+        max_shard_bytes: args.shard_bytes,
         untie: args.untie,
     };
     print(&export_model(&args.model, &request, &args.out)?, args.json)

@@ -70,7 +70,9 @@ pub enum ChatTemplateError {
     NoEndOfTurn { suffix: String },
     #[error("assistant turn {turn} renders as {rendered:?}, without the end-of-turn token `{end}`")]
     TurnNotEnded { turn: usize, end: String, rendered: String },
-    #[error("chat templates need an HF tokenizer (tokenizer.json or a GGUF file's); a llama2.c tokenizer has none")]
+    #[error(
+        "chat templates need a byte-level BPE tokenizer (tokenizer.json or a GGUF file's); llama2.c and SentencePiece GGUF tokenizers are not supported"
+    )]
     NotHf,
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
@@ -343,7 +345,7 @@ fn split_control(text: &str) -> (&str, &str) {
 fn hf(tokenizer: &Tokenizer) -> Result<&tokenizers::Tokenizer, ChatTemplateError> {
     match tokenizer {
         Tokenizer::Hf { inner, .. } => Ok(inner),
-        Tokenizer::Llama2c(_) => Err(ChatTemplateError::NotHf),
+        Tokenizer::Llama2c(_) | Tokenizer::Spm { .. } => Err(ChatTemplateError::NotHf),
     }
 }
 
