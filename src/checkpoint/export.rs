@@ -119,7 +119,7 @@ impl std::fmt::Display for ModelSummary {
 }
 
 /// Bytes of the files in `path` (a directory) or of the file itself.
-fn bytes_on_disk(path: &Path) -> Result<u64, CheckpointError> {
+pub(crate) fn bytes_on_disk(path: &Path) -> Result<u64, CheckpointError> {
     if path.is_file() {
         return Ok(fs::metadata(path).map_err(CheckpointError::io(path))?.len());
     }

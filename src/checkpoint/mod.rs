@@ -8,6 +8,7 @@ pub mod gguf;
 pub mod gguf_model;
 pub mod hf_config;
 pub mod llama2c;
+pub mod random_parent;
 pub mod safetensors_dir;
 pub mod splice;
 
@@ -22,6 +23,7 @@ pub use export::{
 };
 pub use hf_config::ConfigFlavor;
 pub use llama2c::Llama2cVersion;
+pub use random_parent::{RandomParentOptions, write_random_parent};
 pub use safetensors_dir::{StoreDtype, read_tensor_file, write_tensor_file};
 pub use splice::{LayerSpan, Replacement, SpliceError};
 
@@ -189,21 +191,13 @@ impl Checkpoint {
         if let Some(spans) = &self.parent_layers {
             config[hf_config::PARENT_LAYERS_KEY] = serde_json::to_value(spans).expect("spans serialise");
         }
-        // Stale shards from an earlier export would be mixed with the new ones: refuse instead.
-        if dir.exists() && fs::read_dir(dir).map_err(CheckpointError::io(dir))?.next().is_some() {
-            return Err(CheckpointError::Unsupported {
-                path: dir.to_path_buf(),
-                problem: "the directory is not empty".into(),
-            });
-        }
-        fs::create_dir_all(dir).map_err(CheckpointError::io(dir))?;
-        let config_path = dir.join("config.json");
-        fs::write(
-            &config_path,
-            serde_json::to_string_pretty(&config).expect("config serialises"),
+        safetensors_dir::write_checkpoint_dir(
+            dir,
+            &config,
+            &safetensors_dir::pending_from_map(&self.weights),
+            options.dtype,
+            options.max_shard_bytes,
         )
-        .map_err(CheckpointError::io(&config_path))?;
-        safetensors_dir::write_tensors(dir, &self.weights, options.dtype, options.max_shard_bytes)
     }
 }
 

@@ -43,6 +43,9 @@ enum Command {
     Export(model::ExportArgs),
     /// Print a model's configuration and parameter count.
     Info(model::InfoArgs),
+    /// Make a model: `model random` writes a parent of any shape with random weights.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -103,6 +106,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(command) => eval::run(command, &device),
         Command::Export(args) => model::export(args),
         Command::Info(args) => model::info(args),
+        Command::Model(command) => model::model(command),
         Command::Bench(command) => bench::run(command, &device),
         Command::Hardware(args) => bench::hardware(args, &device),
         Command::Parent(command) => model::parent(command, &device),

@@ -1,4 +1,5 @@
-//! `generate`, `export`, `info`, `parent train` and `data tokenize`: one model, or its data.
+//! `generate`, `export`, `info`, `model random`, `parent train` and `data tokenize`: one model,
+//! or its data.
 
 use std::path::PathBuf;
 
@@ -8,7 +9,10 @@ use clap::{Args, Subcommand};
 
 use super::args::named;
 use super::print;
-use tessera::checkpoint::{ExportDtype, ExportFormat, ExportRequest, export_model};
+use tessera::checkpoint::random_parent::DEFAULT_SHARD_BYTES;
+use tessera::checkpoint::{
+    ExportDtype, ExportFormat, ExportRequest, RandomParentOptions, StoreDtype, export_model, write_random_parent,
+};
 use tessera::data::tokenize_files;
 use tessera::inspect::{GenerateOptions, ModelSource, generate_text, model_info};
 use tessera::model::Sampling;
@@ -122,6 +126,44 @@ pub struct InfoArgs {
 pub fn info(args: InfoArgs) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(&model_info(&args.model)?)?);
     Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum ModelCommand {
+    /// Write a checkpoint directory with seeded random weights for a config.json (a parent of
+    /// any shape for memory and speed benchmarks; tensors are made one at a time as they are written).
+    Random(RandomArgs),
+}
+
+#[derive(Args)]
+pub struct RandomArgs {
+    /// A transformers `config.json` of an HF Llama-family or DeciLM model, e.g. configs/llama-3.1-8b.json.
+    #[arg(long)]
+    config: PathBuf,
+    /// The checkpoint directory to write (must be empty or absent).
+    #[arg(long)]
+    out: PathBuf,
+    /// f32, f16 or bf16.
+    #[arg(long, default_value_t = RandomParentOptions::default().dtype, value_parser = named::<StoreDtype>())]
+    dtype: StoreDtype,
+    #[arg(long, default_value_t = RandomParentOptions::default().seed)]
+    seed: u64,
+    /// Split the safetensors into shards of at most this many bytes.
+    #[arg(long, default_value_t = DEFAULT_SHARD_BYTES)]
+    shard_bytes: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn model(command: ModelCommand) -> Result<()> {
+    let ModelCommand::Random(args) = command;
+    let options = RandomParentOptions {
+        dtype: args.dtype,
+        seed: args.seed,
+        max_shard_bytes: args.shard_bytes,
+        progress: !args.json,
+    };
+    print(&write_random_parent(&args.config, &args.out, &options)?, args.json)
 }
 
 #[derive(Subcommand)]
