@@ -58,16 +58,13 @@ print(f"\n{device}: f32 GEMM peak {forward['gemm_peak_gflops']:.0f} GFLOP/s, rea
 print(f"forward, {model['params'] / 1e6:.1f}M parameters: prefill {model['prefill_tokens_per_s']:.0f} tok/s "
       f"({model['prefill_gflops']:.0f} GFLOP/s), decode {model['decode_tokens_per_s']:.1f} tok/s "
       f"({model['decode_gflops']:.1f} GFLOP/s, {model['decode_weight_gbs']:.1f} GB/s of f32 weights)")
-# The whole model as the profile adds it up: every layer's parent block (the space's largest,
-# first of layer 0) plus what lies outside the blocks.
-layers = len({r["span"]["first"] for r in roofline["rows"]}) and None
 print(f"\nblocks of layers 0-1, ms: measured on {device} | roofline {target} f32 | measured / roofline")
-names = [str(s) for s in measured["scenarios"]]
+names = [" ".join(f"{k}={v}" if k != "phase" else v for k, v in s.items()) for s in measured["scenarios"]]
 print(f"{'layer':<6}{'block':<28}" + "".join(f"{n:>40}" for n in names))
 predicted = {(r["span"]["first"], r["block"]): r["runtime_ms"] for r in roofline["rows"]}
 for r in measured["rows"]:
     p = predicted[(r["span"]["first"], r["block"])]
-    cells = "".join(f"{m:>14.4f} {q:>12.4f} {m / q if q else float('nan'):>11.1f}x" for m, q in zip(r["runtime_ms"], p))
+    cells = "".join(f"{m:>14.4f} {q:>12.4f} {(f'{m / q:.1f}x' if q else '-'):>12}" for m, q in zip(r["runtime_ms"], p))
     print(f"{r['span']['first']:<6}{r['block']:<28}{cells}")
 for name, m, q in zip(names, measured["latency"], roofline["latency"]):
     print(f"outside the blocks, {name}: measured {m['outside_ms']:.4f} ms, roofline {q['outside_ms']:.4f} ms")
