@@ -215,79 +215,101 @@ fn rope_of(fields: &mut Fields, max_positions: usize) -> Result<(f64, RopeScalin
     let Value::Object(dict) = dict else {
         return Err(fields.error(key, "expected an object"));
     };
-    let field = |name: &str| format!("{key}.{name}");
-    let number = |name: &str| -> Result<Option<f64>, CheckpointError> {
-        match dict.get(name).filter(|v| !v.is_null()) {
+    let rope = RopeFields { fields, key, dict };
+    let theta = rope.number("rope_theta")?.or(top_theta).unwrap_or(10000.0);
+    let rope_type = rope.rope_type()?;
+    let (scaling, allowed) = rope.scaling(&rope_type, max_positions)?;
+    if let Some(p) = rope.number("partial_rotary_factor")?.filter(|p| *p != 1.0) {
+        return Err(rope.error(
+            "partial_rotary_factor",
+            format!("{p}: partial rotation is not supported"),
+        ));
+    }
+    let understood =
+        |k: &str| ["rope_type", "type", "rope_theta", "partial_rotary_factor"].contains(&k) || allowed.contains(&k);
+    if let Some(k) = rope.dict.keys().find(|k| !understood(k)) {
+        return Err(rope.error(
+            k,
+            format!("not a parameter of RoPE type `{rope_type}` that tessera applies"),
+        ));
+    }
+    Ok((theta, scaling))
+}
+
+/// The RoPE dictionary of a config (`rope_parameters` or `rope_scaling`, named `key`), read
+/// field by field with errors naming `key.field`.
+struct RopeFields<'f, 'a> {
+    fields: &'f Fields<'a>,
+    key: &'static str,
+    dict: Map<String, Value>,
+}
+
+impl RopeFields<'_, '_> {
+    fn error(&self, name: &str, problem: impl Into<String>) -> CheckpointError {
+        self.fields.error(&format!("{}.{name}", self.key), problem)
+    }
+
+    fn number(&self, name: &str) -> Result<Option<f64>, CheckpointError> {
+        match self.dict.get(name).filter(|v| !v.is_null()) {
             None => Ok(None),
             Some(v) => v
                 .as_f64()
                 .map(Some)
-                .ok_or_else(|| fields.error(&field(name), format!("{v} is not a number"))),
+                .ok_or_else(|| self.error(name, format!("{v} is not a number"))),
         }
-    };
-    let theta = number("rope_theta")?.or(top_theta).unwrap_or(10000.0);
-    let rope_type = match (dict.get("rope_type"), dict.get("type")) {
-        (Some(Value::String(t)), _) | (None, Some(Value::String(t))) => t.clone(),
-        (None, None) => "default".into(),
-        (Some(other), _) | (None, Some(other)) => {
-            return Err(fields.error(&field("rope_type"), format!("{other} is not a name")));
+    }
+
+    fn required(&self, name: &str, rope_type: &str) -> Result<f64, CheckpointError> {
+        self.number(name)?
+            .ok_or_else(|| self.error(name, format!("missing for `{rope_type}`")))
+    }
+
+    fn original(&self, max_positions: usize) -> Result<usize, CheckpointError> {
+        Ok(self
+            .number("original_max_position_embeddings")?
+            .map_or(max_positions, |v| v as usize))
+    }
+
+    fn rope_type(&self) -> Result<String, CheckpointError> {
+        match (self.dict.get("rope_type"), self.dict.get("type")) {
+            (Some(Value::String(t)), _) | (None, Some(Value::String(t))) => Ok(t.clone()),
+            (None, None) => Ok("default".into()),
+            (Some(other), _) | (None, Some(other)) => Err(self.error("rope_type", format!("{other} is not a name"))),
         }
-    };
-    let required =
-        |name: &str| number(name)?.ok_or_else(|| fields.error(&field(name), format!("missing for `{rope_type}`")));
-    let original = || -> Result<usize, CheckpointError> {
-        Ok(number("original_max_position_embeddings")?.map_or(max_positions, |v| v as usize))
-    };
-    let (scaling, allowed): (RopeScaling, &[&str]) = match rope_type.as_str() {
-        // `dynamic` changes nothing while sequences stay within `max_position_embeddings`, and
-        // the model refuses longer ones.
-        "default" | "dynamic" => (RopeScaling::None, &["factor"]),
-        "linear" => (
-            RopeScaling::Linear {
-                factor: required("factor")?,
-            },
-            &["factor"],
-        ),
-        "llama3" => (
-            RopeScaling::Llama3 {
-                factor: required("factor")?,
-                low_freq_factor: required("low_freq_factor")?,
-                high_freq_factor: required("high_freq_factor")?,
-                original_max_position_embeddings: original()?,
-            },
-            &[
-                "factor",
-                "low_freq_factor",
-                "high_freq_factor",
-                "original_max_position_embeddings",
-            ],
-        ),
-        "yarn" => {
-            let factor = required("factor")?;
-            let mscale = |scale: f64, m: f64| if scale <= 1.0 { 1.0 } else { 0.1 * m * scale.ln() + 1.0 };
-            let attention_factor = match (
-                number("attention_factor")?,
-                number("mscale")?,
-                number("mscale_all_dim")?,
-            ) {
-                (Some(a), _, _) => a,
-                (None, Some(m), Some(all)) if m != 0.0 && all != 0.0 => mscale(factor, m) / mscale(factor, all),
-                _ => mscale(factor, 1.0),
-            };
-            let truncate = match dict.get("truncate") {
-                None | Some(Value::Null) => true,
-                Some(Value::Bool(t)) => *t,
-                Some(other) => return Err(fields.error(&field("truncate"), format!("{other} is not true or false"))),
-            };
-            (
-                RopeScaling::Yarn {
-                    factor,
-                    original_max_position_embeddings: original()?,
-                    beta_fast: number("beta_fast")?.filter(|b| *b != 0.0).unwrap_or(32.0),
-                    beta_slow: number("beta_slow")?.filter(|b| *b != 0.0).unwrap_or(1.0),
-                    attention_factor,
-                    truncate,
+    }
+
+    /// The scaling `rope_type` describes and the parameters it takes.
+    fn scaling(
+        &self,
+        rope_type: &str,
+        max_positions: usize,
+    ) -> Result<(RopeScaling, &'static [&'static str]), CheckpointError> {
+        Ok(match rope_type {
+            // `dynamic` changes nothing while sequences stay within `max_position_embeddings`, and
+            // the model refuses longer ones.
+            "default" | "dynamic" => (RopeScaling::None, &["factor"]),
+            "linear" => (
+                RopeScaling::Linear {
+                    factor: self.required("factor", rope_type)?,
                 },
+                &["factor"],
+            ),
+            "llama3" => (
+                RopeScaling::Llama3 {
+                    factor: self.required("factor", rope_type)?,
+                    low_freq_factor: self.required("low_freq_factor", rope_type)?,
+                    high_freq_factor: self.required("high_freq_factor", rope_type)?,
+                    original_max_position_embeddings: self.original(max_positions)?,
+                },
+                &[
+                    "factor",
+                    "low_freq_factor",
+                    "high_freq_factor",
+                    "original_max_position_embeddings",
+                ],
+            ),
+            "yarn" => (
+                self.yarn(max_positions)?,
                 &[
                     "factor",
                     "original_max_position_embeddings",
@@ -298,29 +320,44 @@ fn rope_of(fields: &mut Fields, max_positions: usize) -> Result<(f64, RopeScalin
                     "mscale_all_dim",
                     "truncate",
                 ],
-            )
-        }
-        other => {
-            return Err(fields.error(
-                &field("rope_type"),
-                format!("RoPE type `{other}` is not supported (default, linear, llama3, yarn, dynamic)"),
-            ));
-        }
-    };
-    let understood = |k: &str| ["rope_type", "type", "rope_theta"].contains(&k) || allowed.contains(&k);
-    if let Some(k) = dict.keys().find(|k| !understood(k)) {
-        return Err(fields.error(
-            &field(k),
-            format!("not a parameter of RoPE type `{rope_type}` that tessera applies"),
-        ));
+            ),
+            other => {
+                return Err(self.error(
+                    "rope_type",
+                    format!("RoPE type `{other}` is not supported (default, linear, llama3, yarn, dynamic)"),
+                ));
+            }
+        })
     }
-    if let Some(p) = number("partial_rotary_factor")?.filter(|p| *p != 1.0) {
-        return Err(fields.error(
-            &field("partial_rotary_factor"),
-            format!("{p}: partial rotation is not supported"),
-        ));
+
+    /// YaRN's parameters with transformers' defaults, the attention factor from `mscale` and
+    /// `mscale_all_dim` when it is not given.
+    fn yarn(&self, max_positions: usize) -> Result<RopeScaling, CheckpointError> {
+        let factor = self.required("factor", "yarn")?;
+        let mscale = |scale: f64, m: f64| if scale <= 1.0 { 1.0 } else { 0.1 * m * scale.ln() + 1.0 };
+        let attention_factor = match (
+            self.number("attention_factor")?,
+            self.number("mscale")?,
+            self.number("mscale_all_dim")?,
+        ) {
+            (Some(a), _, _) => a,
+            (None, Some(m), Some(all)) if m != 0.0 && all != 0.0 => mscale(factor, m) / mscale(factor, all),
+            _ => mscale(factor, 1.0),
+        };
+        let truncate = match self.dict.get("truncate") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(t)) => *t,
+            Some(other) => return Err(self.error("truncate", format!("{other} is not true or false"))),
+        };
+        Ok(RopeScaling::Yarn {
+            factor,
+            original_max_position_embeddings: self.original(max_positions)?,
+            beta_fast: self.number("beta_fast")?.filter(|b| *b != 0.0).unwrap_or(32.0),
+            beta_slow: self.number("beta_slow")?.filter(|b| *b != 0.0).unwrap_or(1.0),
+            attention_factor,
+            truncate,
+        })
     }
-    Ok((theta, scaling))
 }
 
 /// The attention biases, q/k norms and sliding window the family's keys describe.

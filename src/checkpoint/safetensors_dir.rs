@@ -154,12 +154,15 @@ pub fn read_tensors(dir: &Path) -> Result<TensorMap, CheckpointError> {
     Ok(tensors)
 }
 
+/// Writes a tensor's bytes in the store dtype into a buffer of exactly its size.
+type FillBytes<'a> = Box<dyn Fn(StoreDtype, &mut [u8]) + 'a>;
+
 /// A tensor on its way into a file: its name and shape up front, its bytes made only when the
 /// writer reaches it (in the store dtype, into a buffer of exactly the tensor's size).
 pub struct PendingTensor<'a> {
     pub name: String,
     pub shape: Vec<usize>,
-    fill: Box<dyn Fn(StoreDtype, &mut [u8]) + 'a>,
+    fill: FillBytes<'a>,
 }
 
 impl<'a> PendingTensor<'a> {
@@ -303,7 +306,9 @@ fn write_file(
     dtype: StoreDtype,
     metadata: Option<HashMap<String, String>>,
 ) -> Result<(), CheckpointError> {
-    let stored = tensors.iter().map(|&tensor| (tensor.name.as_str(), Stored { tensor, dtype }));
+    let stored = tensors
+        .iter()
+        .map(|&tensor| (tensor.name.as_str(), Stored { tensor, dtype }));
     safetensors::serialize_to_file(stored, metadata, path).map_err(|e| match e {
         SafeTensorError::IoError(cause) => CheckpointError::Io {
             path: path.to_path_buf(),

@@ -529,17 +529,7 @@ pub fn entries_from_hf(
         path: path.to_path_buf(),
         problem: format!("cannot be written into GGUF: {problem}"),
     };
-    let json = |p: &Path| -> Result<Value, TokenizerError> {
-        let text = std::fs::read_to_string(p).map_err(|cause| TokenizerError::Io {
-            path: p.to_path_buf(),
-            cause,
-        })?;
-        serde_json::from_str(&text).map_err(|e| TokenizerError::Format {
-            path: p.to_path_buf(),
-            problem: e.to_string(),
-        })
-    };
-    let tokenizer = json(path)?;
+    let tokenizer = read_json(path)?;
     let model = &tokenizer["model"];
     if model["type"] != "BPE" || model["byte_fallback"] == true {
         return Err(refuse(
@@ -558,50 +548,8 @@ pub fn entries_from_hf(
                 .into(),
         )
     })?;
-    let mut tokens: Vec<Option<(String, i32)>> = vec![None; vocab_size];
-    let mut put = |id: u64, text: &str, kind: i32| -> Result<(), TokenizerError> {
-        let slot = tokens.get_mut(id as usize).ok_or_else(|| {
-            refuse(format!(
-                "token `{text}` has id {id}, beyond the model's {vocab_size} rows"
-            ))
-        })?;
-        *slot = Some((text.to_string(), kind));
-        Ok(())
-    };
-    for (text, id) in model["vocab"].as_object().into_iter().flatten() {
-        put(id.as_u64().unwrap_or(u64::MAX), text, token_type::NORMAL)?;
-    }
-    for added in tokenizer["added_tokens"].as_array().into_iter().flatten() {
-        let kind = if added["special"] == true {
-            token_type::CONTROL
-        } else {
-            token_type::USER_DEFINED
-        };
-        put(
-            added["id"].as_u64().unwrap_or(u64::MAX),
-            added["content"].as_str().unwrap_or_default(),
-            kind,
-        )?;
-    }
-    let merges: Vec<String> = model["merges"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|m| match m {
-            Value::String(s) => Some(s.clone()),
-            Value::Array(pair) => match pair.as_slice() {
-                [Value::String(a), Value::String(b)] => Some(format!("{a} {b}")),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect::<Option<_>>()
-        .ok_or_else(|| refuse("a merge is neither \"a b\" nor [\"a\", \"b\"]".into()))?;
-    let (texts, kinds): (Vec<String>, Vec<i32>) = tokens
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| t.unwrap_or_else(|| (format!("[PAD{i}]"), token_type::UNUSED)))
-        .unzip();
+    let (texts, kinds) = token_table(&tokenizer, vocab_size).map_err(refuse)?;
+    let merges = merges_of(model).ok_or_else(|| refuse("a merge is neither \"a b\" nor [\"a\", \"b\"]".into()))?;
     let mut entries = vec![
         ("tokenizer.ggml.model".to_string(), MetaValue::Str("gpt2".into())),
         ("tokenizer.ggml.pre".to_string(), MetaValue::Str(pre.names[0].into())),
@@ -622,7 +570,7 @@ pub fn entries_from_hf(
     ];
     let config_path = path.with_file_name("tokenizer_config.json");
     if config_path.is_file() {
-        let config = json(&config_path)?;
+        let config = read_json(&config_path)?;
         if let Some(add_bos) = config["add_bos_token"].as_bool() {
             entries.push(("tokenizer.ggml.add_bos_token".into(), MetaValue::Bool(add_bos)));
         }
@@ -631,6 +579,68 @@ pub fn entries_from_hf(
         }
     }
     Ok(entries)
+}
+
+fn read_json(path: &Path) -> Result<Value, TokenizerError> {
+    let text = std::fs::read_to_string(path).map_err(|cause| TokenizerError::Io {
+        path: path.to_path_buf(),
+        cause,
+    })?;
+    serde_json::from_str(&text).map_err(|e| TokenizerError::Format {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    })
+}
+
+/// Every id's text and llama.cpp token type, `vocab_size` of them: the vocabulary, the added
+/// tokens (special ones as control tokens), placeholders for ids the file does not use.
+fn token_table(tokenizer: &Value, vocab_size: usize) -> Result<(Vec<String>, Vec<i32>), String> {
+    let mut tokens: Vec<Option<(String, i32)>> = vec![None; vocab_size];
+    let mut put = |id: u64, text: &str, kind: i32| -> Result<(), String> {
+        let slot = tokens
+            .get_mut(id as usize)
+            .ok_or_else(|| format!("token `{text}` has id {id}, beyond the model's {vocab_size} rows"))?;
+        *slot = Some((text.to_string(), kind));
+        Ok(())
+    };
+    for (text, id) in tokenizer["model"]["vocab"].as_object().into_iter().flatten() {
+        put(id.as_u64().unwrap_or(u64::MAX), text, token_type::NORMAL)?;
+    }
+    for added in tokenizer["added_tokens"].as_array().into_iter().flatten() {
+        let kind = if added["special"] == true {
+            token_type::CONTROL
+        } else {
+            token_type::USER_DEFINED
+        };
+        put(
+            added["id"].as_u64().unwrap_or(u64::MAX),
+            added["content"].as_str().unwrap_or_default(),
+            kind,
+        )?;
+    }
+    Ok(tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| t.unwrap_or_else(|| (format!("[PAD{i}]"), token_type::UNUSED)))
+        .unzip())
+}
+
+/// The BPE merges as llama.cpp stores them (`"a b"`), from either of `tokenizer.json`'s forms;
+/// `None` when one is neither.
+fn merges_of(model: &Value) -> Option<Vec<String>> {
+    model["merges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| match m {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(pair) => match pair.as_slice() {
+                [Value::String(a), Value::String(b)] => Some(format!("{a} {b}")),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// Which of llama.cpp's pre-tokenizers a `tokenizer.json`'s normalizer and pre-tokenizer are:

@@ -3,7 +3,7 @@
 //! Nothing past the header is read until a tensor is asked for, so a 100 GB file opens in the
 //! time its header takes. Knows nothing of what the tensors or keys mean.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -528,45 +528,11 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Header, GgufError> {
         });
     }
     let version = c.u32("the version")?;
-    let problem = match version {
-        2 | 3 => None,
-        0 => Some("no such version"),
-        1 => Some("version 1 is no longer supported (nor by llama.cpp); convert the model again"),
-        v if v & 0xFFFF == 0 => Some(
-            "this looks like a big-endian file (its version read backwards); tessera reads little-endian GGUF only",
-        ),
-        _ => Some("newer than version 3, the latest tessera reads"),
-    };
-    if let Some(problem) = problem {
-        return Err(GgufError::Version {
-            path: path.to_path_buf(),
-            version,
-            problem,
-        });
-    }
+    check_version(path, version)?;
     let n_tensors = c.count("the tensor count", MIN_TENSOR_INFO_BYTES)?;
     let n_kv = c.count("the metadata count", MIN_KV_BYTES)?;
-
-    let mut metadata: Vec<(String, MetaValue)> = Vec::with_capacity(n_kv);
-    let mut keys = HashMap::with_capacity(n_kv);
-    for i in 0..n_kv {
-        c.context = format!("metadata entry {i}: ");
-        let start = c.pos;
-        let key = c.string("the key")?;
-        if key.is_empty() {
-            return Err(c.malformed(start, "the key is empty".to_string()));
-        }
-        if keys.insert(key.clone(), i).is_some() {
-            return Err(c.malformed(start, format!("key `{key}` appears twice")));
-        }
-        c.context = format!("metadata key `{key}`: ");
-        let ty = c.u32("the value type")?;
-        let value = c.value(ty)?;
-        metadata.push((key, value));
-    }
-    c.context.clear();
-
-    let alignment = match keys.get(ALIGNMENT_KEY).map(|&i| &metadata[i].1) {
+    let metadata = read_metadata(&mut c, n_kv)?;
+    let alignment = match metadata.iter().find(|(k, _)| k == ALIGNMENT_KEY).map(|(_, v)| v) {
         None => DEFAULT_ALIGNMENT,
         Some(MetaValue::U32(a)) if a.is_power_of_two() => u64::from(*a),
         Some(other) => {
@@ -577,9 +543,64 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Header, GgufError> {
             });
         }
     };
+    let tensors = read_tensor_infos(&mut c, n_tensors, alignment)?;
+    let data_offset = align_up(c.pos as u64, alignment).unwrap_or(u64::MAX);
+    check_layout(path, bytes.len() as u64, data_offset, alignment, &tensors)?;
+    Ok(Header {
+        version,
+        alignment,
+        data_offset,
+        metadata,
+        tensors,
+    })
+}
 
+fn check_version(path: &Path, version: u32) -> Result<(), GgufError> {
+    let problem = match version {
+        2 | 3 => return Ok(()),
+        0 => "no such version",
+        1 => "version 1 is no longer supported (nor by llama.cpp); convert the model again",
+        v if v & 0xFFFF == 0 => {
+            "this looks like a big-endian file (its version read backwards); tessera reads little-endian GGUF only"
+        }
+        _ => "newer than version 3, the latest tessera reads",
+    };
+    Err(GgufError::Version {
+        path: path.to_path_buf(),
+        version,
+        problem,
+    })
+}
+
+/// The `n_kv` metadata entries, keys unique and non-empty.
+fn read_metadata(c: &mut Cursor, n_kv: usize) -> Result<Vec<(String, MetaValue)>, GgufError> {
+    let mut metadata: Vec<(String, MetaValue)> = Vec::with_capacity(n_kv);
+    let mut keys = HashSet::with_capacity(n_kv);
+    for i in 0..n_kv {
+        c.context = format!("metadata entry {i}: ");
+        let start = c.pos;
+        let key = c.string("the key")?;
+        if key.is_empty() {
+            return Err(c.malformed(start, "the key is empty".to_string()));
+        }
+        if !keys.insert(key.clone()) {
+            return Err(c.malformed(start, format!("key `{key}` appears twice")));
+        }
+        c.context = format!("metadata key `{key}`: ");
+        let ty = c.u32("the value type")?;
+        let value = c.value(ty)?;
+        metadata.push((key, value));
+    }
+    c.context.clear();
+    Ok(metadata)
+}
+
+/// The `n_tensors` tensor infos: names unique, known types, offsets aligned, sizes from type
+/// and dims.
+fn read_tensor_infos(c: &mut Cursor, n_tensors: usize, alignment: u64) -> Result<Vec<TensorInfo>, GgufError> {
+    let path = c.path;
     let mut tensors: Vec<TensorInfo> = Vec::with_capacity(n_tensors);
-    let mut names = HashMap::with_capacity(n_tensors);
+    let mut names = HashSet::with_capacity(n_tensors);
     for i in 0..n_tensors {
         c.context = format!("tensor info {i}: ");
         let name = c.string("the name")?;
@@ -588,7 +609,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Header, GgufError> {
             tensor: name.clone(),
             problem,
         };
-        if names.insert(name.clone(), i).is_some() {
+        if !names.insert(name.clone()) {
             return Err(tensor_error("the name appears twice".to_string()));
         }
         c.context = format!("tensor info `{name}`: ");
@@ -619,16 +640,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Header, GgufError> {
         });
     }
     c.context.clear();
-
-    let data_offset = align_up(c.pos as u64, alignment).unwrap_or(u64::MAX);
-    check_layout(path, bytes.len() as u64, data_offset, alignment, &tensors)?;
-    Ok(Header {
-        version,
-        alignment,
-        data_offset,
-        metadata,
-        tensors,
-    })
+    Ok(tensors)
 }
 
 /// Checks that the tensors tile the data section as llama.cpp lays it out: in offset order, each

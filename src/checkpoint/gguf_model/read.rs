@@ -70,29 +70,67 @@ struct LayerCounts {
     ffn: Vec<u32>,
 }
 
+/// The file's architecture, one tessera reads, in a file that holds a model.
+fn architecture_of(file: &GgufFile) -> Result<GgufArch, CheckpointError> {
+    let path = file.path();
+    let arch_name = file.get_str("general.architecture")?;
+    let arch = GgufArch::from_name(arch_name).ok_or_else(|| {
+        CheckpointError::field(
+            path,
+            "general.architecture",
+            format!("`{arch_name}` is not an architecture tessera reads (llama, qwen2, qwen3, deci)"),
+        )
+    })?;
+    if let Some(MetaValue::Str(kind)) = file.get("general.type")
+        && kind != "model"
+    {
+        return Err(CheckpointError::field(
+            path,
+            "general.type",
+            format!("`{kind}`: this file is not a model"),
+        ));
+    }
+    Ok(arch)
+}
+
+/// The attention biases the tensors present (HF names first in `names`) describe.
+fn attention_bias_of(path: &Path, names: &[(String, String)]) -> Result<AttentionBias, CheckpointError> {
+    let has = |suffix: &str| names.iter().any(|(hf, _)| hf.ends_with(suffix));
+    match (has("q_proj.bias"), has("o_proj.bias")) {
+        (false, false) => Ok(AttentionBias::None),
+        (true, false) => Ok(AttentionBias::Qkv),
+        (true, true) => Ok(AttentionBias::QkvO),
+        (false, true) => Err(CheckpointError::format(
+            path,
+            "`attn_output.bias` without q/k/v biases: tessera has no such layout",
+        )),
+    }
+}
+
+/// The embedding's rows, which a declared `<arch>.vocab_size` must equal.
+fn vocab_size_of(file: &GgufFile, arch: GgufArch) -> Result<usize, CheckpointError> {
+    let embedding = file.tensor("token_embd.weight")?;
+    let vocab_size = embedding.shape().first().copied().unwrap_or(0);
+    let key = arch.key("vocab_size");
+    if let Some(declared) = file.get(&key).and_then(MetaValue::integer)
+        && declared != vocab_size as i128
+    {
+        return Err(CheckpointError::field(
+            file.path(),
+            key,
+            format!("{declared}, but `token_embd.weight` has {vocab_size} rows"),
+        ));
+    }
+    Ok(vocab_size)
+}
+
 impl GgufModel {
     /// Opens `path` and derives the model it holds; no tensor data is read except what the
     /// config depends on (`rope_freqs.weight`, and in `deci` files the first bytes of the
     /// tensors that might encode removed sub-blocks).
     pub fn open(path: &Path) -> Result<Self, CheckpointError> {
         let file = GgufFile::open(path)?;
-        let arch_name = file.get_str("general.architecture")?;
-        let arch = GgufArch::from_name(arch_name).ok_or_else(|| {
-            CheckpointError::field(
-                path,
-                "general.architecture",
-                format!("`{arch_name}` is not an architecture tessera reads (llama, qwen2, qwen3, deci)"),
-            )
-        })?;
-        if let Some(MetaValue::Str(kind)) = file.get("general.type")
-            && kind != "model"
-        {
-            return Err(CheckpointError::field(
-                path,
-                "general.type",
-                format!("`{kind}`: this file is not a model"),
-            ));
-        }
+        let arch = architecture_of(&file)?;
         check_keys(&file, arch)?;
         let key = |suffix: &str| arch.key(suffix);
         let n_layers = file.get_u32(&key("block_count"))? as usize;
@@ -119,29 +157,8 @@ impl GgufModel {
             drop_zero_sub_blocks(&file, &names, &mut blocks);
         }
         let names: Vec<(String, String)> = names.into_iter().filter(|(hf, _)| !removed_by(hf, &blocks)).collect();
-        let has = |suffix: &str| names.iter().any(|(hf, _)| hf.ends_with(suffix));
-        let attention_bias = match (has("q_proj.bias"), has("o_proj.bias")) {
-            (false, false) => AttentionBias::None,
-            (true, false) => AttentionBias::Qkv,
-            (true, true) => AttentionBias::QkvO,
-            (false, true) => {
-                return Err(CheckpointError::format(
-                    path,
-                    "`attn_output.bias` without q/k/v biases: tessera has no such layout",
-                ));
-            }
-        };
-        let embedding = file.tensor("token_embd.weight")?;
-        let vocab_size = embedding.shape().first().copied().unwrap_or(0);
-        if let Some(declared) = file.get(&key("vocab_size")).and_then(MetaValue::integer)
-            && declared != vocab_size as i128
-        {
-            return Err(CheckpointError::field(
-                path,
-                key("vocab_size"),
-                format!("{declared}, but `token_embd.weight` has {vocab_size} rows"),
-            ));
-        }
+        let attention_bias = attention_bias_of(path, &names)?;
+        let vocab_size = vocab_size_of(&file, arch)?;
         let (bos, eos) = special_tokens(&file)?;
         let config = ModelConfig {
             vocab_size,

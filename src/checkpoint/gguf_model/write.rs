@@ -119,81 +119,8 @@ pub fn write_gguf(
         ("general.file_type".to_string(), MetaValue::U32(file_type)),
         ("general.quantization_version".to_string(), MetaValue::U32(2)),
     ];
-    let u32_of =
-        |what: &str, v: usize| u32::try_from(v).map_err(|_| unsupported(format!("{what} {v} does not fit GGUF's u32")));
-    let key = |suffix: &str| arch.key(suffix);
-    let heads: Vec<usize> = layers
-        .iter()
-        .map(|(a, _)| match a {
-            AttentionOut::None => 0,
-            _ => config.num_attention_heads,
-        })
-        .collect();
-    let kv: Vec<usize> = layers
-        .iter()
-        .map(|(a, _)| match a {
-            AttentionOut::Gqa { kv_heads } => *kv_heads,
-            _ => 0,
-        })
-        .collect();
-    let ffn: Vec<usize> = config
-        .blocks
-        .iter()
-        .zip(&layers)
-        .map(|(block, (_, f))| match (f, block.ffn) {
-            (FfnOut::SwiGlu, FfnConfig::SwiGlu { intermediate }) => intermediate,
-            (FfnOut::ZeroSwiGlu, _) => ZERO_FFN_WIDTH,
-            _ => 0,
-        })
-        .collect();
-    // `deci` takes an array per layer (the converter writes INT32, as gguf-py writes Python ints).
-    let counts = |values: &[usize]| -> Result<MetaValue, CheckpointError> {
-        if arch == GgufArch::Deci {
-            let values = values
-                .iter()
-                .map(|&v| i32::try_from(v).map_err(|_| unsupported(format!("{v} does not fit GGUF's i32"))))
-                .collect::<Result<_, _>>()?;
-            Ok(MetaValue::Array(MetaArray::I32(values)))
-        } else {
-            Ok(MetaValue::U32(u32_of("a count", values[0])?))
-        }
-    };
-    metadata.extend([
-        (key("block_count"), MetaValue::U32(u32_of("block count", layers.len())?)),
-        (
-            key("context_length"),
-            MetaValue::U32(u32_of("context length", config.max_position_embeddings)?),
-        ),
-        (
-            key("embedding_length"),
-            MetaValue::U32(u32_of("hidden size", config.hidden_size)?),
-        ),
-        (key("feed_forward_length"), counts(&ffn)?),
-        (key("attention.head_count"), counts(&heads)?),
-        (key("attention.head_count_kv"), counts(&kv)?),
-        (key("rope.freq_base"), MetaValue::F32(config.rope_theta as f32)),
-        (
-            key("attention.layer_norm_rms_epsilon"),
-            MetaValue::F32(config.rms_norm_eps as f32),
-        ),
-        (
-            key("attention.key_length"),
-            MetaValue::U32(u32_of("head dim", config.head_dim)?),
-        ),
-        (
-            key("attention.value_length"),
-            MetaValue::U32(u32_of("head dim", config.head_dim)?),
-        ),
-        (
-            key("vocab_size"),
-            MetaValue::U32(u32_of("vocabulary", config.vocab_size)?),
-        ),
-        (
-            key("rope.dimension_count"),
-            MetaValue::U32(u32_of("head dim", config.head_dim)?),
-        ),
-    ]);
-    metadata.extend(rope.keys.into_iter().map(|(k, v)| (key(k), v)));
+    metadata.extend(shape_metadata(config, arch, &layers).map_err(unsupported)?);
+    metadata.extend(rope.keys.into_iter().map(|(k, v)| (arch.key(k), v)));
     if tokenizer.is_empty() {
         metadata.push(("tokenizer.ggml.model".into(), MetaValue::Str("none".into())));
     }
@@ -228,6 +155,67 @@ pub fn write_gguf(
         })
     })?;
     Ok(())
+}
+
+/// The `<arch>.*` entries describing the model's shape: sizes, and per layer (`deci`: an array
+/// with one entry per layer; the others: one number) the attention heads, KV heads and FFN width.
+fn shape_metadata(
+    config: &ModelConfig,
+    arch: GgufArch,
+    layers: &[(AttentionOut, FfnOut)],
+) -> Result<Vec<(String, MetaValue)>, String> {
+    let u32_of = |what: &str, v: usize| {
+        u32::try_from(v)
+            .map(MetaValue::U32)
+            .map_err(|_| format!("{what} {v} does not fit GGUF's u32"))
+    };
+    let per_layer = |value: &dyn Fn(usize, &(AttentionOut, FfnOut)) -> usize| -> Result<MetaValue, String> {
+        let values: Vec<usize> = layers.iter().enumerate().map(|(i, l)| value(i, l)).collect();
+        if arch == GgufArch::Deci {
+            // The converter writes INT32, as gguf-py writes Python ints.
+            let values = values
+                .iter()
+                .map(|&v| i32::try_from(v).map_err(|_| format!("{v} does not fit GGUF's i32")))
+                .collect::<Result<_, _>>()?;
+            Ok(MetaValue::Array(MetaArray::I32(values)))
+        } else {
+            u32_of("a count", values[0])
+        }
+    };
+    let heads = per_layer(&|_, (a, _)| match a {
+        AttentionOut::None => 0,
+        _ => config.num_attention_heads,
+    })?;
+    let kv_heads = per_layer(&|_, (a, _)| match a {
+        AttentionOut::Gqa { kv_heads } => *kv_heads,
+        _ => 0,
+    })?;
+    let ffn = per_layer(&|i, (_, f)| match (f, config.blocks[i].ffn) {
+        (FfnOut::SwiGlu, FfnConfig::SwiGlu { intermediate }) => intermediate,
+        (FfnOut::ZeroSwiGlu, _) => ZERO_FFN_WIDTH,
+        _ => 0,
+    })?;
+    let key = |suffix: &str| arch.key(suffix);
+    Ok(vec![
+        (key("block_count"), u32_of("block count", layers.len())?),
+        (
+            key("context_length"),
+            u32_of("context length", config.max_position_embeddings)?,
+        ),
+        (key("embedding_length"), u32_of("hidden size", config.hidden_size)?),
+        (key("feed_forward_length"), ffn),
+        (key("attention.head_count"), heads),
+        (key("attention.head_count_kv"), kv_heads),
+        (key("rope.freq_base"), MetaValue::F32(config.rope_theta as f32)),
+        (
+            key("attention.layer_norm_rms_epsilon"),
+            MetaValue::F32(config.rms_norm_eps as f32),
+        ),
+        (key("attention.key_length"), u32_of("head dim", config.head_dim)?),
+        (key("attention.value_length"), u32_of("head dim", config.head_dim)?),
+        (key("vocab_size"), u32_of("vocabulary", config.vocab_size)?),
+        (key("rope.dimension_count"), u32_of("head dim", config.head_dim)?),
+    ])
 }
 
 /// The architecture and each layer's encoding, or what llama.cpp cannot compute.
