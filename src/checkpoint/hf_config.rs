@@ -963,6 +963,12 @@ mod tests {
             (theta_only.rope_theta, theta_only.rope_scaling),
             (123.0, RopeScaling::None)
         );
+        // A whole rotation, said explicitly, is the rotation tessera applies.
+        let whole = parse(&format!(
+            r#"{{"architectures": ["LlamaForCausalLM"], {BASE}, "rope_parameters": {{"rope_theta": 123.0, "rope_type": "default", "partial_rotary_factor": 1.0}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(whole, theta_only);
     }
 
     #[test]
