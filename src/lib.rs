@@ -72,6 +72,7 @@ pub mod model;
 pub mod names;
 pub mod parallel;
 pub mod parent;
+pub mod peak_memory;
 pub mod pipeline;
 pub mod plot;
 pub mod posttrain;

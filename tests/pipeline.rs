@@ -172,6 +172,14 @@ fn a_run_killed_mid_stage_resumes_without_redoing_finished_stages() {
         "the parent was written again"
     );
     assert_eq!(modified(&run.join("library/manifest.json")), library_written);
+    // Each stage that ran says how much memory it took, on stderr and in the report (Linux).
+    if std::path::Path::new("/proc/self/status").exists() {
+        for stage in report["stages"].as_array().unwrap() {
+            let peak = stage["peak_bytes"].as_u64().unwrap_or(0);
+            assert!(peak > 1 << 20, "{stage}");
+        }
+        assert!(log.contains("rl: done in") && log.contains("MiB"), "{log}");
+    }
 
     // The run ends with its summary and its report.
     let rows = report["summary"]["rows"].as_array().unwrap();

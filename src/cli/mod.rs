@@ -89,12 +89,16 @@ enum Command {
     Run(run::RunArgs),
 }
 
-/// Prints `report` as pretty JSON or as its human table.
+/// Prints `report` as pretty JSON or as its human table, then (on stderr, so that JSON stays
+/// clean) the command's peak resident memory.
 fn print<R: Serialize + std::fmt::Display>(report: &R, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
         println!("{report}");
+    }
+    if let Some(bytes) = tessera::peak_memory::peak_resident_bytes() {
+        eprintln!("peak memory: {}", tessera::peak_memory::Bytes(bytes));
     }
     Ok(())
 }

@@ -5,7 +5,8 @@
 //! ones after it run again. A stage that starts notes its inputs (`<stage>.started.json`): killed
 //! midway, it runs again with the same inputs and its own resume state (training checkpoints)
 //! lets it continue where it stopped; with other inputs, that state is stale and its work
-//! folders are cleared first. Knows nothing of what the stages do.
+//! folders are cleared first. Each stage's peak resident memory is measured, printed and
+//! stamped. Knows nothing of what the stages do.
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -15,12 +16,17 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::peak_memory::{self, Bytes};
+
 #[derive(Serialize, Deserialize)]
 struct Stamp {
     stage: String,
     inputs: Value,
     id: String,
     seconds: f64,
+    /// The process's peak resident memory while the stage ran (absent in older stamps).
+    #[serde(default)]
+    peak_bytes: Option<u64>,
     result: Value,
 }
 
@@ -40,6 +46,9 @@ pub struct StageLog {
     pub seconds: f64,
     /// The time the stage's work took when it ran.
     pub work_seconds: f64,
+    /// The process's peak resident memory while the stage's work ran (None where the system
+    /// does not say).
+    pub peak_bytes: Option<u64>,
     pub id: String,
 }
 
@@ -101,6 +110,7 @@ impl Stages {
                 outcome: Outcome::UpToDate,
                 seconds: started.elapsed().as_secs_f64(),
                 work_seconds: stamp.seconds,
+                peak_bytes: stamp.peak_bytes,
                 id: stamp.id,
             });
             return Ok(result);
@@ -125,8 +135,10 @@ impl Stages {
             let how = if resumable { "resuming" } else { "running" };
             eprintln!("[{position}/{}] {stage}: {how}", self.total);
         }
+        peak_memory::reset_peak();
         let result = work().with_context(|| format!("stage `{stage}`"))?;
         let seconds = started.elapsed().as_secs_f64();
+        let peak_bytes = peak_memory::peak_resident_bytes();
         let id = format!(
             "{}",
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
@@ -136,6 +148,7 @@ impl Stages {
             inputs,
             id: id.clone(),
             seconds,
+            peak_bytes,
             result: serde_json::to_value(&result)?,
         };
         let partial = path.with_extension("json.partial");
@@ -144,13 +157,17 @@ impl Stages {
         std::fs::rename(&partial, &path).with_context(|| format!("writing {}", path.display()))?;
         std::fs::remove_file(&started_path).with_context(|| format!("removing {}", started_path.display()))?;
         if self.announce {
-            eprintln!("[{position}/{}] {stage}: done in {seconds:.1} s", self.total);
+            let peak = peak_bytes
+                .map(|b| format!(", peak memory {}", Bytes(b)))
+                .unwrap_or_default();
+            eprintln!("[{position}/{}] {stage}: done in {seconds:.1} s{peak}", self.total);
         }
         self.log.push(StageLog {
             stage: stage.into(),
             outcome: Outcome::Ran,
             seconds,
             work_seconds: seconds,
+            peak_bytes,
             id,
         });
         Ok(result)
