@@ -286,3 +286,34 @@ fn config_keys_that_change_the_maths_are_applied_or_refused_by_name() {
         std::fs::write(tmp.path().join("config.json"), original).unwrap();
     }
 }
+
+#[test]
+fn random_parent_refuses_a_bad_config_by_file_and_field_and_a_used_directory() {
+    let tmp = small_hf_checkpoint();
+    let out = tmp.path().join("random");
+    let random = |config: &Path| {
+        let output = common::tessera()
+            .args(["model", "random", "--dtype", "bf16", "--config"])
+            .arg(config)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).to_string())
+    };
+    let config = tmp.path().join("config.json");
+    let (ok, stderr) = random(&config);
+    assert!(ok, "{stderr}");
+    // Written where something already is: refused, nothing mixed in.
+    let (ok, stderr) = random(&config);
+    assert!(!ok);
+    assert_mentions(&stderr, &["random", "not empty"]);
+    std::fs::remove_dir_all(&out).unwrap();
+    edit_config(tmp.path(), |c| c["num_key_value_heads"] = serde_json::json!(3));
+    let (ok, stderr) = random(&config);
+    assert!(!ok && !out.exists());
+    assert_mentions(&stderr, &["config.json", "num_key_value_heads", "does not divide"]);
+    let (ok, stderr) = random(&tmp.path().join("absent.json"));
+    assert!(!ok);
+    assert_mentions(&stderr, &["absent.json"]);
+}

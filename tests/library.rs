@@ -1,9 +1,12 @@
 //! The block library: initialisation from the parent (exact where it should be, channel
 //! contribution better than the first channels on the real stories260K), a killed build that
-//! resumes to the same library as an uninterrupted one, shards merged into the same library,
-//! and clear errors for bad input.
+//! resumes to the same library as an uninterrupted one (also when killed inside an item, from
+//! its checkpoint), two builds into one directory that share the items, shards merged into the
+//! same library, and clear errors for bad input.
 
 mod common;
+
+use common::library_contents as contents;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,27 +38,6 @@ fn options(parent: &Path, tokens: usize) -> BuildOptions {
     options.calibration_tokens = 512;
     options.bld.tokens = tokens;
     options
-}
-
-/// Every trained item's file, by name, and the manifest's item records.
-fn contents(dir: &Path) -> (Vec<(String, Vec<u8>)>, serde_json::Value) {
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.join("blocks"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect();
-    files.sort();
-    let mut items = serde_json::to_value(&Library::open(dir).unwrap().manifest.items).unwrap();
-    // Wall time is the one thing two equal builds do not share.
-    for record in items.as_object_mut().unwrap().values_mut() {
-        record["seconds"] = serde_json::json!(0);
-    }
-    (files, items)
 }
 
 #[test]
@@ -268,6 +250,90 @@ fn two_shards_merged_equal_a_single_build() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[test]
+fn two_builds_into_one_directory_train_every_item_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = common::tiny_parent(dir.path());
+    let (shared, straight) = (dir.path().join("shared"), dir.path().join("straight"));
+    let tokens = ["--tokens", "16384", "--workers", "1"];
+    let both: Vec<_> = (0..2)
+        .map(|_| {
+            build_command(&parent, &shared, &tokens)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut trained = Vec::new();
+    for child in both {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        trained.push((
+            report["trained_now"].as_u64().unwrap(),
+            report["trained_elsewhere"].as_u64().unwrap(),
+            report["trainable"].as_u64().unwrap(),
+        ));
+    }
+    let total = trained[0].2;
+    eprintln!("(trained now, trained elsewhere, trainable) per process: {trained:?}");
+    // Each item was trained by one process only: the two counts add up to the items, and
+    // each process saw the other's items as trained elsewhere.
+    assert_eq!(trained[0].0 + trained[1].0, total, "{trained:?}");
+    for (now, elsewhere, _) in &trained {
+        assert_eq!(now + elsewhere, total, "{trained:?}");
+    }
+    let single = build_command(&parent, &straight, &tokens).output().unwrap();
+    assert!(single.status.success(), "{}", String::from_utf8_lossy(&single.stderr));
+    assert_eq!(contents(&shared), contents(&straight));
+}
+
+#[test]
+fn a_build_killed_in_the_middle_of_an_item_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = common::tiny_parent(dir.path());
+    let (killed, straight) = (dir.path().join("killed"), dir.path().join("straight"));
+    // 8192 tokens of 8 windows of 32: 32 steps per item; checkpoints every 5.
+    let tokens = ["--tokens", "8192", "--workers", "1", "--checkpoint-every", "5"];
+    let item = "layer_1/kv1";
+    let mut child = build_command(&parent, &killed, &tokens)
+        .env(tessera::fault::VARIABLE, format!("stall:{item}:12"))
+        .spawn()
+        .unwrap();
+    let checkpoint = killed.join("checkpoints/layer_1.kv1/checkpoint/train_state.json");
+    let started = Instant::now();
+    while !checkpoint.is_file() {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no checkpoint in 5 minutes"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the build ended before it stalled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The process now holds the item's lock and waits: SIGKILL it there.
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&checkpoint).unwrap()).unwrap();
+    assert_eq!(state["step"], 12);
+
+    let resumed = build_command(&parent, &killed, &tokens).output().unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let library = Library::open(&killed).unwrap();
+    let record = &library.manifest.items[item];
+    assert_eq!(record.resumed_from, Some(12), "{record:?}");
+    assert_eq!(record.steps, 32, "{record:?}");
+    assert!(
+        !killed.join("checkpoints/layer_1.kv1").exists(),
+        "the item's checkpoint is left behind"
+    );
+
+    let uninterrupted = build_command(&parent, &straight, &tokens).output().unwrap();
+    assert!(uninterrupted.status.success());
+    assert_eq!(contents(&killed), contents(&straight));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `tessera run`: a tiny pipeline run end to end as a real process, killed in the middle of a
 //! stage and run again (finished stages are not redone), then run with a changed RL setting
-//! (only RL and what follows it run again). And bad pipeline files.
+//! (only RL and what follows it run again); the same pipeline stage by stage, and with library,
+//! score and profile through a real Slurm, ends with the same summary. And bad pipeline files.
 
 mod common;
 
@@ -310,7 +311,7 @@ fn equivalence_pipeline(dir: &Path) -> PathBuf {
                 constraints = \"h100.toml\"\nsweep = \"throughput_speedup=1..1.4:2\"\n[fuse]\nwindows = 4\n\
                 [distill]\ntokens = 4096\n[sft]\nstages = [\"on:4\", \"both:4\"]\nbatch_size = 8\n[rl]\nrounds = 3\n\
                 survey_tasks = 24\nprompts_per_round = 4\ngroup_size = 4\nmax_new_tokens = 24\n[eval]\ntasks = 16\n\
-                request_rounds = 2\n";
+                request_rounds = 2\n[slurm]\nitems_per_task = 4\nmax_parallel = 2\npoll_seconds = 0.5\n";
     let path = dir.join("tinynl.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -420,6 +421,30 @@ fn stage_functions_one_by_one_give_what_tessera_run_gives_and_what_it_gave_befor
         fused.child.layers < assembled.child.layers,
         "this pipeline fuses: {fused:?}"
     );
+
+    // Library, score and profile as Slurm array jobs, the rest here: the same summary.
+    if let Some(env) = common::slurm::cluster("the pipeline through Slurm (tessera run --executor slurm)") {
+        let output = tessera()
+            .envs(env)
+            .args(["run", path.to_str().unwrap(), "--json", "--executor", "slurm", "--runs"])
+            .arg(dir.path().join("slurm-runs"))
+            .arg("--reports")
+            .arg(dir.path().join("slurm-reports"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "tessera run --executor slurm failed:\n{stderr}"
+        );
+        let by_slurm: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_rows_close(
+            &untimed(&by_slurm["summary"]["rows"]),
+            &by_run,
+            0.0,
+            "through Slurm against here",
+        );
+    }
 
     let fixture =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipeline/summary_before_stage_functions.json");

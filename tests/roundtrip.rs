@@ -1,11 +1,18 @@
 //! Import → export → import round trips: weights bit-identical and configs equal, for HF,
-//! DeciLM and llama2.c sources (random models here; the real stories260K when it is present).
+//! DeciLM and llama2.c sources (random models here; the real stories260K when it is present);
+//! a random parent written from a `config.json` reads back as that config.
 
 mod common;
 
 use burn::prelude::Device;
-use tessera::checkpoint::{Checkpoint, ExportOptions, Llama2cVersion, SourceFormat, StoreDtype};
-use tessera::model::{AttentionConfig, BlockConfig, FfnConfig, ModelConfig, random_weights};
+use tessera::checkpoint::gguf::GgmlType;
+use tessera::checkpoint::hf_config::parse_config;
+use tessera::checkpoint::{
+    Checkpoint, ExportOptions, Llama2cVersion, RandomParentOptions, SourceFormat, StoreDtype, write_random_parent,
+};
+use tessera::model::config::RopeScaling;
+use tessera::model::weights::expected_tensors;
+use tessera::model::{AttentionConfig, BlockConfig, FfnConfig, HostValues, ModelConfig, TensorMap, random_weights};
 
 fn random_checkpoint(config: ModelConfig, seed: u64) -> Checkpoint {
     let weights = random_weights(&config, seed);
@@ -36,6 +43,14 @@ fn round_trip(checkpoint: &Checkpoint, format: SourceFormat, dtype: StoreDtype, 
         SourceFormat::Hf => c.write_hf(path, options).unwrap(),
         SourceFormat::DeciLm => c.write_decilm(path, options).unwrap(),
         SourceFormat::Llama2c => c.write_llama2c(path, Llama2cVersion::V1).unwrap(),
+        SourceFormat::Gguf => {
+            let ty = match dtype {
+                StoreDtype::F32 => GgmlType::F32,
+                StoreDtype::F16 => GgmlType::F16,
+                StoreDtype::Bf16 => GgmlType::BF16,
+            };
+            c.write_gguf(path, ty, &[]).unwrap()
+        }
     };
     let expected = rounded(checkpoint, dtype);
     let first = tmp.path().join("first");
@@ -90,6 +105,17 @@ fn hf_round_trips_tied_and_untied_in_every_dtype() {
     for dtype in [StoreDtype::F32, StoreDtype::F16, StoreDtype::Bf16] {
         round_trip(&tied, SourceFormat::Hf, dtype, None);
         round_trip(&untied, SourceFormat::Hf, dtype, Some(30_000));
+    }
+}
+
+#[test]
+fn gguf_round_trips_tied_and_untied_in_every_dtype() {
+    // Norm weights are ones, so keeping 1-D tensors in F32 rounds nothing here either.
+    let tied = random_checkpoint(ModelConfig::uniform(200, 64, 3, 4, 2, 160, 48), 3);
+    let untied = tied.clone().untied();
+    for dtype in [StoreDtype::F32, StoreDtype::F16, StoreDtype::Bf16] {
+        round_trip(&tied, SourceFormat::Gguf, dtype, None);
+        round_trip(&untied, SourceFormat::Gguf, dtype, None);
     }
 }
 
@@ -259,4 +285,132 @@ fn decilm_config_follows_the_nemotron_nas_schema_field_by_field() {
         json.get("parent_layers").is_none(),
         "an unfused child needs no layer spans"
     );
+}
+
+/// A tiny Llama 3-style `config.json`: GQA, untied, `llama3` RoPE scaling, several end tokens.
+const TINY_LLAMA3_CONFIG: &str = r#"{
+  "architectures": ["LlamaForCausalLM"],
+  "bos_token_id": 1,
+  "eos_token_id": [2, 3],
+  "hidden_size": 64,
+  "intermediate_size": 192,
+  "max_position_embeddings": 512,
+  "model_type": "llama",
+  "num_attention_heads": 4,
+  "num_hidden_layers": 4,
+  "num_key_value_heads": 2,
+  "rms_norm_eps": 1e-05,
+  "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                   "original_max_position_embeddings": 128, "rope_type": "llama3"},
+  "rope_theta": 500000.0,
+  "tie_word_embeddings": false,
+  "torch_dtype": "float32",
+  "vocab_size": 1000
+}"#;
+
+/// Mean and standard deviation of every value of the tensors whose name ends with `suffix`.
+fn moments(weights: &TensorMap, suffix: &str) -> (f64, f64, usize) {
+    let values: Vec<f64> = weights
+        .iter()
+        .filter(|(name, _)| name.ends_with(suffix))
+        .flat_map(|(_, t)| t.values().iter().map(|&v| v as f64))
+        .collect();
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt(), values.len())
+}
+
+#[test]
+fn random_parent_reads_back_with_its_config_shapes_and_bf16_normals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config_path = tmp.path().join("config.json");
+    std::fs::write(&config_path, TINY_LLAMA3_CONFIG).unwrap();
+    let (config, _) = parse_config(&config_path, TINY_LLAMA3_CONFIG).unwrap();
+    let options = RandomParentOptions {
+        seed: 7,
+        max_shard_bytes: 100_000,
+        ..RandomParentOptions::default()
+    };
+    let out = tmp.path().join("parent");
+    let summary = write_random_parent(&config_path, &out, &options).unwrap();
+    assert_eq!((summary.layers, summary.params), (4, config.num_params()));
+    assert!(summary.bytes > 2 * config.num_params() as u64);
+
+    let (read, format) = Checkpoint::read(&out).unwrap();
+    assert_eq!(format, SourceFormat::Hf);
+    assert_eq!(read.config, config);
+    for (name, shape) in expected_tensors(&config) {
+        assert_eq!(read.weights[&name].shape(), shape.as_slice(), "{name}");
+    }
+    let shards = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("model-"))
+        .count();
+    assert!(shards > 2 && out.join("model.safetensors.index.json").is_file());
+    // The config as given, but for the dtype it now describes.
+    let mut written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(written["torch_dtype"], "bfloat16");
+    written["torch_dtype"] = "float32".into();
+    assert_eq!(written, serde_json::from_str::<serde_json::Value>(TINY_LLAMA3_CONFIG).unwrap());
+
+    for (name, tensor) in &read.weights {
+        let values = tensor.values();
+        assert!(values.iter().all(|&v| StoreDtype::Bf16.round_trip(v) == v), "{name} is not bf16");
+        if tensor.ndim() == 1 {
+            assert!(values.iter().all(|&v| v == 1.0), "norm {name} does not start at one");
+        }
+    }
+    let residual = 0.02 / (2.0 * 4.0f64).sqrt();
+    for (suffix, std) in [
+        ("embed_tokens.weight", 0.02),
+        ("lm_head.weight", 0.02),
+        ("q_proj.weight", 0.02),
+        ("gate_proj.weight", 0.02),
+        ("o_proj.weight", residual),
+        ("down_proj.weight", residual),
+    ] {
+        let (mean, measured, n) = moments(&read.weights, suffix);
+        assert!((measured / std - 1.0).abs() < 0.03, "{suffix}: std {measured}, expected {std}");
+        assert!(mean.abs() < 5.0 * std / (n as f64).sqrt(), "{suffix}: mean {mean}");
+    }
+
+    // The seed alone decides the values: another shard size gives the same model, another seed
+    // another one.
+    let one_file = tmp.path().join("one-file");
+    let options = RandomParentOptions {
+        max_shard_bytes: usize::MAX,
+        ..options
+    };
+    write_random_parent(&config_path, &one_file, &options).unwrap();
+    assert!(one_file.join("model.safetensors").is_file());
+    assert!(Checkpoint::read(&one_file).unwrap().0 == read);
+    let reseeded = tmp.path().join("reseeded");
+    write_random_parent(&config_path, &reseeded, &RandomParentOptions { seed: 8, ..options }).unwrap();
+    let other = Checkpoint::read(&reseeded).unwrap().0;
+    assert_ne!(other.weights["model.embed_tokens.weight"], read.weights["model.embed_tokens.weight"]);
+}
+
+#[test]
+fn shipped_configs_read_as_the_published_llama_models() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    for (file, layers, params) in [
+        ("llama-3.1-8b.json", 32, 8_030_261_248usize),
+        ("llama-3.3-70b.json", 80, 70_553_706_496),
+    ] {
+        let path = dir.join(file);
+        let (config, _) = parse_config(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!((config.num_layers(), config.num_params()), (layers, params), "{file}");
+        assert_eq!((config.vocab_size, config.head_dim), (128_256, 128), "{file}");
+        assert_eq!(
+            config.rope_scaling,
+            RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192,
+            },
+            "{file}"
+        );
+    }
 }

@@ -23,6 +23,9 @@ pub enum CheckpointError {
     Config { path: PathBuf, cause: ConfigError },
     #[error("{}: {cause}", path.display())]
     Weights { path: PathBuf, cause: WeightError },
+    /// A GGUF file's container (its error names the file).
+    #[error(transparent)]
+    Gguf(#[from] super::gguf::GgufError),
     /// The model cannot be written in the requested format.
     #[error("{}: cannot export: {problem}", path.display())]
     Unsupported { path: PathBuf, problem: String },

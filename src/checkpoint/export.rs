@@ -1,17 +1,25 @@
 //! Writing a model out: the export stage (`tessera export`, the pipeline's last model stage) in
 //! any checkpoint format, and the one way every stage writes the model it made (a DeciLM
-//! directory, replacing what was there, with the tokenizer of the model it came from). Knows
-//! checkpoint formats; nothing of the stages.
+//! directory, replacing what was there, with the tokenizer and chat template of the model it came
+//! from). Knows checkpoint formats; nothing of the stages.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::gguf::{GgmlType, GgufFile, MetaValue};
+use super::gguf_model::is_gguf;
 use super::{Checkpoint, CheckpointError, ExportOptions, LayerSpan, Llama2cVersion, StoreDtype};
+use crate::tokenizer::chat_template;
+use crate::tokenizer::gguf::{entries_from_hf, gguf_entries, write_hf_files};
 
 /// The tokenizer file a checkpoint directory carries.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// The vocabulary-only GGUF file beside `tokenizer.json` in a directory made from a GGUF model:
+/// the parent's `tokenizer.*` entries, copied into a later GGUF export unchanged.
+pub const GGUF_TOKENIZER_FILE: &str = "tokenizer.gguf";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
@@ -23,6 +31,8 @@ pub enum ExportFormat {
     Llama2c,
     /// llama2.c `.bin`, version 1 header.
     Llama2cV1,
+    /// A GGUF file for llama.cpp (`llama`, `qwen2`, `qwen3`, or `deci` for a heterogeneous child).
+    Gguf,
 }
 
 crate::named!(ExportFormat {
@@ -30,12 +40,55 @@ crate::named!(ExportFormat {
     "decilm" => ExportFormat::Decilm,
     "llama2c" => ExportFormat::Llama2c,
     "llama2c-v1" => ExportFormat::Llama2cV1,
+    "gguf" => ExportFormat::Gguf,
 });
+
+/// How an export stores its tensors: f32, f16 or bf16 in any format (llama2.c: f32 only),
+/// q8_0 in GGUF only. GGUF keeps 1-D tensors (norms, biases) in f32 whatever is asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ExportDtype {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+    Q8_0,
+}
+
+crate::named!(ExportDtype {
+    "f32" => ExportDtype::F32,
+    "f16" => ExportDtype::F16,
+    "bf16" => ExportDtype::Bf16,
+    "q8_0" => ExportDtype::Q8_0,
+});
+
+impl ExportDtype {
+    /// The safetensors dtype, for the formats that store safetensors.
+    pub fn store_dtype(self) -> Option<StoreDtype> {
+        match self {
+            ExportDtype::F32 => Some(StoreDtype::F32),
+            ExportDtype::F16 => Some(StoreDtype::F16),
+            ExportDtype::Bf16 => Some(StoreDtype::Bf16),
+            ExportDtype::Q8_0 => None,
+        }
+    }
+
+    /// The ggml type of GGUF matrices.
+    pub fn ggml_type(self) -> GgmlType {
+        match self {
+            ExportDtype::F32 => GgmlType::F32,
+            ExportDtype::F16 => GgmlType::F16,
+            ExportDtype::Bf16 => GgmlType::BF16,
+            ExportDtype::Q8_0 => GgmlType::Q8_0,
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct ExportRequest {
     pub format: ExportFormat,
-    pub options: ExportOptions,
+    pub dtype: ExportDtype,
+    /// Split safetensors into shards of at most this many bytes (HF / DeciLM).
+    pub max_shard_bytes: Option<usize>,
     /// Give the LM head its own copy of tied embeddings.
     pub untie: bool,
 }
@@ -66,7 +119,7 @@ impl std::fmt::Display for ModelSummary {
 }
 
 /// Bytes of the files in `path` (a directory) or of the file itself.
-fn bytes_on_disk(path: &Path) -> Result<u64, CheckpointError> {
+pub(crate) fn bytes_on_disk(path: &Path) -> Result<u64, CheckpointError> {
     if path.is_file() {
         return Ok(fs::metadata(path).map_err(CheckpointError::io(path))?.len());
     }
@@ -112,28 +165,93 @@ impl Checkpoint {
     }
 }
 
-/// Copies `tokenizer.json` from beside `source` (a model directory), if there is one, into `out`.
+/// Gives `out` the tokenizer of `source`: `tokenizer.json`, `tokenizer_config.json` and
+/// `chat_template.jinja` (the chat template) and the GGUF vocabulary file, those that are there,
+/// copied from beside a model directory; for a GGUF model, its tokenizer rebuilt as
+/// `tokenizer.json` + `tokenizer_config.json` (chat template, BOS/EOS) and its `tokenizer.*`
+/// entries kept as [`GGUF_TOKENIZER_FILE`]. Nothing when the source has no tokenizer.
 fn copy_tokenizer(source: &Path, out: &Path) -> Result<(), CheckpointError> {
-    let tokenizer = source.join(TOKENIZER_FILE);
-    if tokenizer.is_file() {
-        let to = out.join(TOKENIZER_FILE);
-        fs::copy(&tokenizer, &to).map_err(CheckpointError::io(&to))?;
+    if is_gguf(source) {
+        let file = GgufFile::open(source)?;
+        if file.get("tokenizer.ggml.model").is_some() {
+            write_hf_files(&file, out, GGUF_TOKENIZER_FILE)
+                .map_err(|e| CheckpointError::format(source, e.to_string()))?;
+        }
+        return Ok(());
+    }
+    let names = [
+        TOKENIZER_FILE,
+        GGUF_TOKENIZER_FILE,
+        chat_template::CONFIG_FILE,
+        chat_template::TEMPLATE_FILE,
+    ];
+    for name in names {
+        let tokenizer = source.join(name);
+        if tokenizer.is_file() {
+            let to = out.join(name);
+            fs::copy(&tokenizer, &to).map_err(CheckpointError::io(&to))?;
+        }
     }
     Ok(())
 }
 
+/// The `tokenizer.*` entries a GGUF export of the model at `source` carries: a GGUF model's own
+/// (or those its directory kept from one), else made from its `tokenizer.json`; none without a
+/// tokenizer.
+fn gguf_tokenizer(source: &Path, checkpoint: &Checkpoint) -> Result<Vec<(String, MetaValue)>, CheckpointError> {
+    let kept = source.join(GGUF_TOKENIZER_FILE);
+    let gguf = if is_gguf(source) {
+        Some(source)
+    } else {
+        kept.is_file().then_some(kept.as_path())
+    };
+    if let Some(path) = gguf {
+        return Ok(gguf_entries(&GgufFile::open(path)?));
+    }
+    let json = source.join(TOKENIZER_FILE);
+    if !json.is_file() {
+        return Ok(Vec::new());
+    }
+    let c = &checkpoint.config;
+    entries_from_hf(&json, c.vocab_size, c.bos_token_id, c.eos_token_id).map_err(|e| CheckpointError::Unsupported {
+        path: json.clone(),
+        problem: e.to_string(),
+    })
+}
+
 /// The export stage: reads the model at `model` and writes it at `out` as `request` asks (a
-/// directory for HF / DeciLM, with the tokenizer; a `.bin` file for llama2.c).
+/// directory for HF / DeciLM, with the tokenizer; a `.bin` file for llama2.c; a `.gguf` file,
+/// tokenizer inside).
 pub fn export_model(model: &Path, request: &ExportRequest, out: &Path) -> Result<ModelSummary, CheckpointError> {
     let (mut checkpoint, _) = Checkpoint::read(model)?;
     if request.untie {
         checkpoint = checkpoint.untied();
     }
+    let options = || {
+        let dtype = request
+            .dtype
+            .store_dtype()
+            .ok_or_else(|| CheckpointError::Unsupported {
+                path: out.to_path_buf(),
+                problem: format!(
+                    "{} is a GGUF tensor type; safetensors take f32, f16 or bf16",
+                    request.dtype
+                ),
+            })?;
+        Ok::<_, CheckpointError>(ExportOptions {
+            dtype,
+            max_shard_bytes: request.max_shard_bytes,
+        })
+    };
     match request.format {
-        ExportFormat::Hf => checkpoint.write_hf(out, request.options)?,
-        ExportFormat::Decilm => checkpoint.write_decilm(out, request.options)?,
+        ExportFormat::Hf => checkpoint.write_hf(out, options()?)?,
+        ExportFormat::Decilm => checkpoint.write_decilm(out, options()?)?,
         ExportFormat::Llama2c => checkpoint.write_llama2c(out, Llama2cVersion::Legacy)?,
         ExportFormat::Llama2cV1 => checkpoint.write_llama2c(out, Llama2cVersion::V1)?,
+        ExportFormat::Gguf => {
+            let tokenizer = gguf_tokenizer(model, &checkpoint)?;
+            checkpoint.write_gguf(out, request.dtype.ggml_type(), &tokenizer)?
+        }
     }
     if out.is_dir() {
         copy_tokenizer(model, out)?;

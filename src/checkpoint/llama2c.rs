@@ -32,10 +32,12 @@ struct Header {
     shared_classifier: bool,
 }
 
-/// Permutes the rows of a `[heads * head_dim, cols]` matrix between the interleaved RoPE layout
-/// (pairs `2i, 2i+1`) and rotate-half (pairs `i, i + head_dim/2`).
-fn permute_rope_rows(t: &HostTensor, heads: usize, to_rotate_half: bool) -> HostTensor {
-    let (cols, head_dim) = (t.shape()[1], t.shape()[0] / heads);
+/// Permutes the rows of a `[heads * head_dim, cols]` matrix (or a `[heads * head_dim]` bias)
+/// between the interleaved RoPE layout (pairs `2i, 2i+1`) and rotate-half (pairs
+/// `i, i + head_dim/2`). GGUF's `llama` and `deci` files use the interleaved layout too.
+pub(crate) fn permute_rope_rows(t: &HostTensor, heads: usize, to_rotate_half: bool) -> HostTensor {
+    let rows = t.shape()[0];
+    let (cols, head_dim) = (t.len() / rows.max(1), rows / heads);
     let half = head_dim / 2;
     let values = t.values();
     let mut data = vec![0.0; values.len()];

@@ -1,12 +1,14 @@
-//! Checkpoints in and out: HF Llama and DeciLM directories (safetensors, single or sharded) and
-//! llama2.c `.bin` files. Every format converts to one in-memory form, [`Checkpoint`] (a
+//! Checkpoints in and out: HF Llama and DeciLM directories (safetensors, single or sharded),
+//! GGUF models (llama.cpp) and llama2.c `.bin` files. Every format converts to one in-memory form, [`Checkpoint`] (a
 //! `ModelConfig` plus HF-named, rotate-half tensors); only `build` touches the burn model.
 
 pub mod error;
 pub mod export;
 pub mod gguf;
+pub mod gguf_model;
 pub mod hf_config;
 pub mod llama2c;
+pub mod random_parent;
 pub mod safetensors_dir;
 pub mod splice;
 
@@ -16,9 +18,12 @@ use std::path::Path;
 use burn::prelude::Device;
 
 pub use error::CheckpointError;
-pub use export::{ExportFormat, ExportRequest, ModelSummary, TOKENIZER_FILE, export_model};
+pub use export::{
+    ExportDtype, ExportFormat, ExportRequest, GGUF_TOKENIZER_FILE, ModelSummary, TOKENIZER_FILE, export_model,
+};
 pub use hf_config::ConfigFlavor;
 pub use llama2c::Llama2cVersion;
+pub use random_parent::{RandomParentOptions, write_random_parent};
 pub use safetensors_dir::{StoreDtype, read_tensor_file, write_tensor_file};
 pub use splice::{LayerSpan, Replacement, SpliceError};
 
@@ -31,6 +36,8 @@ pub enum SourceFormat {
     /// An HF family's directory (Llama, Mistral, Qwen2, Qwen3).
     Hf,
     DeciLm,
+    /// A GGUF model file (llama.cpp).
+    Gguf,
     Llama2c,
 }
 
@@ -51,8 +58,8 @@ pub struct ExportOptions {
 }
 
 impl Checkpoint {
-    /// Reads a checkpoint directory (HF or DeciLM) or a llama2.c `.bin` file, and checks its
-    /// tensors against its config.
+    /// Reads a checkpoint directory (HF or DeciLM), a GGUF model file or a llama2.c `.bin` file,
+    /// and checks its tensors against its config.
     pub fn read(path: &Path) -> Result<(Self, SourceFormat), CheckpointError> {
         let (checkpoint, format) = if path.is_dir() {
             let config_path = path.join("config.json");
@@ -72,6 +79,9 @@ impl Checkpoint {
                 },
                 format,
             )
+        } else if gguf_model::is_gguf(path) {
+            let model = gguf_model::GgufModel::open(path)?;
+            (model.to_checkpoint()?, SourceFormat::Gguf)
         } else {
             let (config, weights) = llama2c::read(path)?;
             (
@@ -160,6 +170,18 @@ impl Checkpoint {
         )
     }
 
+    /// Writes a GGUF model file: llama.cpp's `llama`, `qwen2` or `qwen3` architecture for a
+    /// homogeneous model of that family, `deci` for a heterogeneous one; matrices in
+    /// `matrix_type` (F32, F16, BF16 or Q8_0), with the `tokenizer.*` entries given.
+    pub fn write_gguf(
+        &self,
+        path: &Path,
+        matrix_type: gguf::GgmlType,
+        tokenizer: &[(String, gguf::MetaValue)],
+    ) -> Result<(), CheckpointError> {
+        gguf_model::write_gguf(self, path, matrix_type, tokenizer)
+    }
+
     pub fn write_llama2c(&self, path: &Path, version: Llama2cVersion) -> Result<(), CheckpointError> {
         llama2c::write(path, &self.config, &self.weights, version)
     }
@@ -169,21 +191,13 @@ impl Checkpoint {
         if let Some(spans) = &self.parent_layers {
             config[hf_config::PARENT_LAYERS_KEY] = serde_json::to_value(spans).expect("spans serialise");
         }
-        // Stale shards from an earlier export would be mixed with the new ones: refuse instead.
-        if dir.exists() && fs::read_dir(dir).map_err(CheckpointError::io(dir))?.next().is_some() {
-            return Err(CheckpointError::Unsupported {
-                path: dir.to_path_buf(),
-                problem: "the directory is not empty".into(),
-            });
-        }
-        fs::create_dir_all(dir).map_err(CheckpointError::io(dir))?;
-        let config_path = dir.join("config.json");
-        fs::write(
-            &config_path,
-            serde_json::to_string_pretty(&config).expect("config serialises"),
+        safetensors_dir::write_checkpoint_dir(
+            dir,
+            &config,
+            &safetensors_dir::pending_from_map(&self.weights),
+            options.dtype,
+            options.max_shard_bytes,
         )
-        .map_err(CheckpointError::io(&config_path))?;
-        safetensors_dir::write_tensors(dir, &self.weights, options.dtype, options.max_shard_bytes)
     }
 }
 

@@ -1,13 +1,16 @@
 //! Checkpoint directories: `config.json` plus `model.safetensors` or shards listed in
-//! `model.safetensors.index.json`. Reads f32, f16 and bf16 (to f32); writes f32, f16 or bf16.
+//! `model.safetensors.index.json`. Reads f32, f16 and bf16 (to f32); writes f32, f16 or bf16,
+//! one tensor at a time: a tensor's bytes are made only when the file reaches it
+//! ([`PendingTensor`]), so writing never needs a whole shard, let alone a whole model, in memory.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::Path;
 
-use safetensors::SafeTensors;
-use safetensors::tensor::{Dtype, TensorView};
-use serde::Deserialize;
+use safetensors::tensor::{Dtype, TensorView, View};
+use safetensors::{SafeTensorError, SafeTensors};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::CheckpointError;
@@ -17,7 +20,8 @@ pub const SINGLE_FILE: &str = "model.safetensors";
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
 /// The dtype tensors are stored in on export.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StoreDtype {
     #[default]
     F32,
@@ -45,17 +49,20 @@ impl StoreDtype {
         }
     }
 
-    fn encode(self, values: &[f32]) -> Vec<u8> {
-        match self {
-            StoreDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            StoreDtype::F16 => values
-                .iter()
-                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                .collect(),
-            StoreDtype::Bf16 => values
-                .iter()
-                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
-                .collect(),
+    /// Bytes per stored value.
+    pub fn bytes(self) -> usize {
+        self.dtype().bitsize() / 8
+    }
+
+    /// Stores `values` into `out`, which holds exactly `values.len() · self.bytes()` bytes.
+    pub(crate) fn encode_into(self, values: &[f32], out: &mut [u8]) {
+        let element = self.bytes();
+        for (v, bytes) in values.iter().zip(out.chunks_exact_mut(element)) {
+            match self {
+                StoreDtype::F32 => bytes.copy_from_slice(&v.to_le_bytes()),
+                StoreDtype::F16 => bytes.copy_from_slice(&half::f16::from_f32(*v).to_le_bytes()),
+                StoreDtype::Bf16 => bytes.copy_from_slice(&half::bf16::from_f32(*v).to_le_bytes()),
+            }
         }
     }
 
@@ -147,44 +154,125 @@ pub fn read_tensors(dir: &Path) -> Result<TensorMap, CheckpointError> {
     Ok(tensors)
 }
 
-/// Writes `tensors` into `dir` as one file, or as shards of at most `max_shard_bytes` with an
-/// index when they do not fit in one.
-pub fn write_tensors(
+/// A tensor on its way into a file: its name and shape up front, its bytes made only when the
+/// writer reaches it (in the store dtype, into a buffer of exactly the tensor's size).
+pub struct PendingTensor<'a> {
+    pub name: String,
+    pub shape: Vec<usize>,
+    fill: Box<dyn Fn(StoreDtype, &mut [u8]) + 'a>,
+}
+
+impl<'a> PendingTensor<'a> {
+    /// A tensor whose bytes `fill` writes when they are needed.
+    pub fn new(name: String, shape: Vec<usize>, fill: impl Fn(StoreDtype, &mut [u8]) + 'a) -> Self {
+        Self {
+            name,
+            shape,
+            fill: Box::new(fill),
+        }
+    }
+
+    /// A tensor already in memory as f32.
+    pub fn from_host(name: &str, tensor: &'a HostTensor) -> Self {
+        Self::new(name.to_string(), tensor.shape().to_vec(), |dtype, out| {
+            dtype.encode_into(tensor.values(), out)
+        })
+    }
+
+    fn stored_bytes(&self, dtype: StoreDtype) -> usize {
+        self.shape.iter().product::<usize>() * dtype.bytes()
+    }
+}
+
+/// A pending tensor as the safetensors serializer sees it.
+struct Stored<'p, 'a> {
+    tensor: &'p PendingTensor<'a>,
+    dtype: StoreDtype,
+}
+
+impl View for Stored<'_, '_> {
+    fn dtype(&self) -> Dtype {
+        self.dtype.dtype()
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.tensor.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        let mut bytes = vec![0; self.data_len()];
+        (self.tensor.fill)(self.dtype, &mut bytes);
+        Cow::Owned(bytes)
+    }
+
+    fn data_len(&self) -> usize {
+        self.tensor.stored_bytes(self.dtype)
+    }
+}
+
+/// Writes a checkpoint directory: `config` as `config.json`, then the tensors as
+/// [`write_pending_tensors`] does. A directory that is not empty is refused: stale shards from an earlier
+/// write would be mixed with the new ones.
+pub fn write_checkpoint_dir(
     dir: &Path,
-    tensors: &TensorMap,
+    config: &serde_json::Value,
+    tensors: &[PendingTensor],
     dtype: StoreDtype,
     max_shard_bytes: Option<usize>,
 ) -> Result<(), CheckpointError> {
-    let element = dtype.dtype().bitsize() / 8;
+    if dir.exists() && fs::read_dir(dir).map_err(CheckpointError::io(dir))?.next().is_some() {
+        return Err(CheckpointError::Unsupported {
+            path: dir.to_path_buf(),
+            problem: "the directory is not empty".into(),
+        });
+    }
+    fs::create_dir_all(dir).map_err(CheckpointError::io(dir))?;
+    let config_path = dir.join("config.json");
+    fs::write(
+        &config_path,
+        serde_json::to_string_pretty(config).expect("config serialises"),
+    )
+    .map_err(CheckpointError::io(&config_path))?;
+    write_pending_tensors(dir, tensors, dtype, max_shard_bytes)
+}
+
+/// Writes `tensors` into `dir` as one file, or, in their order, as shards of at most
+/// `max_shard_bytes` (a larger tensor gets a shard of its own) with an index when they do not
+/// fit in one.
+pub fn write_pending_tensors(
+    dir: &Path,
+    tensors: &[PendingTensor],
+    dtype: StoreDtype,
+    max_shard_bytes: Option<usize>,
+) -> Result<(), CheckpointError> {
     let limit = max_shard_bytes.unwrap_or(usize::MAX).max(1);
-    let mut shards: Vec<Vec<&str>> = vec![Vec::new()];
+    let mut shards: Vec<Vec<&PendingTensor>> = vec![Vec::new()];
     let mut shard_bytes = 0;
-    for (name, tensor) in tensors {
-        let bytes = tensor.len() * element;
+    for tensor in tensors {
+        let bytes = tensor.stored_bytes(dtype);
         if shard_bytes > 0 && shard_bytes + bytes > limit {
             shards.push(Vec::new());
             shard_bytes = 0;
         }
-        shards.last_mut().expect("one shard").push(name);
+        shards.last_mut().expect("one shard").push(tensor);
         shard_bytes += bytes;
     }
     let count = shards.len();
     let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
     let mut weight_map = BTreeMap::new();
-    for (i, names) in shards.iter().enumerate() {
+    for (i, shard) in shards.iter().enumerate() {
         let file_name = if count == 1 {
             SINGLE_FILE.to_string()
         } else {
             format!("model-{:05}-of-{count:05}.safetensors", i + 1)
         };
-        let path = dir.join(&file_name);
-        write_file(&path, names, tensors, dtype, metadata.clone())?;
-        for n in names {
-            weight_map.insert(n.to_string(), file_name.clone());
+        write_file(&dir.join(&file_name), shard, dtype, metadata.clone())?;
+        for tensor in shard {
+            weight_map.insert(tensor.name.clone(), file_name.clone());
         }
     }
     if count > 1 {
-        let total: usize = tensors.values().map(|t| t.len() * element).sum();
+        let total: usize = tensors.iter().map(|t| t.stored_bytes(dtype)).sum();
         let index = json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
         let path = dir.join(INDEX_FILE);
         fs::write(&path, serde_json::to_string_pretty(&index).expect("index serialises"))
@@ -193,33 +281,45 @@ pub fn write_tensors(
     Ok(())
 }
 
+/// Writes `tensors` (f32, in memory) into `dir` as one file, or as shards of at most
+/// `max_shard_bytes` with an index when they do not fit in one.
+pub fn write_tensors(
+    dir: &Path,
+    tensors: &TensorMap,
+    dtype: StoreDtype,
+    max_shard_bytes: Option<usize>,
+) -> Result<(), CheckpointError> {
+    write_pending_tensors(dir, &pending_from_map(tensors), dtype, max_shard_bytes)
+}
+
+/// The tensors of `map` as pending tensors, in the map's (name) order.
+pub fn pending_from_map(map: &TensorMap) -> Vec<PendingTensor<'_>> {
+    map.iter().map(|(name, t)| PendingTensor::from_host(name, t)).collect()
+}
+
 fn write_file(
     path: &Path,
-    names: &[&str],
-    tensors: &TensorMap,
+    tensors: &[&PendingTensor],
     dtype: StoreDtype,
     metadata: Option<HashMap<String, String>>,
 ) -> Result<(), CheckpointError> {
-    let encoded: Vec<(&str, Vec<u8>, &HostTensor)> = names
-        .iter()
-        .map(|n| (*n, dtype.encode(tensors[*n].values()), &tensors[*n]))
-        .collect();
-    let views = encoded
-        .iter()
-        .map(|(n, bytes, t)| TensorView::new(dtype.dtype(), t.shape().to_vec(), bytes).map(|v| (*n, v)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CheckpointError::format(path, format!("cannot encode: {e}")))?;
-    let bytes = safetensors::serialize(views, metadata)
-        .map_err(|e| CheckpointError::format(path, format!("cannot encode: {e}")))?;
-    fs::write(path, bytes).map_err(CheckpointError::io(path))
+    let stored = tensors.iter().map(|&tensor| (tensor.name.as_str(), Stored { tensor, dtype }));
+    safetensors::serialize_to_file(stored, metadata, path).map_err(|e| match e {
+        SafeTensorError::IoError(cause) => CheckpointError::Io {
+            path: path.to_path_buf(),
+            cause,
+        },
+        other => CheckpointError::format(path, format!("cannot encode: {other}")),
+    })
 }
 
 /// Writes `tensors` (f32) as one safetensors file at `path`, atomically: a reader sees the old
 /// file or the whole new one, never a part.
 pub fn write_tensor_file(path: &Path, tensors: &TensorMap) -> Result<(), CheckpointError> {
     let partial = path.with_extension("safetensors.partial");
-    let names: Vec<&str> = tensors.keys().map(String::as_str).collect();
-    write_file(&partial, &names, tensors, StoreDtype::F32, None)?;
+    let pending = pending_from_map(tensors);
+    let refs: Vec<&PendingTensor> = pending.iter().collect();
+    write_file(&partial, &refs, StoreDtype::F32, None)?;
     fs::rename(&partial, path).map_err(CheckpointError::io(path))
 }
 

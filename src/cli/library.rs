@@ -9,10 +9,13 @@ use clap::{Args, Subcommand};
 
 use super::args::{ThinkingChoice, named};
 use super::print;
-use tessera::cost::{Precision, ProfileOptions, profile_library};
+use super::slurm::{SlurmArgs, run_stage};
+use tessera::cluster::StageWork;
+use tessera::cost::{Precision, ProfileOptions};
+use tessera::device::DeviceChoice;
 use tessera::eval::TaskSet;
-use tessera::library::{BldMode, BldSettings, BuildOptions, Library, LinearInit, build_library, merge_libraries};
-use tessera::score::{ScoreMetric, ScoreOptions, score_library};
+use tessera::library::{BldMode, BldSettings, BuildOptions, Library, LinearInit, merge_libraries};
+use tessera::score::{ScoreMetric, ScoreOptions};
 use tessera::search::SearchReport;
 use tessera::selection::Selection;
 use tessera::world::{Split, Thinking};
@@ -39,11 +42,12 @@ pub enum LibraryCommand {
     },
 }
 
-/// Which part of the work: one of `--shard`, `--layers`, `--items`.
+/// Which part of the work: one of `--shard`, `--layers`, `--items` (the stage's item order:
+/// trainable items of a library build, candidates of score and profile).
 #[derive(Args)]
 #[group(multiple = false)]
 pub struct SelectionArgs {
-    /// Only part `i` of `N` of the items (merge the parts afterwards).
+    /// Only part `i` of `N` of the items.
     #[arg(long, value_parser = Selection::shard)]
     shard: Option<Selection>,
     /// Only the items at layers A to B (inclusive), e.g. `30-31`.
@@ -106,11 +110,17 @@ pub struct BuildArgs {
     /// Items trained at once (0 = one per core).
     #[arg(long, default_value_t = BuildOptions::default().workers)]
     workers: usize,
+    /// Optimizer steps between an item's training checkpoints (0: none); a killed build
+    /// resumes an item from its last one.
+    #[arg(long, default_value_t = BuildOptions::default().checkpoint_every)]
+    checkpoint_every: usize,
+    #[command(flatten)]
+    slurm: SlurmArgs,
     #[arg(long)]
     json: bool,
 }
 
-pub fn run(command: LibraryCommand, device: &Device) -> Result<()> {
+pub fn run(command: LibraryCommand, choice: DeviceChoice, device: &Device) -> Result<()> {
     match command {
         LibraryCommand::Build(args) => {
             let args = *args;
@@ -137,10 +147,18 @@ pub fn run(command: LibraryCommand, device: &Device) -> Result<()> {
                 pairs,
                 selection: args.selection.selection(),
                 workers: args.workers,
+                checkpoint_every: args.checkpoint_every,
                 progress: !args.json,
                 ..BuildOptions::new(&args.parent, &args.space, args.data.parse()?)
             };
-            print(&build_library(&args.out, &options, device)?, args.json)
+            run_stage(
+                &args.out,
+                StageWork::Library(options),
+                &args.slurm,
+                choice,
+                device,
+                args.json,
+            )
         }
         LibraryCommand::Status { library, json } => print(&Library::open(&library)?, json),
         LibraryCommand::Merge { parts, out, json } => {
@@ -188,16 +206,17 @@ pub struct ScoreArgs {
     thinking: ThinkingChoice,
     /// Score the library's own items (each in the otherwise unchanged parent) with their initial
     /// and their trained weights, instead of every block of the space.
-    #[arg(long = "items")]
+    #[arg(long)]
     compare_items: bool,
-    /// Only the candidates at layers A to B (inclusive).
-    #[arg(long, value_parser = Selection::layers)]
-    layers: Option<Selection>,
+    #[command(flatten)]
+    selection: SelectionArgs,
+    #[command(flatten)]
+    slurm: SlurmArgs,
     #[arg(long)]
     json: bool,
 }
 
-pub fn score(args: ScoreArgs, device: &Device) -> Result<()> {
+pub fn score(args: ScoreArgs, choice: DeviceChoice, device: &Device) -> Result<()> {
     let metric = match args.metric {
         MetricChoice::Accuracy => ScoreMetric::Accuracy {
             tasks: TaskSet::named(&args.tasks, 1, Split::HeldOut, args.count),
@@ -215,10 +234,17 @@ pub fn score(args: ScoreArgs, device: &Device) -> Result<()> {
         windows: args.windows,
         blocks: (!args.compare_items).then_some(metric),
         compare_items: args.compare_items,
-        selection: args.layers.unwrap_or_default(),
+        selection: args.selection.selection(),
         progress: !args.json,
     };
-    print(&score_library(&args.library, &options, device)?, args.json)
+    run_stage(
+        &args.library,
+        StageWork::Score(options),
+        &args.slurm,
+        choice,
+        device,
+        args.json,
+    )
 }
 
 #[derive(Args)]
@@ -239,22 +265,31 @@ pub struct ProfileArgs {
     /// Models measured end to end to calibrate whole-model predictions (cpu; 0 = none).
     #[arg(long, default_value_t = ProfileOptions::default().calibration_models)]
     calibrate: usize,
-    /// Only the candidates at layers A to B (inclusive); no whole-model calibration then.
-    #[arg(long, value_parser = Selection::layers)]
-    layers: Option<Selection>,
+    /// Only some candidates (no whole-model calibration then).
+    #[command(flatten)]
+    selection: SelectionArgs,
+    #[command(flatten)]
+    slurm: SlurmArgs,
     #[arg(long)]
     json: bool,
 }
 
-pub fn profile(args: ProfileArgs, device: &Device) -> Result<()> {
+pub fn profile(args: ProfileArgs, choice: DeviceChoice, device: &Device) -> Result<()> {
     let options = ProfileOptions {
         target: args.target.parse()?,
         precision: args.dtype,
         scenarios: args.scenarios.iter().map(|s| s.parse()).collect::<Result<_, _>>()?,
         repeats: args.repeats,
         calibration_models: args.calibrate,
-        selection: args.layers.unwrap_or_default(),
+        selection: args.selection.selection(),
         progress: !args.json,
     };
-    print(&profile_library(&args.library, &options, device)?, args.json)
+    run_stage(
+        &args.library,
+        StageWork::Profile(options),
+        &args.slurm,
+        choice,
+        device,
+        args.json,
+    )
 }

@@ -10,6 +10,7 @@ mod model;
 mod posttrain;
 mod run;
 mod search;
+mod slurm;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -42,6 +43,9 @@ enum Command {
     Export(model::ExportArgs),
     /// Print a model's configuration and parameter count.
     Info(model::InfoArgs),
+    /// Make a model: `model random` writes a parent of any shape with random weights.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -76,6 +80,9 @@ enum Command {
     Sft(posttrain::SftArgs),
     /// Reinforcement learning with GRPO on verifiable tasks (accuracy + format rewards).
     Rl(posttrain::RlArgs),
+    /// Stages submitted to Slurm (`--slurm`, `run --executor slurm`): status, resume, cancel, wait.
+    #[command(subcommand)]
+    Slurm(slurm::SlurmCommand),
     /// The whole pipeline from a pipeline file (`pipelines/default.toml`: the built-in default,
     /// no download): parent → library → score → profile → search → assemble → fuse → distill →
     /// sft → rl → export → report. Stages that are up to date are skipped; a killed run resumes.
@@ -99,13 +106,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(command) => eval::run(command, &device),
         Command::Export(args) => model::export(args),
         Command::Info(args) => model::info(args),
+        Command::Model(command) => model::model(command),
         Command::Bench(command) => bench::run(command, &device),
         Command::Hardware(args) => bench::hardware(args, &device),
         Command::Parent(command) => model::parent(command, &device),
         Command::Data(command) => model::data(command),
-        Command::Library(command) => library::run(command, &device),
-        Command::Score(args) => library::score(args, &device),
-        Command::Profile(args) => library::profile(args, &device),
+        Command::Library(command) => library::run(command, cli.device, &device),
+        Command::Score(args) => library::score(args, cli.device, &device),
+        Command::Profile(args) => library::profile(args, cli.device, &device),
+        Command::Slurm(command) => slurm::run(command, &device),
         Command::Search(args) => search::search(args, &device),
         Command::Pareto(args) => search::pareto(args),
         Command::Assemble(args) => search::assemble(args),
@@ -113,6 +122,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Distill(args) => posttrain::distill(args, &device),
         Command::Sft(args) => posttrain::sft(args, &device),
         Command::Rl(args) => posttrain::rl(args, &device),
-        Command::Run(args) => run::run(args, &device),
+        Command::Run(args) => run::run(args, cli.device, &device),
     }
 }

@@ -1,4 +1,5 @@
-//! `generate`, `export`, `info`, `parent train` and `data tokenize`: one model, or its data.
+//! `generate`, `export`, `info`, `model random`, `parent train` and `data tokenize`: one model,
+//! or its data.
 
 use std::path::PathBuf;
 
@@ -8,7 +9,10 @@ use clap::{Args, Subcommand};
 
 use super::args::named;
 use super::print;
-use tessera::checkpoint::{ExportFormat, ExportOptions, ExportRequest, StoreDtype, export_model};
+use tessera::checkpoint::random_parent::DEFAULT_SHARD_BYTES;
+use tessera::checkpoint::{
+    ExportDtype, ExportFormat, ExportRequest, RandomParentOptions, StoreDtype, export_model, write_random_parent,
+};
 use tessera::data::tokenize_files;
 use tessera::inspect::{GenerateOptions, ModelSource, generate_text, model_info};
 use tessera::model::Sampling;
@@ -16,10 +20,11 @@ use tessera::parent::{ParentOptions, train_parent};
 
 #[derive(Args)]
 pub struct ModelArgs {
-    /// A checkpoint directory (HF or DeciLM) or a llama2.c `.bin` file.
+    /// A checkpoint directory (HF or DeciLM), a GGUF file or a llama2.c `.bin` file.
     #[arg(long)]
     model: PathBuf,
-    /// `tokenizer.json` or llama2.c `tokenizer.bin`; defaults to the model directory's tokenizer.json.
+    /// `tokenizer.json`, a GGUF file or llama2.c `tokenizer.bin`; defaults to the model
+    /// directory's tokenizer.json, or the GGUF model's own.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
 }
@@ -86,11 +91,12 @@ pub struct ExportArgs {
     model: PathBuf,
     #[arg(long, value_parser = named::<ExportFormat>())]
     format: ExportFormat,
-    /// Output directory (HF / DeciLM) or `.bin` file (llama2.c).
+    /// Output directory (HF / DeciLM), `.bin` file (llama2.c) or `.gguf` file.
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value_t = StoreDtype::default(), value_parser = named::<StoreDtype>())]
-    dtype: StoreDtype,
+    /// f32, f16 or bf16; q8_0 for GGUF only.
+    #[arg(long, default_value_t = ExportDtype::default(), value_parser = named::<ExportDtype>())]
+    dtype: ExportDtype,
     /// Split safetensors into shards of at most this many bytes.
     #[arg(long)]
     shard_bytes: Option<usize>,
@@ -104,10 +110,8 @@ pub struct ExportArgs {
 pub fn export(args: ExportArgs) -> Result<()> {
     let request = ExportRequest {
         format: args.format,
-        options: ExportOptions {
-            dtype: args.dtype,
-            max_shard_bytes: args.shard_bytes,
-        },
+        dtype: args.dtype,
+        max_shard_bytes: args.shard_bytes,
         untie: args.untie,
     };
     print(&export_model(&args.model, &request, &args.out)?, args.json)
@@ -122,6 +126,44 @@ pub struct InfoArgs {
 pub fn info(args: InfoArgs) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(&model_info(&args.model)?)?);
     Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum ModelCommand {
+    /// Write a checkpoint directory with seeded random weights for a config.json (a parent of
+    /// any shape for memory and speed benchmarks; tensors are made one at a time as they are written).
+    Random(RandomArgs),
+}
+
+#[derive(Args)]
+pub struct RandomArgs {
+    /// A transformers `config.json` of an HF Llama-family or DeciLM model, e.g. configs/llama-3.1-8b.json.
+    #[arg(long)]
+    config: PathBuf,
+    /// The checkpoint directory to write (must be empty or absent).
+    #[arg(long)]
+    out: PathBuf,
+    /// f32, f16 or bf16.
+    #[arg(long, default_value_t = RandomParentOptions::default().dtype, value_parser = named::<StoreDtype>())]
+    dtype: StoreDtype,
+    #[arg(long, default_value_t = RandomParentOptions::default().seed)]
+    seed: u64,
+    /// Split the safetensors into shards of at most this many bytes.
+    #[arg(long, default_value_t = DEFAULT_SHARD_BYTES)]
+    shard_bytes: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn model(command: ModelCommand) -> Result<()> {
+    let ModelCommand::Random(args) = command;
+    let options = RandomParentOptions {
+        dtype: args.dtype,
+        seed: args.seed,
+        max_shard_bytes: args.shard_bytes,
+        progress: !args.json,
+    };
+    print(&write_random_parent(&args.config, &args.out, &options)?, args.json)
 }
 
 #[derive(Subcommand)]

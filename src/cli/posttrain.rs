@@ -134,7 +134,8 @@ pub fn distill(args: DistillArgs, device: &Device) -> Result<()> {
 /// where the results go.
 #[derive(Args)]
 pub struct ChatRunArgs {
-    /// A checkpoint directory with a tokenizer.json that has the chat markers.
+    /// A checkpoint directory with a tokenizer.json and its chat template (tokenizer_config.json
+    /// or chat_template.jinja beside it), or one that has the built-in world's chat markers.
     #[arg(long)]
     model: PathBuf,
     /// Seed of the built-in world (training data and held-out tasks).

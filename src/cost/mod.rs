@@ -16,6 +16,8 @@ pub mod scenario;
 pub use memory::{BlockMemory, block_memory, kv_bytes_per_token, model_kv_bytes_per_token};
 pub use precision::Precision;
 pub use predict::{CalibrationReport, LatencyModel, measure_and_calibrate, random_children};
-pub use profile::{ProfileOptions, ProfileReport, Target, profile_library};
+pub use profile::{
+    MeasuredCosts, ProfileOptions, ProfileReport, Target, measure_costs, profile_library, record_profile,
+};
 pub use roofline::{Bound, Estimate, Hardware, estimate_block, gpu_table};
 pub use scenario::{Scenario, ScenarioError};

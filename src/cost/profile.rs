@@ -44,7 +44,8 @@ pub enum CostError {
 }
 
 /// Where latencies come from.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Target {
     /// Measured on the running backend.
     #[default]
@@ -77,7 +78,7 @@ impl Target {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProfileOptions {
     pub target: Target,
     pub precision: Precision,
@@ -184,20 +185,43 @@ fn check_options(options: &ProfileOptions) -> Result<(), CostError> {
 
 /// Profiles the selected blocks of the library in `dir` and records the figures there.
 pub fn profile_library(dir: &Path, options: &ProfileOptions, device: &Device) -> Result<ProfileReport, CostError> {
-    check_options(options)?;
-    let library = Library::open(dir)?;
-    let parent = library.manifest.parent.config.clone();
-    let candidates: Vec<(LayerSpan, BlockConfig)> = library.candidates();
+    let measured = measure_costs(dir, options, device)?;
+    record_profile(dir, options, measured)
+}
+
+/// What profiling measured or estimated, per scenario of the options, before it is recorded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MeasuredCosts {
+    pub latency: Vec<LatencyModel>,
+    pub calibration: Vec<CalibrationReport>,
+}
+
+/// The candidates `options` select, in the library's candidate order.
+fn selected_candidates(
+    library: &Library,
+    options: &ProfileOptions,
+) -> Result<Vec<(LayerSpan, BlockConfig)>, CostError> {
+    let candidates = library.candidates();
     options
         .selection
-        .check(candidates.len(), parent.num_layers())
+        .check(candidates.len(), library.manifest.parent.config.num_layers())
         .map_err(|e| LibraryError::Settings(e.to_string()))?;
-    let selected: Vec<(LayerSpan, BlockConfig)> = candidates
+    Ok(candidates
         .iter()
         .enumerate()
         .filter(|(i, (span, _))| options.selection.selects(*i, span.first))
         .map(|(_, c)| *c)
-        .collect();
+        .collect())
+}
+
+/// The latency of the selected blocks in each scenario of `options` (and, when every candidate
+/// is selected, the whole-model correction); records nothing, so a cluster task can measure
+/// some scenarios and its merge record them all.
+pub fn measure_costs(dir: &Path, options: &ProfileOptions, device: &Device) -> Result<MeasuredCosts, CostError> {
+    check_options(options)?;
+    let library = Library::open(dir)?;
+    let parent = library.manifest.parent.config.clone();
+    let selected = selected_candidates(&library, options)?;
     let choices = space_choices(&library);
     let calibrate = options.selection.is_all();
     let mut distinct: Vec<BlockConfig> = Vec::new();
@@ -225,6 +249,19 @@ pub fn profile_library(dir: &Path, options: &ProfileOptions, device: &Device) ->
         bar.inc(1);
     }
     bar.finish_and_clear();
+    Ok(MeasuredCosts { latency, calibration })
+}
+
+/// Records measured costs (one latency model per scenario of `options`, in order) in the
+/// library in `dir`: `stats` of `block_library.json` and `costs/`.
+pub fn record_profile(
+    dir: &Path,
+    options: &ProfileOptions,
+    measured: MeasuredCosts,
+) -> Result<ProfileReport, CostError> {
+    let library = Library::open(dir)?;
+    let selected = selected_candidates(&library, options)?;
+    let MeasuredCosts { latency, calibration } = measured;
     let rows = record_costs(&library, &selected, &latency, options)?;
     let costs_file = write_costs(&library, &rows, &latency, options)?;
     Ok(ProfileReport {

@@ -1,6 +1,8 @@
 //! Task accuracy: greedy answers to verifiable tasks, scored by the verifier (the final answer
-//! after `</think>` against the reference), with the reasoning switch on or off. Prompts of equal token
-//! length are decoded together in batches.
+//! after `</think>` against the reference), with the reasoning switch on or off. Prompts are
+//! written in the model's chat format (its chat template, or the built-in markers) and replies end
+//! at EOS or the format's end-of-turn token. Prompts of equal token length are decoded together
+//! in batches.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +12,7 @@ use serde::Serialize;
 use super::verify::answer_correct;
 use crate::model::{ForwardError, Llama, Sampling, generate_batch};
 use crate::tokenizer::{Tokenizer, TokenizerError};
-use crate::world::{Task, Thinking, format_matches};
+use crate::world::{ChatFormat, ChatFormatError, Task, Thinking, format_matches};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccuracyError {
@@ -18,6 +20,8 @@ pub enum AccuracyError {
     Forward(#[from] ForwardError),
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Format(#[from] ChatFormatError),
     #[error("{}: {cause}", path.display())]
     Io { path: PathBuf, cause: std::io::Error },
     #[error("{}:{line}: {problem}", path.display())]
@@ -91,9 +95,10 @@ pub fn task_accuracy(
     max_new_tokens: usize,
     batch_size: usize,
 ) -> Result<AccuracyReport, AccuracyError> {
+    let format = ChatFormat::of(tokenizer)?;
     let mut by_length: BTreeMap<usize, Vec<(usize, Vec<u32>)>> = BTreeMap::new();
     for (i, task) in tasks.iter().enumerate() {
-        let prompt = tokenizer.encode(&task.prompt(thinking), false)?;
+        let prompt = format.prompt(task, thinking)?;
         by_length.entry(prompt.len()).or_default().push((i, prompt));
     }
     let max_new_tokens = max_new_tokens.min(
@@ -102,12 +107,12 @@ pub fn task_accuracy(
             .max_position_embeddings
             .saturating_sub(by_length.keys().last().copied().unwrap_or(0)),
     );
-    let eos = model.config().eos_token_id;
+    let stop = format.stop_tokens(model.config().eos_token_id);
     let mut replies = vec![String::new(); tasks.len()];
     for group in by_length.values() {
         for chunk in group.chunks(batch_size.max(1)) {
             let prompts: Vec<Vec<u32>> = chunk.iter().map(|(_, p)| p.clone()).collect();
-            let rows = generate_batch(model, &prompts, max_new_tokens, Sampling::Greedy, &[eos])?;
+            let rows = generate_batch(model, &prompts, max_new_tokens, Sampling::Greedy, &stop)?;
             for ((index, prompt), row) in chunk.iter().zip(rows) {
                 replies[*index] = tokenizer.decode(&row[prompt.len()..])?;
             }

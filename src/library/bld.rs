@@ -46,6 +46,8 @@ pub struct BldOutcome {
     /// Mean training loss over the last tenth of the steps.
     pub final_train_loss: f64,
     pub seconds: f64,
+    /// The step a training checkpoint was resumed from, if any.
+    pub resumed_from: Option<usize>,
 }
 
 /// An item ready to run at its layer: its own sub-blocks and, for an attention variant trained
@@ -132,13 +134,16 @@ impl ItemNet {
     }
 
     /// Trains the item from `init` on `acts` and returns its trained tensors (the item must
-    /// have been made on an autodiff device).
+    /// have been made on an autodiff device). With `checkpoints`, training resumes from the
+    /// last checkpoint there and saves one as `control` says.
     pub fn train(
         &self,
         config: &ModelConfig,
         init: &TensorMap,
         acts: &LayerActivations,
         settings: &BldSettings,
+        control: RunControl,
+        checkpoints: Option<&std::path::Path>,
     ) -> Result<(TensorMap, BldOutcome), TrainError> {
         let own = self.own_block(config, init)?;
         let seq = acts.x.dims()[1];
@@ -150,7 +155,7 @@ impl ItemNet {
                 1,
                 settings.peak_lr,
                 item_seed(settings.seed, &self.item.key()),
-                RunControl::default(),
+                control,
             )
         };
         let windows = acts.windows();
@@ -159,7 +164,7 @@ impl ItemNet {
         let outcome = train(
             own,
             &train_config,
-            None,
+            checkpoints,
             json!({ "item": self.item.key() }),
             |own: &Block, _, rng: &mut StdRng| {
                 let picks: Vec<i64> = (0..settings.batch_windows)
@@ -186,6 +191,7 @@ impl ItemNet {
                 tokens_seen: outcome.tokens_seen,
                 final_train_loss,
                 seconds: started.elapsed().as_secs_f64(),
+                resumed_from: outcome.resumed_from,
             },
         ))
     }

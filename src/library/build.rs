@@ -1,11 +1,15 @@
 //! `library build`: resolves the search space against the parent, lists the work items of the
-//! chosen BLD mode (or the part of them a work selection picks), and for each layer in turn computes the parent's
-//! activations once, then initialises, evaluates and trains that layer's items on parallel
-//! threads, saving each finished item at once. A killed build resumes from the manifest and
-//! loses at most the items that were in progress.
+//! chosen BLD mode, and trains the part of them a work selection picks: for each layer in
+//! turn it computes the parent's activations once, then initialises, evaluates and trains that
+//! layer's items on parallel threads, saving each finished item at once. Several processes may
+//! build into one directory (a cluster's tasks, a build started twice): each item is trained
+//! under its own lock by exactly one of them, and a process that finds an item locked trains
+//! the others first, then waits for it. A killed build resumes from the manifest and from each
+//! item's last training checkpoint.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
@@ -18,18 +22,20 @@ use super::interchange::{ChildChoice, write_block_library};
 use super::manifest::{BuildSettings, ItemRecord, ItemState, Manifest, ParentInfo, SpaceInfo};
 use super::space::{LayerVariants, SearchSpace};
 use super::variant::{BldMode, Origin, WorkItem};
-use super::{Library, LibraryError, Stage, layer_tensors};
+use super::{Library, LibraryError, Stage, layer_tensors, lock};
 use crate::checkpoint::{Checkpoint, write_tensor_file};
+use crate::fault::Fault;
 use crate::model::{BlockConfig, ModelConfig, TensorMap};
 use crate::selection::Selection;
 use crate::source::TokenSource;
 use crate::tokenizer::Tokenizer;
+use crate::train::RunControl;
 use crate::train::state::first_difference;
 
 /// Training windows kept in memory per layer at most; a larger token budget cycles over them.
 pub const MAX_TRAIN_WINDOWS: usize = 2048;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BuildOptions {
     pub parent: PathBuf,
     /// Needed for text data when the parent directory has no `tokenizer.json`.
@@ -45,10 +51,13 @@ pub struct BuildOptions {
     /// Hybrid mode: children (a search's solutions) whose chosen blocks are trained as pairs.
     pub pairs: Vec<ChildChoice>,
     /// The trainable items this build trains, by their index among the trainable items in
-    /// canonical order (every item not selected is left out of this library's manifest).
+    /// canonical order (`BuildPlan::trainable`); the manifest lists them all regardless.
     pub selection: Selection,
     /// Items trained at once (0 = one per core).
     pub workers: usize,
+    /// Optimizer steps between an item's training checkpoints (0: none), from which a killed
+    /// build resumes in the middle of the item.
+    pub checkpoint_every: usize,
     pub progress: bool,
 }
 
@@ -81,6 +90,7 @@ impl Default for BuildOptions {
             pairs: Vec::new(),
             selection: Selection::All,
             workers: 0,
+            checkpoint_every: 200,
             progress: false,
         }
     }
@@ -89,11 +99,15 @@ impl Default for BuildOptions {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BuildReport {
     pub dir: PathBuf,
-    /// Items with their own training in this library (or in the selected part).
+    /// Items with their own training that this build was asked for (all, or the selected part).
     pub trainable: usize,
+    /// Items this process trained.
     pub trained_now: usize,
     /// Items that were already trained when the build started (a resumed build).
     pub already_trained: usize,
+    /// Items another process sharing the directory trained meanwhile.
+    #[serde(default)]
+    pub trained_elsewhere: usize,
     pub seconds: f64,
     /// The library as built.
     pub library: Library,
@@ -103,10 +117,15 @@ impl std::fmt::Display for BuildReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "{}: {} items trained now, {} were already trained ({} with their own training), {:.1} s",
+            "{}: {} items trained now, {} were already trained{} ({} with their own training), {:.1} s",
             self.dir.display(),
             self.trained_now,
             self.already_trained,
+            if self.trained_elsewhere > 0 {
+                format!(", {} trained by another process", self.trained_elsewhere)
+            } else {
+                String::new()
+            },
             self.trainable,
             self.seconds
         )?;
@@ -163,28 +182,23 @@ pub fn pair_items(
     Ok(pairs)
 }
 
-/// What a new build would record in its manifest (items not yet run).
+/// What a new build would record in its manifest (every item, none yet run).
 fn planned_manifest(
     options: &BuildOptions,
     checkpoint: &Checkpoint,
     space: &SearchSpace,
+    items: &[WorkItem],
     layers: Vec<LayerVariants>,
     pairs: Vec<WorkItem>,
 ) -> Manifest {
     let config = &checkpoint.config;
-    let mut trainable_index = 0;
-    let items = work_items(options.mode, &layers, &pairs)
-        .into_iter()
-        .filter_map(|item| {
-            let origin = item.origin(&config.blocks[item.layer]);
-            if origin == Origin::Trained {
-                let mine = options.selection.selects(trainable_index, item.layer);
-                trainable_index += 1;
-                if !mine {
-                    return None;
-                }
-            }
-            Some((item.key(), ItemRecord::new(item, origin)))
+    let items = items
+        .iter()
+        .map(|item| {
+            (
+                item.key(),
+                ItemRecord::new(*item, item.origin(&config.blocks[item.layer])),
+            )
         })
         .collect();
     let train_windows = options.bld.tokens.div_ceil(options.seq_len).clamp(1, MAX_TRAIN_WINDOWS);
@@ -212,16 +226,22 @@ fn planned_manifest(
             bld: options.bld.clone(),
             pairs,
         },
-        selection: options.selection.clone(),
         items,
     }
 }
 
-/// The manifest to continue from: a new one, or the one in `dir` when it was built the same way.
-/// A decoupled library may be extended to hybrid by adding pairs.
+/// The manifest to continue from: a new one, or the one in `dir` when it was built the same way
+/// (extended by the planned items it lacks). A decoupled library may be extended to hybrid by
+/// adding pairs. Runs under the manifest lock, so concurrent builds agree on one manifest.
 fn start_manifest(dir: &Path, planned: Manifest) -> Result<Manifest, LibraryError> {
+    std::fs::create_dir_all(dir).map_err(LibraryError::io(dir))?;
+    let _held = lock::manifest(dir)?;
     if !Manifest::path(dir).exists() {
-        if dir.exists() && std::fs::read_dir(dir).map_err(LibraryError::io(dir))?.next().is_some() {
+        let stray = std::fs::read_dir(dir)
+            .map_err(LibraryError::io(dir))?
+            .filter_map(Result::ok)
+            .any(|entry| entry.file_name() != lock::LOCKS);
+        if stray {
             return Err(LibraryError::Format {
                 path: dir.to_path_buf(),
                 problem: "the directory is not empty and holds no library manifest".into(),
@@ -246,7 +266,6 @@ fn start_manifest(dir: &Path, planned: Manifest) -> Result<Manifest, LibraryErro
             "parent": { "fingerprint": m.parent.fingerprint },
             "space": { "layers": m.space.layers, "fused_runs": m.space.fused_runs },
             "settings": settings,
-            "selection": m.selection,
         })
     };
     if let Some((key, there, here)) = first_difference(&comparable(&existing), &comparable(&planned), "") {
@@ -261,13 +280,74 @@ fn start_manifest(dir: &Path, planned: Manifest) -> Result<Manifest, LibraryErro
     for (key, record) in planned.items {
         existing.items.entry(key).or_insert(record);
     }
-    for record in existing.items.values_mut() {
-        if record.state == ItemState::Training {
-            record.state = ItemState::Initialised;
-        }
-    }
     existing.write(dir)?;
     Ok(existing)
+}
+
+/// A library directory ready to train in: the parent, the manifest (created or extended to
+/// this build) and the build's trainable items in canonical order, which a build's selection
+/// indexes.
+pub struct BuildPlan {
+    pub checkpoint: Checkpoint,
+    pub manifest: Manifest,
+    pub trainable: Vec<WorkItem>,
+}
+
+impl BuildPlan {
+    /// The indices (into `trainable`) that `selection` picks.
+    pub fn selected(&self, selection: &Selection) -> Result<Vec<usize>, LibraryError> {
+        selection
+            .check(self.trainable.len(), self.checkpoint.config.num_layers())
+            .map_err(|e| LibraryError::Settings(e.to_string()))?;
+        Ok((0..self.trainable.len())
+            .filter(|&i| selection.selects(i, self.trainable[i].layer))
+            .collect())
+    }
+
+    /// Whether the item is trained according to the manifest as planned.
+    pub fn is_trained(&self, item: &WorkItem) -> bool {
+        self.manifest
+            .items
+            .get(&item.key())
+            .is_some_and(|r| r.state == ItemState::Trained)
+    }
+}
+
+/// Checks the options against the parent and space, and creates (or checks and extends) the
+/// library's manifest in `dir`.
+pub fn plan_build(dir: &Path, options: &BuildOptions) -> Result<BuildPlan, LibraryError> {
+    if options.mode != BldMode::Hybrid && !options.pairs.is_empty() {
+        return Err(LibraryError::Settings("pairs belong to --mode hybrid".into()));
+    }
+    let (checkpoint, _) = Checkpoint::read(&options.parent)?;
+    let config = &checkpoint.config;
+    if options.seq_len == 0 || options.seq_len > config.max_position_embeddings {
+        return Err(LibraryError::Settings(format!(
+            "--seq-len {} must be between 1 and the parent's {} positions",
+            options.seq_len, config.max_position_embeddings
+        )));
+    }
+    let space = SearchSpace::read(&options.space)?;
+    let layers = space.resolve(config)?;
+    if options.mode == BldMode::Hybrid && options.pairs.is_empty() {
+        return Err(LibraryError::Settings(
+            "--mode hybrid needs --pairs SOLUTIONS.json (the blocks to train together)".into(),
+        ));
+    }
+    let pairs = pair_items(&options.pairs, config, &layers)?;
+    let items = work_items(options.mode, &layers, &pairs);
+    let trainable = items
+        .iter()
+        .filter(|i| i.origin(&config.blocks[i.layer]) == Origin::Trained)
+        .copied()
+        .collect();
+    let planned = planned_manifest(options, &checkpoint, &space, &items, layers, pairs);
+    let manifest = start_manifest(dir, planned)?;
+    Ok(BuildPlan {
+        checkpoint,
+        manifest,
+        trainable,
+    })
 }
 
 /// Everything an item needs from its layer.
@@ -280,201 +360,286 @@ struct LayerContext<'a> {
     held_out: LayerActivations,
 }
 
-/// Builds (or resumes) a library in `dir`.
+/// Builds (or resumes) a library in `dir`: trains the selected items that are not trained yet.
 pub fn build_library(dir: &Path, options: &BuildOptions, device: &Device) -> Result<BuildReport, LibraryError> {
     let started = std::time::Instant::now();
+    let plan = plan_build(dir, options)?;
+    let selected: Vec<WorkItem> = plan
+        .selected(&options.selection)?
+        .into_iter()
+        .map(|i| plan.trainable[i])
+        .collect();
     if options.mode == BldMode::Hybrid && !options.selection.is_all() {
-        return Err(LibraryError::Settings(
-            "a hybrid build cannot be split: split the decoupled build, merge, then run hybrid on the merged library"
-                .into(),
-        ));
+        let mut halves = plan
+            .trainable
+            .iter()
+            .filter(|i| i.attention.is_none() || i.ffn.is_none());
+        if let Some(half) = halves.find(|i| !plan.is_trained(i)) {
+            return Err(LibraryError::Settings(format!(
+                "a hybrid build trains part of its pairs only once the decoupled items are trained (`{}` is not): build them first",
+                half.key()
+            )));
+        }
     }
-    if options.mode != BldMode::Hybrid && !options.pairs.is_empty() {
-        return Err(LibraryError::Settings("pairs belong to --mode hybrid".into()));
-    }
-    let (checkpoint, _) = Checkpoint::read(&options.parent)?;
-    let config = checkpoint.config.clone();
-    if options.seq_len == 0 || options.seq_len > config.max_position_embeddings {
-        return Err(LibraryError::Settings(format!(
-            "--seq-len {} must be between 1 and the parent's {} positions",
-            options.seq_len, config.max_position_embeddings
-        )));
-    }
-    let space = SearchSpace::read(&options.space)?;
-    let layers = space.resolve(&config)?;
-    if options.mode == BldMode::Hybrid && options.pairs.is_empty() {
-        return Err(LibraryError::Settings(
-            "--mode hybrid needs --pairs SOLUTIONS.json (the blocks to train together)".into(),
-        ));
-    }
-    let pairs = pair_items(&options.pairs, &config, &layers)?;
-    let planned = planned_manifest(options, &checkpoint, &space, layers, pairs);
-    let manifest = start_manifest(dir, planned)?;
-    let trainable: Vec<WorkItem> = manifest
-        .items
-        .values()
-        .filter(|r| r.origin == Origin::Trained)
-        .map(|r| r.item)
-        .collect();
-    let pending: Vec<WorkItem> = manifest
-        .items
-        .values()
-        .filter(|r| r.origin == Origin::Trained && r.state != ItemState::Trained)
-        .map(|r| r.item)
-        .collect();
-    let already_trained = trainable.len() - pending.len();
+    let pending: Vec<WorkItem> = selected.iter().filter(|i| !plan.is_trained(i)).copied().collect();
+    let fault = crate::fault::injected().map_err(|e| LibraryError::Settings(e.to_string()))?;
+    let counts = Counts::default();
     let library = Mutex::new(Library {
         dir: dir.to_path_buf(),
-        manifest,
+        manifest: plan.manifest,
     });
     if !pending.is_empty() {
-        train_pending(&library, &checkpoint, options, &pending, device)?;
+        let run = ItemRun {
+            library: &library,
+            options,
+            fault: fault.as_ref(),
+            counts: &counts,
+            device,
+        };
+        run.train_pending(&plan.checkpoint, &pending)?;
     }
-    let library = library.into_inner().unwrap_or_else(|p| p.into_inner());
-    write_block_library(&library)?;
+    let library = Library::open(dir)?;
+    {
+        let _held = lock::manifest(dir)?;
+        write_block_library(&library)?;
+    }
     Ok(BuildReport {
         dir: dir.to_path_buf(),
-        trainable: trainable.len(),
-        trained_now: pending.len(),
-        already_trained,
+        trainable: selected.len(),
+        trained_now: counts.trained.load(Ordering::Relaxed),
+        already_trained: selected.len() - pending.len(),
+        trained_elsewhere: counts.elsewhere.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
         library,
     })
 }
 
-fn train_pending(
-    library: &Mutex<Library>,
-    checkpoint: &Checkpoint,
-    options: &BuildOptions,
-    pending: &[WorkItem],
-    device: &Device,
-) -> Result<(), LibraryError> {
-    let (settings, config) = {
-        let lib = library.lock().expect("library lock");
-        (lib.manifest.settings.clone(), lib.manifest.parent.config.clone())
-    };
-    let model = checkpoint.build(device)?;
-    let tokenizer_path = options
-        .tokenizer
-        .clone()
-        .or_else(|| Tokenizer::beside_model(&options.parent));
-    let tokenizer = tokenizer_path
-        .map(|p| Tokenizer::read(&p))
-        .transpose()
-        .map_err(crate::source::SourceError::from)?;
-    let windows = options.data.windows(
-        &model,
-        tokenizer.as_ref(),
-        settings.seq_len,
-        settings.train_windows,
-        settings.held_out_windows,
-    )?;
-    let mut train_walk = ActivationWalk::new(&model, &windows.train)?;
-    let mut held_out_walk = ActivationWalk::new(&model, &windows.held_out)?;
-    let last_layer = pending.iter().map(|i| i.layer).max().unwrap_or(0);
-    let bar = crate::progress::bar(options.progress, "BLD items", 0, pending.len());
-    for layer in 0..=last_layer {
-        let train = train_walk.current();
-        let held_out = held_out_walk.current();
-        let here: Vec<WorkItem> = pending.iter().filter(|i| i.layer == layer).copied().collect();
-        if !here.is_empty() {
-            bar.set_message(format!("layer {layer}"));
-            let context = LayerContext {
-                config: &config,
-                parent_block: config.blocks[layer],
-                parent: layer_tensors(&checkpoint.weights, layer),
-                calibration: calibration(&model.layers[layer], &train, settings.calibration_tokens),
-                train: train.clone(),
-                held_out: held_out.clone(),
-            };
-            // Sub-blocks first: a hybrid pair starts from its trained halves.
-            let (singles, pairs): (Vec<WorkItem>, Vec<WorkItem>) =
-                here.iter().partition(|i| i.attention.is_none() || i.ffn.is_none());
-            for group in [singles, pairs] {
-                crate::parallel::map(options.workers, &group, |item| {
-                    let result = train_item(library, &context, &settings, item, device);
-                    bar.inc(1);
-                    result
-                })?;
-            }
-        }
-        train_walk.advance(train);
-        held_out_walk.advance(held_out);
-    }
-    bar.finish_and_clear();
-    Ok(())
+#[derive(Default)]
+struct Counts {
+    trained: AtomicUsize,
+    elsewhere: AtomicUsize,
 }
 
-fn update(library: &Mutex<Library>, item: &WorkItem, change: impl FnOnce(&mut ItemRecord)) -> Result<(), LibraryError> {
-    let mut lib = library.lock().expect("library lock");
-    let record = lib
-        .manifest
-        .items
-        .get_mut(&item.key())
-        .expect("every item has a record");
-    change(record);
-    lib.manifest.write(&lib.dir)
+/// What every item of one build shares.
+struct ItemRun<'a> {
+    library: &'a Mutex<Library>,
+    options: &'a BuildOptions,
+    fault: Option<&'a Fault>,
+    counts: &'a Counts,
+    device: &'a Device,
 }
 
-/// Initialises (or reloads the initial weights of), evaluates, trains and saves one item.
-fn train_item(
-    library: &Mutex<Library>,
-    context: &LayerContext,
-    settings: &BuildSettings,
-    item: &WorkItem,
-    device: &Device,
-) -> Result<(), LibraryError> {
-    let (state, init_path, trained_path) = {
-        let lib = library.lock().expect("library lock");
-        (
-            lib.manifest.items[&item.key()].state,
-            lib.item_path(item, Stage::Init),
-            lib.item_path(item, Stage::Trained),
-        )
-    };
-    let init = if state == ItemState::Initialised && init_path.is_file() {
-        crate::checkpoint::read_tensor_file(&init_path)?
-    } else {
-        let init = if item.attention.is_some() && item.ffn.is_some() && settings.mode == BldMode::Hybrid {
-            // A hybrid pair starts from its decoupled halves, trained earlier in this build.
-            let lib = library.lock().expect("library lock").clone();
-            lib.block_weights(item.layer, &item.own_block(), &context.parent, Stage::Trained)?
-        } else {
-            initial_weights(
-                context.config,
-                &context.parent_block,
-                item,
-                &context.parent,
-                &context.calibration,
-                settings.linear_init,
-            )?
+impl ItemRun<'_> {
+    fn train_pending(&self, checkpoint: &Checkpoint, pending: &[WorkItem]) -> Result<(), LibraryError> {
+        let (settings, config) = {
+            let lib = self.library.lock().expect("library lock");
+            (lib.manifest.settings.clone(), lib.manifest.parent.config.clone())
         };
-        write_tensor_file(&init_path, &init)?;
-        update(library, item, |r| r.state = ItemState::Initialised)?;
-        init
-    };
-    let evaluator = ItemNet::new(context.config, &context.parent_block, *item, &context.parent, device)?;
-    let nmse_init = evaluator.evaluate(&evaluator.own_block(context.config, &init)?, &context.held_out);
-    update(library, item, |r| {
-        r.state = ItemState::Training;
-        r.nmse_init = Some(nmse_init);
-    })?;
-    let trainer = ItemNet::new(
-        context.config,
-        &context.parent_block,
-        *item,
-        &context.parent,
-        &device.clone().autodiff(),
-    )?;
-    let (trained, outcome) = trainer.train(context.config, &init, &context.train, &settings.bld)?;
-    let nmse_trained = evaluator.evaluate(&evaluator.own_block(context.config, &trained)?, &context.held_out);
-    write_tensor_file(&trained_path, &trained)?;
-    update(library, item, |r| {
-        r.state = ItemState::Trained;
-        r.nmse_trained = Some(nmse_trained);
-        r.final_train_loss = Some(outcome.final_train_loss);
-        r.tokens_seen = outcome.tokens_seen;
-        r.steps = outcome.steps;
-        r.seconds = outcome.seconds;
-    })
+        let options = self.options;
+        let model = checkpoint.build(self.device)?;
+        let tokenizer_path = options
+            .tokenizer
+            .clone()
+            .or_else(|| Tokenizer::beside_model(&options.parent));
+        let tokenizer = tokenizer_path
+            .map(|p| Tokenizer::read(&p))
+            .transpose()
+            .map_err(crate::source::SourceError::from)?;
+        let windows = options.data.windows(
+            &model,
+            tokenizer.as_ref(),
+            settings.seq_len,
+            settings.train_windows,
+            settings.held_out_windows,
+        )?;
+        let mut train_walk = ActivationWalk::new(&model, &windows.train)?;
+        let mut held_out_walk = ActivationWalk::new(&model, &windows.held_out)?;
+        let last_layer = pending.iter().map(|i| i.layer).max().unwrap_or(0);
+        let bar = crate::progress::bar(options.progress, "BLD items", 0, pending.len());
+        for layer in 0..=last_layer {
+            let train = train_walk.current();
+            let held_out = held_out_walk.current();
+            let here: Vec<WorkItem> = pending.iter().filter(|i| i.layer == layer).copied().collect();
+            if !here.is_empty() {
+                bar.set_message(format!("layer {layer}"));
+                let context = LayerContext {
+                    config: &config,
+                    parent_block: config.blocks[layer],
+                    parent: layer_tensors(&checkpoint.weights, layer),
+                    calibration: calibration(&model.layers[layer], &train, settings.calibration_tokens),
+                    train: train.clone(),
+                    held_out: held_out.clone(),
+                };
+                // Sub-blocks first: a hybrid pair starts from its trained halves.
+                let (singles, pairs): (Vec<WorkItem>, Vec<WorkItem>) =
+                    here.iter().partition(|i| i.attention.is_none() || i.ffn.is_none());
+                for group in [singles, pairs] {
+                    // Items another process holds are left for last, then waited for.
+                    let mut deferred = Vec::new();
+                    for wait in [false, true] {
+                        let items = if wait {
+                            std::mem::take(&mut deferred)
+                        } else {
+                            group.clone()
+                        };
+                        let done = crate::parallel::map(options.workers, &items, |item| {
+                            let done = self.run_item(&context, &settings, item, wait)?;
+                            if done {
+                                bar.inc(1);
+                            }
+                            Ok::<_, LibraryError>(done)
+                        })?;
+                        deferred = items.iter().zip(done).filter(|(_, d)| !d).map(|(i, _)| *i).collect();
+                    }
+                }
+            }
+            train_walk.advance(train);
+            held_out_walk.advance(held_out);
+        }
+        bar.finish_and_clear();
+        Ok(())
+    }
+
+    /// Takes the item's lock (waiting for it when `wait`) and trains the item unless another
+    /// process has meanwhile; false when the lock was held elsewhere and not waited for.
+    fn run_item(
+        &self,
+        context: &LayerContext,
+        settings: &BuildSettings,
+        item: &WorkItem,
+        wait: bool,
+    ) -> Result<bool, LibraryError> {
+        let dir = self.library.lock().expect("library lock").dir.clone();
+        let file = item.file_name();
+        let held = if wait {
+            Some(lock::item(&dir, &file)?)
+        } else {
+            lock::try_item(&dir, &file)?
+        };
+        let Some(_held) = held else {
+            return Ok(false);
+        };
+        let fresh = Manifest::read(&dir)?;
+        let state = fresh.items[&item.key()].state;
+        self.library.lock().expect("library lock").manifest = fresh;
+        if state == ItemState::Trained {
+            self.counts.elsewhere.fetch_add(1, Ordering::Relaxed);
+            return Ok(true);
+        }
+        self.train_item(context, settings, item, state)?;
+        self.counts.trained.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    fn update(&self, item: &WorkItem, change: impl FnOnce(&mut ItemRecord)) -> Result<(), LibraryError> {
+        let mut lib = self.library.lock().expect("library lock");
+        let (fresh, ()) = Manifest::update(&lib.dir, |manifest| {
+            change(manifest.items.get_mut(&item.key()).expect("every item has a record"));
+            Ok(())
+        })?;
+        lib.manifest = fresh;
+        Ok(())
+    }
+
+    /// Initialises (or reloads the initial weights of), evaluates, trains (from its last
+    /// checkpoint, if any) and saves one item; the caller holds the item's lock.
+    fn train_item(
+        &self,
+        context: &LayerContext,
+        settings: &BuildSettings,
+        item: &WorkItem,
+        state: ItemState,
+    ) -> Result<(), LibraryError> {
+        let key = item.key();
+        if self.fault == Some(&Fault::Fail { item: key.clone() }) {
+            return Err(LibraryError::Settings(format!(
+                "{}=fail:{key}: injected fault",
+                crate::fault::VARIABLE
+            )));
+        }
+        let (init_path, trained_path, checkpoints) = {
+            let lib = self.library.lock().expect("library lock");
+            let stem = item.file_name().trim_end_matches(".safetensors").to_string();
+            (
+                lib.item_path(item, Stage::Init),
+                lib.item_path(item, Stage::Trained),
+                lib.dir.join("checkpoints").join(stem),
+            )
+        };
+        let resumable = matches!(state, ItemState::Initialised | ItemState::Training);
+        let init = if resumable && init_path.is_file() {
+            crate::checkpoint::read_tensor_file(&init_path)?
+        } else {
+            let init = if item.attention.is_some() && item.ffn.is_some() && settings.mode == BldMode::Hybrid {
+                // A hybrid pair starts from its decoupled halves, trained earlier.
+                let lib = self.library.lock().expect("library lock").clone();
+                lib.block_weights(item.layer, &item.own_block(), &context.parent, Stage::Trained)?
+            } else {
+                initial_weights(
+                    context.config,
+                    &context.parent_block,
+                    item,
+                    &context.parent,
+                    &context.calibration,
+                    settings.linear_init,
+                )?
+            };
+            write_tensor_file(&init_path, &init)?;
+            self.update(item, |r| r.state = ItemState::Initialised)?;
+            init
+        };
+        let device = self.device;
+        let evaluator = ItemNet::new(context.config, &context.parent_block, *item, &context.parent, device)?;
+        let nmse_init = evaluator.evaluate(&evaluator.own_block(context.config, &init)?, &context.held_out);
+        self.update(item, |r| {
+            r.state = ItemState::Training;
+            r.nmse_init = Some(nmse_init);
+        })?;
+        let trainer = ItemNet::new(
+            context.config,
+            &context.parent_block,
+            *item,
+            &context.parent,
+            &device.clone().autodiff(),
+        )?;
+        let stall = match self.fault {
+            Some(Fault::Stall { item: k, step }) if *k == key => Some(*step),
+            _ => None,
+        };
+        let control = RunControl {
+            checkpoint_every: self.options.checkpoint_every,
+            stop_after: stall,
+            progress: false,
+        };
+        let checkpoint_dir = (self.options.checkpoint_every > 0 || stall.is_some()).then_some(checkpoints.as_path());
+        let (trained, outcome) = trainer.train(
+            context.config,
+            &init,
+            &context.train,
+            &settings.bld,
+            control,
+            checkpoint_dir,
+        )?;
+        if stall.is_some() {
+            crate::fault::stall_forever();
+        }
+        let nmse_trained = evaluator.evaluate(&evaluator.own_block(context.config, &trained)?, &context.held_out);
+        write_tensor_file(&trained_path, &trained)?;
+        self.update(item, |r| {
+            r.state = ItemState::Trained;
+            r.nmse_trained = Some(nmse_trained);
+            r.final_train_loss = Some(outcome.final_train_loss);
+            r.tokens_seen = outcome.tokens_seen;
+            r.steps = outcome.steps;
+            r.seconds = outcome.seconds;
+            r.resumed_from = outcome.resumed_from;
+        })?;
+        match std::fs::remove_dir_all(&checkpoints) {
+            Err(cause) if cause.kind() != std::io::ErrorKind::NotFound => Err(LibraryError::Io {
+                path: checkpoints,
+                cause,
+            }),
+            _ => Ok(()),
+        }
+    }
 }

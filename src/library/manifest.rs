@@ -1,7 +1,9 @@
 //! The library manifest (`manifest.json`, DESIGN §2): which parent and search space the library
 //! was built from, with which settings, and the state of every work item (initialised /
-//! training / trained, tokens seen, losses). Written atomically after every change, so a killed
-//! build leaves a manifest that names exactly the items whose files are complete.
+//! training / trained, tokens seen, losses). It lists every item of the build, whichever
+//! process trains which. Changed only under the library's manifest lock by re-reading,
+//! changing and atomically rewriting it, so processes sharing the directory never lose each
+//! other's updates and a killed build leaves a manifest naming exactly the complete items.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +16,6 @@ use super::init::LinearInit;
 use super::space::LayerVariants;
 use super::variant::{BldMode, Origin, WorkItem};
 use crate::model::ModelConfig;
-use crate::selection::Selection;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const FORMAT: &str = "tessera-block-library/1";
@@ -77,6 +78,9 @@ pub struct ItemRecord {
     pub tokens_seen: u64,
     pub steps: usize,
     pub seconds: f64,
+    /// The optimizer step its training resumed from after an interruption, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<usize>,
 }
 
 impl ItemRecord {
@@ -95,6 +99,7 @@ impl ItemRecord {
             tokens_seen: 0,
             steps: 0,
             seconds: 0.0,
+            resumed_from: None,
         }
     }
 }
@@ -105,11 +110,7 @@ pub struct Manifest {
     pub parent: ParentInfo,
     pub space: SpaceInfo,
     pub settings: BuildSettings,
-    /// The part of the build's trainable items this library holds (`All` for a whole library,
-    /// built in one go or merged). Older manifests call it `shard`.
-    #[serde(alias = "shard", default)]
-    pub selection: Selection,
-    /// Items of this library (of the selected part only) by key, e.g. `layer_3/kv1`.
+    /// Every item of the build by key, e.g. `layer_3/kv1`.
     pub items: BTreeMap<String, ItemRecord>,
 }
 
@@ -134,8 +135,22 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Writes the manifest through a temporary file and a rename.
-    pub fn write(&self, dir: &Path) -> Result<(), LibraryError> {
+    /// Re-reads the manifest in `dir` under the library's lock, applies `change` and writes
+    /// the result back; returns it with what `change` returned.
+    pub fn update<T>(
+        dir: &Path,
+        change: impl FnOnce(&mut Manifest) -> Result<T, LibraryError>,
+    ) -> Result<(Manifest, T), LibraryError> {
+        let _held = super::lock::manifest(dir)?;
+        let mut manifest = Self::read(dir)?;
+        let value = change(&mut manifest)?;
+        manifest.write(dir)?;
+        Ok((manifest, value))
+    }
+
+    /// Writes the manifest through a temporary file and a rename (under the manifest lock
+    /// when other processes may share `dir`).
+    pub(crate) fn write(&self, dir: &Path) -> Result<(), LibraryError> {
         let path = Self::path(dir);
         let partial = dir.join(format!("{MANIFEST_FILE}.partial"));
         let text = serde_json::to_string_pretty(self).expect("manifest serialises");

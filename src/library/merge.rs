@@ -1,6 +1,7 @@
-//! `library merge`: joins libraries built as parts of one build (`--shard i/N`, `--layers`) into one
-//! library. The parts must come from the same parent, search space and settings; every item
-//! is taken from the part that trained it, and an item trained in two parts must be identical.
+//! `library merge`: joins libraries built as parts of one build in separate directories
+//! (`--shard i/N`, `--layers` on machines without a shared disk) into one library. The parts
+//! must come from the same parent, search space and settings; every item is taken from the
+//! part that took it furthest, and an item trained in two parts must be identical.
 
 use std::path::Path;
 
@@ -35,7 +36,6 @@ pub fn merge_libraries(parts: &[&Path], out: &Path) -> Result<Library, LibraryEr
         }
     }
     let mut manifest = libraries[0].manifest.clone();
-    manifest.selection = crate::selection::Selection::All;
     manifest.items.clear();
     for stage in [Stage::Init, Stage::Trained] {
         let path = out.join(stage.folder());

@@ -13,6 +13,7 @@ pub mod build;
 pub mod candidates;
 pub mod init;
 pub mod interchange;
+pub mod lock;
 pub mod manifest;
 pub mod merge;
 pub mod space;
@@ -22,7 +23,7 @@ pub mod variant;
 use std::path::{Path, PathBuf};
 
 pub use bld::BldSettings;
-pub use build::{BuildOptions, BuildReport, build_library};
+pub use build::{BuildOptions, BuildPlan, BuildReport, build_library, plan_build};
 pub use init::LinearInit;
 pub use interchange::ChildChoice;
 pub use manifest::{ItemRecord, ItemState, Manifest};

@@ -8,14 +8,9 @@ use super::variant::Origin;
 impl std::fmt::Display for Library {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let m = &self.manifest;
-        let part = if m.selection.is_all() {
-            String::new()
-        } else {
-            format!(", part {}", m.selection)
-        };
         writeln!(
             f,
-            "parent {} ({}), space {}, mode {:?}{part}",
+            "parent {} ({}), space {}, mode {:?}",
             m.parent.source.display(),
             m.parent.fingerprint,
             m.space.name,

@@ -333,30 +333,57 @@ pub fn block_weights(block: &Block, layer: usize) -> TensorMap {
     out
 }
 
-/// Seeded random weights for `config` (tests, benchmarks, training from scratch): unit norms and
-/// N(0, 0.02) matrices, except that the maps writing into the residual stream (`o_proj`,
-/// `down_proj`) are scaled by 1/√(2·layers), GPT-2's scheme, so that a deep stack starts as
-/// close to the identity as a shallow one (the default 8-layer parent after 560 steps, seed 1,
-/// answered 3.5% of held-out tasks with plain N(0, 0.02), 33.5% with these two scaled by ¼).
+/// The standard deviation of a fresh model's matrices and biases, before residual scaling.
+pub const INIT_STD: f32 = 0.02;
+
+/// How one tensor of a fresh model starts (see [`random_weights`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TensorInit {
+    /// Norm weights: all ones.
+    Ones,
+    /// `scale` × N(0, [`INIT_STD`]): matrices and biases.
+    Normal { scale: f32 },
+}
+
+impl TensorInit {
+    /// The start of tensor `name` of `shape` in a model of `layers` layers: unit norms and
+    /// N(0, 0.02) matrices and biases, except that the maps writing into the residual stream
+    /// (`o_proj`, `down_proj`) are scaled by 1/√(2·layers), GPT-2's scheme.
+    pub fn of(name: &str, shape: &[usize], layers: usize) -> Self {
+        if shape.len() == 1 && !name.ends_with(".bias") {
+            TensorInit::Ones
+        } else if name.ends_with("o_proj.weight") || name.ends_with("down_proj.weight") {
+            TensorInit::Normal {
+                scale: (2.0 * layers.max(1) as f32).powf(-0.5),
+            }
+        } else {
+            TensorInit::Normal { scale: 1.0 }
+        }
+    }
+
+    /// Fills `out` with this start's values, drawn from `rng` in order (nothing is drawn for ones).
+    pub fn fill<R: rand::Rng + ?Sized>(self, rng: &mut R, out: &mut [f32]) {
+        match self {
+            TensorInit::Ones => out.fill(1.0),
+            TensorInit::Normal { scale } => {
+                let normal = Normal::new(0.0f32, INIT_STD).expect("valid normal");
+                out.iter_mut().for_each(|v| *v = scale * normal.sample(rng));
+            }
+        }
+    }
+}
+
+/// Seeded random weights for `config` (tests, benchmarks, training from scratch), each tensor
+/// started as [`TensorInit::of`] says, drawn from one generator in checkpoint order. The residual
+/// scaling matters: the default 8-layer parent after 560 steps, seed 1, answered 3.5% of
+/// held-out tasks with plain N(0, 0.02), 33.5% with `o_proj` and `down_proj` scaled by ¼.
 pub fn random_weights(config: &ModelConfig, seed: u64) -> TensorMap {
     let mut rng = StdRng::seed_from_u64(seed);
-    let normal = Normal::new(0.0f32, 0.02).expect("valid normal");
-    let residual_scale = (2.0 * config.num_layers().max(1) as f32).powf(-0.5);
     expected_tensors(config)
         .into_iter()
         .map(|(name, shape)| {
-            let len = shape.iter().product();
-            let scale = if name.ends_with("o_proj.weight") || name.ends_with("down_proj.weight") {
-                residual_scale
-            } else {
-                1.0
-            };
-            // Norm weights start at one; matrices and biases are random.
-            let data = if shape.len() == 1 && !name.ends_with(".bias") {
-                vec![1.0; len]
-            } else {
-                (0..len).map(|_| scale * normal.sample(&mut rng)).collect()
-            };
+            let mut data = vec![0.0; shape.iter().product()];
+            TensorInit::of(&name, &shape, config.num_layers()).fill(&mut rng, &mut data);
             (name, host_tensor(shape, data))
         })
         .collect()

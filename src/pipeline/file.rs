@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::cluster::SlurmOptions;
 use crate::config_file::toml_location;
 use crate::cost::Target;
 use crate::fusion::FuseOptions;
@@ -58,6 +59,8 @@ struct RawFile {
     rl: RawRl,
     #[serde(default)]
     eval: RawEval,
+    #[serde(default)]
+    slurm: SlurmOptions,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -203,6 +206,8 @@ pub struct Pipeline {
     pub sft: SftOptions,
     pub rl: RlSettings,
     pub eval: EvalSettings,
+    /// How library, score and profile tasks are asked of Slurm when the run goes through it.
+    pub slurm: SlurmOptions,
 }
 
 impl Pipeline {
@@ -266,6 +271,7 @@ impl Pipeline {
                 tasks: parent.eval_tasks,
                 request_rounds: check.positive("eval.request_rounds", raw.eval.request_rounds, 15)?,
             },
+            slurm: check.slurm(raw.slurm)?,
             parent,
         })
     }
@@ -312,6 +318,16 @@ impl Checker<'_> {
         } else {
             Err(self.field(field, format!("{} is not a file", resolved.display())))
         }
+    }
+
+    /// `[slurm]`, its binary relative to the pipeline file.
+    fn slurm(&self, raw: SlurmOptions) -> Result<SlurmOptions, PipelineError> {
+        raw.check().map_err(|e| self.field("slurm", e.to_string()))?;
+        let binary = raw
+            .binary
+            .as_ref()
+            .map(|b| self.path.parent().unwrap_or(Path::new(".")).join(b));
+        Ok(SlurmOptions { binary, ..raw })
     }
 
     fn parent(&self, raw: &RawParent, eval: &RawEval) -> Result<ParentOptions, PipelineError> {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::file::{Pipeline, PipelineError};
 use crate::assemble::AssembleOptions;
-use crate::checkpoint::{ExportFormat, ExportOptions, ExportRequest, StoreDtype};
+use crate::checkpoint::{ExportDtype, ExportFormat, ExportRequest};
 use crate::cost::ProfileOptions;
 use crate::eval::TaskSet;
 use crate::fusion::{FuseOptions, RunChoice};
@@ -222,10 +222,8 @@ impl Pipeline {
     pub fn export_request(&self) -> ExportRequest {
         ExportRequest {
             format: ExportFormat::Decilm,
-            options: ExportOptions {
-                dtype: StoreDtype::Bf16,
-                max_shard_bytes: None,
-            },
+            dtype: ExportDtype::Bf16,
+            max_shard_bytes: None,
             untie: false,
         }
     }

@@ -1,7 +1,8 @@
 //! `tessera run PIPELINE.toml`: parent → library → score → profile → search → assemble → fuse →
 //! distill → sft → rl → export → report, each one stage function called with the options the
 //! pipeline file gives (`plan`), each skipped while its stamp is up to date (`stamp`), each
-//! resuming its own work after a kill. Outputs go to `<runs>/<name>/` (one folder per stage) and
+//! resuming its own work after a kill. Library, score and profile run where the run's executor
+//! says (here, or as Slurm array jobs that the run waits for). Outputs go to `<runs>/<name>/` (one folder per stage) and
 //! the report to `<reports>/<name>/`.
 
 use std::path::PathBuf;
@@ -15,13 +16,11 @@ use super::plan::RunDirs;
 use super::stamp::{Outcome, StageLog, Stages};
 use crate::assemble::assemble_child;
 use crate::checkpoint::export_model;
-use crate::cost::profile_library;
+use crate::cluster::Executor;
 use crate::fusion::fuse_model;
-use crate::library::build_library;
 use crate::parent::train_parent;
 use crate::posttrain::{distill_model, rl_model, sft_model};
 use crate::report::{RunInputs, Summary, pareto_front, write_run_report};
-use crate::score::score_library;
 use crate::search::search_library;
 
 /// Where a run writes, and whether it shows progress.
@@ -31,6 +30,8 @@ pub struct RunOptions {
     pub runs_dir: PathBuf,
     /// `<reports>/<name>/index.html` is the report.
     pub reports_dir: PathBuf,
+    /// Where library building, scoring and profiling run (the rest runs here).
+    pub executor: Executor,
     pub progress: bool,
 }
 
@@ -39,6 +40,7 @@ impl Default for RunOptions {
         Self {
             runs_dir: "runs".into(),
             reports_dir: "reports".into(),
+            executor: Executor::Local,
             progress: true,
         }
     }
@@ -77,18 +79,19 @@ pub fn run_pipeline(p: &Pipeline, options: &RunOptions, device: &Device) -> Resu
         &[&dirs.parent()],
         train_parent(&dirs.parent(), &p.parent_options(show), device)
     );
+    let executor = &options.executor;
     let library = stage!("library", &[&dirs.library()], {
-        build_library(&dirs.library(), &p.build_options(&parent.model_dir, show), device)
+        executor.build_library(&dirs.library(), &p.build_options(&parent.model_dir, show), device)
     });
     let score = stage!(
         "score",
         &[],
-        score_library(&dirs.library(), &p.score_options(show), device)
+        executor.score_library(&dirs.library(), &p.score_options(show), device)
     );
     let profile = stage!(
         "profile",
         &[],
-        profile_library(&dirs.library(), &p.profile_options(show), device)
+        executor.profile_library(&dirs.library(), &p.profile_options(show), device)
     );
     let (search, pareto) = stage!("search", &[&dirs.pareto()], {
         let spec = p.search_spec();

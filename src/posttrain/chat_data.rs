@@ -1,15 +1,14 @@
-//! SFT data: chats from a JSONL file (`{system, user, assistant}` or `{messages: [...]}` per
-//! line) or from the built-in world, checked on read (the system prompt must be exactly one of
-//! the two switches, think tags present iff thinking is on), and tokenised with a mask that
-//! marks the assistant tokens, the only ones trained on. Knows the chat format, not training.
+//! SFT and RL data: chats from a JSONL file (`{system, user, assistant}` or `{messages: [...]}`
+//! per line) or from the built-in world, checked on read (the system prompt must be exactly one
+//! of the two switches, think tags present iff thinking is on), and errors for chats the model's
+//! chat format cannot write. Knows chats, not training or the chat format itself.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::tokenizer::{Tokenizer, TokenizerError};
-use crate::world::tokenizer::{ASSISTANT, BOS, EOS, SYSTEM, THINK_CLOSE, THINK_OPEN, USER};
-use crate::world::{Chat, Split, Thinking, World};
+use crate::world::tokenizer::{THINK_CLOSE, THINK_OPEN};
+use crate::world::{Chat, ChatFormatError, Split, Thinking, World};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatDataError {
@@ -23,46 +22,10 @@ pub enum ChatDataError {
     },
     #[error("{}: the file holds no chats", path.display())]
     Empty { path: PathBuf },
-    #[error(
-        "the tokenizer spells the chat marker `{marker}` as {pieces} tokens; SFT and RL need every chat marker ({}) as one special token",
-        CHAT_MARKERS.join(", ")
-    )]
-    Markers { marker: &'static str, pieces: usize },
     #[error(transparent)]
-    Tokenizer(#[from] TokenizerError),
-}
-
-const CHAT_MARKERS: [&str; 7] = [BOS, EOS, SYSTEM, USER, ASSISTANT, THINK_OPEN, THINK_CLOSE];
-
-/// A chat as token ids, with `trained[i]` true where token `i` is assistant text.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokenizedChat {
-    pub tokens: Vec<u32>,
-    pub trained: Vec<bool>,
-}
-
-/// Checks that `tokenizer` has every chat marker as a single token.
-pub fn check_chat_tokenizer(tokenizer: &Tokenizer) -> Result<(), ChatDataError> {
-    for marker in CHAT_MARKERS {
-        let pieces = tokenizer.encode(marker, false)?.len();
-        if pieces != 1 {
-            return Err(ChatDataError::Markers { marker, pieces });
-        }
-    }
-    Ok(())
-}
-
-pub fn tokenize_chat(chat: &Chat, tokenizer: &Tokenizer) -> Result<TokenizedChat, TokenizerError> {
-    let mut out = TokenizedChat {
-        tokens: Vec::new(),
-        trained: Vec::new(),
-    };
-    for (text, trained) in chat.pieces() {
-        let ids = tokenizer.encode(&text, false)?;
-        out.trained.extend(std::iter::repeat_n(trained, ids.len()));
-        out.tokens.extend(ids);
-    }
-    Ok(out)
+    Format(#[from] ChatFormatError),
+    #[error("chat {index}: {source}")]
+    Chat { index: usize, source: ChatFormatError },
 }
 
 /// Training chats of the built-in world: `count` tasks, each rendered with thinking on and off.
@@ -209,27 +172,5 @@ mod tests {
         .unwrap();
         assert_eq!(flat, messages);
         assert_eq!(flat.thinking, Thinking::On);
-    }
-
-    #[test]
-    fn only_assistant_tokens_are_trained() {
-        let tokenizer = Tokenizer::from_json(&crate::world::tokenizer::tokenizer_json().to_string()).unwrap();
-        check_chat_tokenizer(&tokenizer).unwrap();
-        let chat = Chat {
-            thinking: Thinking::Off,
-            turns: vec![("hi".into(), "yo".into()), ("1+1?".into(), "2".into())],
-        };
-        let tokenized = tokenize_chat(&chat, &tokenizer).unwrap();
-        let trained: String = tokenized
-            .tokens
-            .iter()
-            .zip(&tokenized.trained)
-            .filter(|(_, t)| **t)
-            .map(|(id, _)| tokenizer.decode(&[*id]).unwrap())
-            .collect();
-        // EOS decodes to nothing (it is a hidden special token), so the trained text is the two
-        // replies; the count shows EOS is trained after each.
-        assert_eq!(trained, "yo2");
-        assert_eq!(tokenized.trained.iter().filter(|t| **t).count(), 5);
     }
 }

@@ -11,7 +11,7 @@ pub mod sequences;
 pub mod sft;
 pub mod stage;
 
-pub use chat_data::{ChatDataError, builtin_chats, check_chat_tokenizer, read_chat_file, tokenize_chat};
+pub use chat_data::{ChatDataError, builtin_chats, read_chat_file};
 pub use distill::{DistillError, DistillLoss, DistillOptions, DistillReport, distill, layer_matches};
 pub use grpo::{GrpoSettings, GrpoTerms, group_advantages, grpo_loss};
 pub use rl::{Reward, RlError, RlOptions, RlReport, RlStepLog, rl};

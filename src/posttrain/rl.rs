@@ -1,5 +1,6 @@
 //! Reinforcement learning with GRPO (DESIGN §1.12) on verifiable tasks. For each prompt (a task
-//! with the switch set) the policy samples a group of replies; each reply earns an accuracy
+//! with the switch set, in the model's chat format) the policy samples a group of replies, each
+//! ending at EOS or the format's end-of-turn token; each reply earns an accuracy
 //! reward (the verifier) plus a format reward (think tags present iff thinking is on); the
 //! group-normalised advantages weight a clipped-ratio update with a k3 KL penalty to the frozen
 //! starting model. Before training, every prompt's pass rate under the starting model is
@@ -17,7 +18,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::chat_data::{ChatDataError, check_chat_tokenizer};
+use super::chat_data::ChatDataError;
 use super::grpo::{GrpoSettings, group_advantages, grpo_loss};
 use super::sequences::MaskedBatch;
 use crate::checkpoint::Checkpoint;
@@ -26,7 +27,7 @@ use crate::model::weights::to_host_vec;
 use crate::model::{ForwardError, Llama, Sampling, WeightError, generate_batch};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::train::{BatchIndex, MicroBatch, RunControl, TrainConfig, TrainError, train};
-use crate::world::{Task, Thinking, format_matches};
+use crate::world::{ChatFormat, Task, Thinking, format_matches};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RlOptions {
@@ -135,16 +136,17 @@ struct Sample {
     reward: Reward,
 }
 
-/// Samples `group` replies to each prompt with `model`, rows of equal prompt length together.
+/// Samples `group` replies to each prompt with `model`, rows of equal prompt length together,
+/// each ending at the format's stop tokens.
 fn sample_groups(
     model: &Llama,
-    tokenizer: &Tokenizer,
+    format: &ChatFormat,
     prompts: &[&Prompt],
     group: usize,
     options: &RlOptions,
     seed: u64,
 ) -> Result<Vec<Vec<Sample>>, RlError> {
-    let eos = model.config().eos_token_id;
+    let stop = format.stop_tokens(model.config().eos_token_id);
     let mut by_length: HashMap<usize, Vec<usize>> = HashMap::new();
     for (i, p) in prompts.iter().enumerate() {
         by_length.entry(p.tokens.len()).or_default().push(i);
@@ -166,10 +168,10 @@ fn sample_groups(
             top_p: 1.0,
             seed: seed.wrapping_add((chunk_index as u64) << 32),
         };
-        let generated = generate_batch(model, &rows, max_new, sampling, &[eos])?;
+        let generated = generate_batch(model, &rows, max_new, sampling, &stop)?;
         for (row, tokens) in generated.into_iter().enumerate() {
             let prompt = prompts[members[row / group]];
-            let reply = tokenizer.decode(&tokens[length..])?;
+            let reply = format.tokenizer().decode(&tokens[length..])?;
             let counted = (0..tokens.len()).map(|i| i >= length).collect();
             groups[members[row / group]].push(Sample {
                 reward: Reward::of(&reply, &prompt.task, prompt.thinking),
@@ -285,7 +287,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RlError + '_ {
 /// accepts. Kept in `path` (with the fingerprint it belongs to) so that a resumed run skips it.
 fn pass_rates(
     model: &Llama,
-    tokenizer: &Tokenizer,
+    format: &ChatFormat,
     prompts: &[Prompt],
     options: &RlOptions,
     fingerprint: &serde_json::Value,
@@ -307,7 +309,7 @@ fn pass_rates(
     let by_chunk = crate::parallel::map(0, &chunks, |&(k, chunk)| -> Result<Vec<f64>, RlError> {
         let refs: Vec<&Prompt> = chunk.iter().collect();
         let seed = sample_seed(options.seed, usize::MAX, k);
-        let groups = sample_groups(model, tokenizer, &refs, options.group_size, options, seed)?;
+        let groups = sample_groups(model, format, &refs, options.group_size, options, seed)?;
         bar.inc(refs.len() as u64);
         Ok(groups
             .iter()
@@ -368,13 +370,15 @@ fn read_step_log(path: &Path, steps: usize) -> Result<Vec<RlStepLog>, RlError> {
     Ok(history)
 }
 
-/// Each task asked with the switch settings of `modes` in turn, tokenised.
-fn encode_prompts(tasks: &[Task], tokenizer: &Tokenizer, modes: &[Thinking]) -> Result<Vec<Prompt>, RlError> {
+/// Each task asked with the switch settings of `modes` in turn, in the model's chat format.
+fn encode_prompts(tasks: &[Task], format: &ChatFormat, modes: &[Thinking]) -> Result<Vec<Prompt>, RlError> {
     let mut prompts = Vec::with_capacity(tasks.len());
     for (i, task) in tasks.iter().enumerate() {
         let thinking = modes[i % modes.len()];
         prompts.push(Prompt {
-            tokens: tokenizer.encode(&task.prompt(thinking), false)?,
+            tokens: format
+                .prompt(task, thinking)
+                .map_err(|source| ChatDataError::Chat { index: i + 1, source })?,
             task: task.clone(),
             thinking,
         });
@@ -425,16 +429,15 @@ fn train_config(options: &RlOptions) -> TrainConfig {
 fn make_rollout(
     sampler: &Llama,
     reference: &Llama,
-    tokenizer: &Tokenizer,
+    format: &ChatFormat,
     prompts: &[&Prompt],
     options: &RlOptions,
     seed: u64,
 ) -> Result<Rollout, TrainError> {
-    let groups =
-        sample_groups(sampler, tokenizer, prompts, options.group_size, options, seed).map_err(|e| match e {
-            RlError::Forward(e) => TrainError::Forward(e),
-            other => TrainError::Batch(other.to_string()),
-        })?;
+    let groups = sample_groups(sampler, format, prompts, options.group_size, options, seed).map_err(|e| match e {
+        RlError::Forward(e) => TrainError::Forward(e),
+        other => TrainError::Batch(other.to_string()),
+    })?;
     let samples: Vec<&Sample> = groups.iter().flatten().collect();
     let rows: Vec<(&[u32], &[bool])> = samples
         .iter()
@@ -580,11 +583,11 @@ pub fn rl(
     device: &Device,
 ) -> Result<(Checkpoint, RlReport), RlError> {
     check_options(options)?;
-    check_chat_tokenizer(tokenizer)?;
+    let format = ChatFormat::of(tokenizer).map_err(ChatDataError::from)?;
     if tasks.is_empty() {
         return Err(RlError::Settings("there are no tasks to learn from".into()));
     }
-    let prompts = encode_prompts(tasks, tokenizer, &options.modes)?;
+    let prompts = encode_prompts(tasks, &format, &options.modes)?;
     let reference = model.build(device)?;
     let model_fingerprint = model.fingerprint();
     // The survey depends on the model, the prompts and how replies are sampled, not on training.
@@ -600,7 +603,7 @@ pub fn rl(
     let survey_path = work_dir.join("pass_rates.json");
     let rates = pass_rates(
         &reference,
-        tokenizer,
+        &format,
         &prompts,
         options,
         &survey_fingerprint,
@@ -627,7 +630,7 @@ pub fn rl(
             let rollout = rollouts.get_or_make(round, micro, || {
                 let prompts = round_prompts(round, micro);
                 let seed = sample_seed(options.seed, round, micro);
-                make_rollout(&policy.valid(), &reference, tokenizer, &prompts, options, seed)
+                make_rollout(&policy.valid(), &reference, &format, &prompts, options, seed)
             })?;
             let (batch, entry) = grpo_step(policy, &rollout, options.grpo)?;
             log.append(

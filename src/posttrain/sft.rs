@@ -1,5 +1,6 @@
 //! Supervised fine-tuning with the reasoning switch (DESIGN §1.11): chats whose system prompt is
-//! `detailed thinking on` or `off`, next-token loss on assistant tokens only, in stages (for
+//! `detailed thinking on` or `off`, written in the model's chat format, next-token loss on
+//! assistant tokens only, in stages (for
 //! example reasoning chats first, then on and off mixed, as in the Llama-Nemotron recipe). Each
 //! stage is its own resumable run on the shared engine, starting from the model the previous
 //! stage left. Knows chats and checkpoints, not how the chats were made.
@@ -12,13 +13,13 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::chat_data::{ChatDataError, TokenizedChat, check_chat_tokenizer, tokenize_chat};
+use super::chat_data::ChatDataError;
 use super::sequences::MaskedBatch;
 use crate::checkpoint::Checkpoint;
 use crate::model::WeightError;
-use crate::tokenizer::{Tokenizer, TokenizerError};
+use crate::tokenizer::{TokenizedChat, Tokenizer};
 use crate::train::{MicroBatch, RunControl, StepLog, TrainConfig, TrainError, cross_entropy, train};
-use crate::world::{Chat, Thinking};
+use crate::world::{Chat, ChatFormat, Thinking};
 
 /// Which chats a stage trains on, by their switch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,8 +113,6 @@ pub enum SftError {
     #[error(transparent)]
     Data(#[from] ChatDataError),
     #[error(transparent)]
-    Tokenizer(#[from] TokenizerError),
-    #[error(transparent)]
     Train(#[from] TrainError),
     #[error(transparent)]
     Weights(#[from] WeightError),
@@ -166,16 +165,19 @@ fn loss_at_ends(history: &[StepLog]) -> (f64, f64) {
     (mean(&history[..n]), mean(&history[history.len() - n..]))
 }
 
-/// Every chat tokenised with its switch setting; a chat longer than the model reads is an error.
+/// Every chat tokenised in the model's chat format with its switch setting; a chat longer than
+/// the model reads is an error.
 fn tokenize_chats(
     chats: &[Chat],
-    tokenizer: &Tokenizer,
+    format: &ChatFormat,
     model: &Checkpoint,
 ) -> Result<Vec<(Thinking, TokenizedChat)>, SftError> {
     let max_len = model.config.max_position_embeddings + 1;
     let mut tokenized = Vec::with_capacity(chats.len());
     for (i, chat) in chats.iter().enumerate() {
-        let t = tokenize_chat(chat, tokenizer)?;
+        let t = format
+            .chat(chat)
+            .map_err(|source| ChatDataError::Chat { index: i + 1, source })?;
         if t.tokens.len() > max_len {
             return Err(SftError::Settings(format!(
                 "chat {} is {} tokens long; the model reads at most {} positions",
@@ -282,8 +284,8 @@ pub fn sft(
     device: &Device,
 ) -> Result<(Checkpoint, SftReport), SftError> {
     check_options(options)?;
-    check_chat_tokenizer(tokenizer)?;
-    let tokenized = tokenize_chats(chats, tokenizer, model)?;
+    let format = ChatFormat::of(tokenizer).map_err(ChatDataError::from)?;
+    let tokenized = tokenize_chats(chats, &format, model)?;
     let mut current = model.clone();
     let mut stages = Vec::new();
     let mut steps_before = 0;

@@ -40,7 +40,7 @@ pub enum PosttrainError {
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
     Chats(#[from] ChatDataError),
-    #[error("{} has no {TOKENIZER_FILE}; chat training needs one with the chat markers", .0.display())]
+    #[error("{} has no {TOKENIZER_FILE}; chat training needs one (with the model's chat template beside it, or the built-in chat markers)", .0.display())]
     NoTokenizer(PathBuf),
     #[error("stopped after step {0} as asked; run the same command again to resume")]
     Stopped(usize),

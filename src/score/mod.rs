@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub use replace::{Reference, Scores};
-pub use stage::{AccuracyRow, ItemScores, ScoreMetric, ScoreOptions, ScoreReport, score_library};
+pub use stage::{
+    AccuracyRow, ItemScores, ScoreMetric, ScoreOptions, ScoreReport, compute_scores, record_score_report, score_library,
+};
 
 use crate::checkpoint::{Checkpoint, LayerSpan, Replacement};
 use crate::eval::task_accuracy;

@@ -18,7 +18,8 @@ use crate::source::TokenSource;
 use crate::world::Thinking;
 
 /// What a block is scored by.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ScoreMetric {
     /// KL to the parent's next-token distributions, LM loss and last-hidden cosine distance,
     /// all from one forward pass.
@@ -27,7 +28,7 @@ pub enum ScoreMetric {
     Accuracy { tasks: TaskSet, thinking: Thinking },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScoreOptions {
     /// The parent, when it moved since the library was built.
     pub parent: Option<PathBuf>,
@@ -91,6 +92,14 @@ pub struct ScoreReport {
 /// Scores the library in `dir` and records the figures there (`block_library.json` metrics,
 /// `scores.*`, `item_scores.*`).
 pub fn score_library(dir: &Path, options: &ScoreOptions, device: &Device) -> Result<ScoreReport, ScoreError> {
+    let report = compute_scores(dir, options, device)?;
+    record_score_report(&report)?;
+    Ok(report)
+}
+
+/// The scores `options` ask for, recorded nowhere (a cluster task computes a part of them; its
+/// merge records them all).
+pub fn compute_scores(dir: &Path, options: &ScoreOptions, device: &Device) -> Result<ScoreReport, ScoreError> {
     let library = Library::open(dir)?;
     let source = match &options.data {
         Some(source) => source.clone(),
@@ -131,33 +140,45 @@ pub fn score_library(dir: &Path, options: &ScoreOptions, device: &Device) -> Res
     };
     if options.compare_items {
         let (summary, items) = compare_items(&library, &scoring, options.progress)?;
-        let path = dir.join("item_scores.json");
-        let written = ItemScores { summary, items };
-        std::fs::write(&path, serde_json::to_string_pretty(&written).expect("scores serialise"))
-            .map_err(LibraryError::io(&path))?;
-        write_item_table(dir, &written.items)?;
-        report.items = Some(written);
+        report.items = Some(ItemScores { summary, items });
     }
     match &options.blocks {
         None => {}
         Some(ScoreMetric::Divergence) => {
             report.blocks = scoring.score(&library, &chosen, Stage::Trained, options.progress)?;
-            record_scores(dir, &report.blocks)?;
         }
         Some(ScoreMetric::Accuracy { tasks, thinking }) => {
             let tasks = tasks.tasks()?;
             report.tasks = tasks.len();
             report.accuracy = scoring.accuracy(&library, &chosen, &tasks, *thinking, options.progress)?;
-            record_metrics(
-                dir,
-                report
-                    .accuracy
-                    .iter()
-                    .map(|r| (r.span, r.block.as_str(), "accuracy", r.accuracy)),
-            )?;
         }
     }
     Ok(report)
+}
+
+/// Records a report's figures in its library: item comparisons in `item_scores.*`, divergence
+/// scores in `scores.*`, and every block figure under `metrics` in `block_library.json`.
+pub fn record_score_report(report: &ScoreReport) -> Result<(), ScoreError> {
+    let dir = &report.library;
+    if let Some(items) = &report.items {
+        let path = dir.join("item_scores.json");
+        std::fs::write(&path, serde_json::to_string_pretty(items).expect("scores serialise"))
+            .map_err(LibraryError::io(&path))?;
+        write_item_table(dir, &items.items)?;
+    }
+    if !report.blocks.is_empty() {
+        record_scores(dir, &report.blocks)?;
+    }
+    if !report.accuracy.is_empty() {
+        record_metrics(
+            dir,
+            report
+                .accuracy
+                .iter()
+                .map(|r| (r.span, r.block.as_str(), "accuracy", r.accuracy)),
+        )?;
+    }
+    Ok(())
 }
 
 impl std::fmt::Display for ScoreReport {

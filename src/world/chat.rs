@@ -1,10 +1,14 @@
 //! Chat rendering with the reasoning switch (DESIGN §1.11): the system prompt is exactly
 //! `detailed thinking on` (worked solution inside `<think>…</think>`, then the answer) or
-//! `detailed thinking off` (the answer alone). Also reads the final answer back out of a reply.
+//! `detailed thinking off` (the answer alone). A [`ChatFormat`] writes chats and prompts as token
+//! ids in the model's format: its own chat template when its tokenizer has one (the switch and
+//! the think tags are then plain text in it), else the built-in world's markers. Also reads the
+//! final answer back out of a reply. Knows tokenizers, not models or training.
 
 use serde::{Deserialize, Serialize};
 
 use super::tokenizer::{ASSISTANT, BOS, EOS, SYSTEM, THINK_CLOSE, THINK_OPEN, THINKING_OFF, THINKING_ON, USER};
+use crate::tokenizer::{ChatTemplate, ChatTemplateError, Message, TokenizedChat, Tokenizer, TokenizerError};
 
 /// A verifiable task: the question, its worked solution and the exact answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,7 +52,18 @@ pub struct Chat {
 }
 
 impl Chat {
-    /// The text pieces in order, each with whether it is assistant text (trained on).
+    /// The chat as template messages: the system prompt, then user and assistant turns.
+    pub fn messages(&self) -> Vec<Message<'_>> {
+        let mut messages = vec![Message::new("system", self.thinking.system_prompt())];
+        for (user, assistant) in &self.turns {
+            messages.push(Message::new("user", user));
+            messages.push(Message::new("assistant", assistant));
+        }
+        messages
+    }
+
+    /// The text pieces in the built-in format, in order, each with whether it is assistant text
+    /// (trained on).
     pub fn pieces(&self) -> Vec<(String, bool)> {
         let mut pieces = vec![(format!("{BOS}{SYSTEM}{}", self.thinking.system_prompt()), false)];
         for (user, assistant) in &self.turns {
@@ -72,7 +87,8 @@ impl Task {
         }
     }
 
-    /// Everything up to and including the assistant marker: what a model is asked to continue.
+    /// Everything up to and including the assistant marker, in the built-in format: what a model
+    /// is asked to continue.
     pub fn prompt(&self, thinking: Thinking) -> String {
         let pieces = self.chat(thinking).pieces();
         format!("{}{}", pieces[0].0, pieces[1].0)
@@ -86,6 +102,103 @@ impl Task {
     /// Prompt and reply: one training document.
     pub fn render(&self, thinking: Thinking) -> String {
         self.prompt(thinking) + &self.reply(thinking)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatFormatError {
+    #[error(
+        "the tokenizer has no chat template (`chat_template` in tokenizer_config.json or chat_template.jinja beside tokenizer.json, or a GGUF file's `tokenizer.chat_template`) and spells the built-in chat marker `{marker}` as {pieces} tokens; the built-in chat format needs every marker ({}) as one special token",
+        BUILTIN_MARKERS.join(", ")
+    )]
+    Markers { marker: &'static str, pieces: usize },
+    #[error(transparent)]
+    Template(#[from] ChatTemplateError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+}
+
+const BUILTIN_MARKERS: [&str; 7] = [BOS, EOS, SYSTEM, USER, ASSISTANT, THINK_OPEN, THINK_CLOSE];
+
+/// How chats are written as token ids for one tokenizer: the one place that renders a prompt
+/// for generation, a chat with its trained-token mask, and the tokens generation stops at.
+pub struct ChatFormat<'t> {
+    tokenizer: &'t Tokenizer,
+    /// The model's chat template; `None`: the built-in world's markers.
+    template: Option<ChatTemplate>,
+}
+
+impl<'t> ChatFormat<'t> {
+    /// The format of `tokenizer`: its chat template (checked by rendering a probe chat), or,
+    /// without one, the built-in markers, which it must then spell as one token each.
+    pub fn of(tokenizer: &'t Tokenizer) -> Result<Self, ChatFormatError> {
+        let template = match tokenizer.chat_spec() {
+            Some(spec) => Some(ChatTemplate::new(spec, tokenizer)?),
+            None => {
+                for marker in BUILTIN_MARKERS {
+                    let pieces = tokenizer.encode(marker, false)?.len();
+                    if pieces != 1 {
+                        return Err(ChatFormatError::Markers { marker, pieces });
+                    }
+                }
+                None
+            }
+        };
+        Ok(Self { tokenizer, template })
+    }
+
+    pub fn tokenizer(&self) -> &'t Tokenizer {
+        self.tokenizer
+    }
+
+    /// The model's chat template, or `None` for the built-in format.
+    pub fn template(&self) -> Option<&ChatTemplate> {
+        self.template.as_ref()
+    }
+
+    /// `task`'s question asked with the switch set to `thinking`, up to where the assistant's
+    /// reply begins.
+    pub fn prompt(&self, task: &Task, thinking: Thinking) -> Result<Vec<u32>, ChatFormatError> {
+        Ok(match &self.template {
+            Some(template) => {
+                let messages = [
+                    Message::new("system", thinking.system_prompt()),
+                    Message::new("user", &task.question),
+                ];
+                template.encode_prompt(self.tokenizer, &messages)?
+            }
+            None => self.tokenizer.encode(&task.prompt(thinking), false)?,
+        })
+    }
+
+    /// `chat` as token ids with its assistant tokens marked: the assistant text and the token
+    /// that ends each assistant turn.
+    pub fn chat(&self, chat: &Chat) -> Result<TokenizedChat, ChatFormatError> {
+        if let Some(template) = &self.template {
+            return Ok(template.encode_chat(self.tokenizer, &chat.messages())?);
+        }
+        let mut out = TokenizedChat {
+            tokens: Vec::new(),
+            trained: Vec::new(),
+        };
+        for (text, trained) in chat.pieces() {
+            let ids = self.tokenizer.encode(&text, false)?;
+            out.trained.extend(std::iter::repeat_n(trained, ids.len()));
+            out.tokens.extend(ids);
+        }
+        Ok(out)
+    }
+
+    /// The tokens a reply ends at: the model's EOS (`eos`) and the template's end-of-turn token.
+    pub fn stop_tokens(&self, eos: u32) -> Vec<u32> {
+        let mut stop = vec![eos];
+        stop.extend(
+            self.template
+                .as_ref()
+                .map(ChatTemplate::end_of_turn)
+                .filter(|&t| t != eos),
+        );
+        stop
     }
 }
 
@@ -128,5 +241,35 @@ mod tests {
         assert!(format_matches(&task.reply(Thinking::On), Thinking::On));
         assert!(!format_matches(&task.reply(Thinking::Off), Thinking::On));
         assert!(format_matches(&task.reply(Thinking::Off), Thinking::Off));
+    }
+
+    #[test]
+    fn the_builtin_format_trains_only_assistant_tokens_and_stops_at_eos() {
+        let tokenizer = Tokenizer::from_json(&super::super::tokenizer::tokenizer_json().to_string()).unwrap();
+        let format = ChatFormat::of(&tokenizer).unwrap();
+        let chat = Chat {
+            thinking: Thinking::Off,
+            turns: vec![("hi".into(), "yo".into()), ("1+1?".into(), "2".into())],
+        };
+        let tokenized = format.chat(&chat).unwrap();
+        let trained: String = tokenized
+            .tokens
+            .iter()
+            .zip(&tokenized.trained)
+            .filter(|(_, t)| **t)
+            .map(|(id, _)| tokenizer.decode(&[*id]).unwrap())
+            .collect();
+        // EOS decodes to nothing (it is a hidden special token), so the trained text is the two
+        // replies; the count shows EOS is trained after each.
+        assert_eq!(trained, "yo2");
+        assert_eq!(tokenized.trained.iter().filter(|t| **t).count(), 5);
+        let task = Task {
+            question: "1+1?".into(),
+            thinking: String::new(),
+            answer: "2".into(),
+        };
+        let prompt = format.prompt(&task, Thinking::Off).unwrap();
+        assert_eq!(prompt, tokenizer.encode(&task.prompt(Thinking::Off), false).unwrap());
+        assert_eq!(format.stop_tokens(7), [7]);
     }
 }

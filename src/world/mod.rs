@@ -10,7 +10,7 @@ pub mod tokenizer;
 
 pub use crate::data::Split;
 use crate::data::split_of;
-pub use chat::{Chat, Task, Thinking, final_answer, format_matches};
+pub use chat::{Chat, ChatFormat, ChatFormatError, Task, Thinking, final_answer, format_matches};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
