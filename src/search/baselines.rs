@@ -137,9 +137,8 @@ fn random(form: &Form, seed: u64) -> Option<Choice> {
         return None;
     }
     let mut rng = StdRng::seed_from_u64(seed);
-    let draws: Vec<Vec<usize>> = (0..2000)
-        .map(|_| layers.iter().map(|l| l[rng.random_range(0..l.len())]).collect())
-        .collect();
+    // Drawn and judged one at a time: nothing is kept but the best so far.
+    let draws = (0..2000).map(|_| layers.iter().map(|l| l[rng.random_range(0..l.len())]).collect());
     cheapest_feasible(form, draws)
 }
 
