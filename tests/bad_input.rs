@@ -299,7 +299,10 @@ fn random_parent_refuses_a_bad_config_by_file_and_field_and_a_used_directory() {
             .arg(&out)
             .output()
             .unwrap();
-        (output.status.success(), String::from_utf8_lossy(&output.stderr).to_string())
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
     };
     let config = tmp.path().join("config.json");
     let (ok, stderr) = random(&config);

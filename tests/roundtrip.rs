@@ -349,14 +349,21 @@ fn random_parent_reads_back_with_its_config_shapes_and_bf16_normals() {
         .count();
     assert!(shards > 2 && out.join("model.safetensors.index.json").is_file());
     // The config as given, but for the dtype it now describes.
-    let mut written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let mut written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(written["torch_dtype"], "bfloat16");
     written["torch_dtype"] = "float32".into();
-    assert_eq!(written, serde_json::from_str::<serde_json::Value>(TINY_LLAMA3_CONFIG).unwrap());
+    assert_eq!(
+        written,
+        serde_json::from_str::<serde_json::Value>(TINY_LLAMA3_CONFIG).unwrap()
+    );
 
     for (name, tensor) in &read.weights {
         let values = tensor.values();
-        assert!(values.iter().all(|&v| StoreDtype::Bf16.round_trip(v) == v), "{name} is not bf16");
+        assert!(
+            values.iter().all(|&v| StoreDtype::Bf16.round_trip(v) == v),
+            "{name} is not bf16"
+        );
         if tensor.ndim() == 1 {
             assert!(values.iter().all(|&v| v == 1.0), "norm {name} does not start at one");
         }
@@ -371,7 +378,10 @@ fn random_parent_reads_back_with_its_config_shapes_and_bf16_normals() {
         ("down_proj.weight", residual),
     ] {
         let (mean, measured, n) = moments(&read.weights, suffix);
-        assert!((measured / std - 1.0).abs() < 0.03, "{suffix}: std {measured}, expected {std}");
+        assert!(
+            (measured / std - 1.0).abs() < 0.03,
+            "{suffix}: std {measured}, expected {std}"
+        );
         assert!(mean.abs() < 5.0 * std / (n as f64).sqrt(), "{suffix}: mean {mean}");
     }
 
@@ -388,7 +398,10 @@ fn random_parent_reads_back_with_its_config_shapes_and_bf16_normals() {
     let reseeded = tmp.path().join("reseeded");
     write_random_parent(&config_path, &reseeded, &RandomParentOptions { seed: 8, ..options }).unwrap();
     let other = Checkpoint::read(&reseeded).unwrap().0;
-    assert_ne!(other.weights["model.embed_tokens.weight"], read.weights["model.embed_tokens.weight"]);
+    assert_ne!(
+        other.weights["model.embed_tokens.weight"],
+        read.weights["model.embed_tokens.weight"]
+    );
 }
 
 #[test]

@@ -84,7 +84,11 @@ pub fn write_random_parent(
         .unwrap_or_else(|| (0..layers).map(LayerSpan::single).collect());
     let mut config_json: Value = serde_json::from_str(&text).expect("parse_config read it as a JSON object");
     // transformers 5 writes `dtype` where 4 wrote `torch_dtype`.
-    let dtype_key = if config_json.get("dtype").is_some() { "dtype" } else { "torch_dtype" };
+    let dtype_key = if config_json.get("dtype").is_some() {
+        "dtype"
+    } else {
+        "torch_dtype"
+    };
     config_json[dtype_key] = options.dtype.torch_name().into();
     let tensors = expected_tensors(&config);
     let bar = crate::progress::bar(options.progress, "tensors written", 0, tensors.len());
@@ -100,7 +104,13 @@ pub fn write_random_parent(
             })
         })
         .collect();
-    write_checkpoint_dir(out, &config_json, &pending, options.dtype, Some(options.max_shard_bytes))?;
+    write_checkpoint_dir(
+        out,
+        &config_json,
+        &pending,
+        options.dtype,
+        Some(options.max_shard_bytes),
+    )?;
     bar.finish_and_clear();
     Ok(ModelSummary {
         model: out.to_path_buf(),

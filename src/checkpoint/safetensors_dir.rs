@@ -159,8 +159,11 @@ pub fn read_tensors(dir: &Path) -> Result<TensorMap, CheckpointError> {
 pub struct PendingTensor<'a> {
     pub name: String,
     pub shape: Vec<usize>,
-    fill: Box<dyn Fn(StoreDtype, &mut [u8]) + 'a>,
+    fill: Fill<'a>,
 }
+
+/// Writes a tensor's bytes in a store dtype into a buffer of its size.
+type Fill<'a> = Box<dyn Fn(StoreDtype, &mut [u8]) + 'a>;
 
 impl<'a> PendingTensor<'a> {
     /// A tensor whose bytes `fill` writes when they are needed.
@@ -303,7 +306,9 @@ fn write_file(
     dtype: StoreDtype,
     metadata: Option<HashMap<String, String>>,
 ) -> Result<(), CheckpointError> {
-    let stored = tensors.iter().map(|&tensor| (tensor.name.as_str(), Stored { tensor, dtype }));
+    let stored = tensors
+        .iter()
+        .map(|&tensor| (tensor.name.as_str(), Stored { tensor, dtype }));
     safetensors::serialize_to_file(stored, metadata, path).map_err(|e| match e {
         SafeTensorError::IoError(cause) => CheckpointError::Io {
             path: path.to_path_buf(),

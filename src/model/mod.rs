@@ -19,6 +19,6 @@ pub use kv_cache::KvCache;
 pub use llama::Block;
 pub use llama::{ForwardError, ForwardOutput, Llama};
 pub use weights::{
-    HostTensor, HostValues, TensorInit, TensorMap, WeightError, block_tensors, block_weights, build_block, build_model, from_burn,
-    host_tensor, model_weights, random_weights, to_burn, transposed,
+    HostTensor, HostValues, TensorInit, TensorMap, WeightError, block_tensors, block_weights, build_block, build_model,
+    from_burn, host_tensor, model_weights, random_weights, to_burn, transposed,
 };
