@@ -5,7 +5,8 @@
 //! half and memory at 60% of the parent's) or real-shaped (`puzzle-70b`, 16 blocks per layer;
 //! `paper`, 54: ten instances each, KL or LM loss with runtime at 0.9, 0.7, 0.5, 0.4 and 0.3 of
 //! the parent's and memory at 0.9). With `dump`, every library and instance is written out so
-//! that `scripts/search_reference.py` solves the very same problems with python-mip.
+//! that `scripts/search_reference.py` solves the very same problems with python-mip. Knows the
+//! search only through its public functions.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -231,6 +232,7 @@ pub fn bench_search(options: &SearchBenchOptions, dump: Option<&Path>) -> Result
             let spec = spec(options, setting.objective, limits.clone());
             let (search_ms, report) = time_instance(&input, &spec, options.repeats)?;
             let best = &report.solutions[0];
+            // Once more, untimed, for the candidate counts a search report does not carry.
             let solved = crate::search::solve(&input.problem, &spec.objective, &limits, &spec.options, None)?;
             instances.push(InstanceResult {
                 library: seed,

@@ -11,6 +11,7 @@
 //!   layer's zero-parameter variant — until the limits hold (ShortGPT-like).
 //!
 //! Each returns a feasible choice or none; the search re-checks it like the MIP's answers.
+//! Knows the program's shape (`Form`), not the MIP solvers.
 
 use std::collections::HashMap;
 

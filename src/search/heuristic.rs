@@ -3,6 +3,7 @@
 //! (while some change lowers the cost and keeps every limit, make the one that lowers it most).
 //! The solver's starting answers and the greedy baselines; each step costs one pass over the
 //! layers' alternatives, with every limit's total kept up to date rather than recomputed.
+//! Knows the program's shape (`Form`), not solvers or library files.
 
 use super::form::Form;
 
