@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 use super::args::named;
 use super::print;
 use tessera::bench::{
-    RANDOM_25M, RequestShape, TrainShape, TrainSizes, bench_bld, bench_models, bench_requests, bench_score,
-    bench_search, bench_train_shapes, hardware as measure_hardware,
+    BenchShape, RANDOM_25M, RequestShape, SearchBenchOptions, TrainShape, TrainSizes, bench_bld, bench_models,
+    bench_requests, bench_score, bench_search, bench_train_shapes, hardware as measure_hardware,
 };
 use tessera::library::{BldSettings, BuildOptions};
 use tessera::search::SolverKind;
@@ -26,8 +26,8 @@ pub enum BenchCommand {
     Request(RequestArgs),
     /// Replace-1-block scoring with prefix reuse against full recomputation: time and agreement.
     Score(ScoreBenchArgs),
-    /// Solver speed on random libraries: median time per solve to proven optimality (two resource
-    /// limits) and the time of a Pareto sweep.
+    /// Search speed on generated libraries (random or shaped like real ones): each instance
+    /// searched as `tessera search` does, baselines included, and a Pareto sweep.
     Search(SearchBenchArgs),
     /// Training tokens/s (forward, backward, clip, AdamW) of the default parent and an 8M shape.
     Train(TrainArgs),
@@ -96,19 +96,29 @@ pub struct ScoreBenchArgs {
 
 #[derive(Args)]
 pub struct SearchBenchArgs {
-    #[arg(long, default_value_t = 80)]
+    /// `random`, or shaped like real libraries: `puzzle-70b` (16 blocks per layer), `paper` (54).
+    #[arg(long, default_value_t = SearchBenchOptions::default().shape, value_parser = named::<BenchShape>())]
+    shape: BenchShape,
+    #[arg(long, default_value_t = SearchBenchOptions::default().layers)]
     layers: usize,
-    #[arg(long, default_value_t = 16)]
+    /// Blocks per layer of random libraries.
+    #[arg(long, default_value_t = SearchBenchOptions::default().variants)]
     variants: usize,
-    /// Random libraries solved once each.
-    #[arg(long, default_value_t = 21)]
+    /// Libraries generated (random: one instance each; real shapes: ten).
+    #[arg(long, default_value_t = SearchBenchOptions::default().libraries)]
     libraries: usize,
-    #[arg(long, default_value_t = 50)]
+    /// Searches per instance; the median is reported.
+    #[arg(long, default_value_t = SearchBenchOptions::default().repeats)]
+    repeats: usize,
+    #[arg(long, default_value_t = SearchBenchOptions::default().sweep_points)]
     sweep_points: usize,
+    /// Time the MIP alone, without the baselines.
+    #[arg(long)]
+    no_baselines: bool,
     /// Solvers to compare.
     #[arg(long = "solver", default_values_t = [SolverKind::Cbc], value_parser = named::<SolverKind>())]
     solvers: Vec<SolverKind>,
-    /// Also write the libraries and limits here, for scripts/search_reference.py.
+    /// Also write the libraries and instances here, for scripts/search_reference.py.
     #[arg(long)]
     dump: Option<PathBuf>,
     #[arg(long)]
@@ -172,14 +182,17 @@ pub fn run(command: BenchCommand, device: &Device) -> Result<()> {
                 .solvers
                 .iter()
                 .map(|&solver| {
-                    bench_search(
+                    let options = SearchBenchOptions {
                         solver,
-                        a.layers,
-                        a.variants,
-                        a.libraries,
-                        a.sweep_points,
-                        a.dump.as_deref(),
-                    )
+                        shape: a.shape,
+                        layers: a.layers,
+                        variants: a.variants,
+                        libraries: a.libraries,
+                        repeats: a.repeats,
+                        sweep_points: a.sweep_points,
+                        baselines: !a.no_baselines,
+                    };
+                    bench_search(&options, a.dump.as_deref())
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             if a.json {

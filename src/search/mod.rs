@@ -5,9 +5,12 @@
 //! nothing of how blocks are trained, scored or assembled.
 
 pub mod baselines;
+pub mod bound;
 pub mod check;
 pub mod constraints;
 pub mod diagnose;
+pub mod form;
+pub mod heuristic;
 pub mod limit;
 pub mod mip;
 pub mod outside;
@@ -23,10 +26,10 @@ pub use baselines::{BASELINES, Baseline};
 pub use check::{ChildCheck, ChildChecks, ParentTiming, check_on_cpu};
 pub use constraints::ConstraintFile;
 pub use limit::{Limit, Objective, Sense, parse_limits};
-pub use mip::{SolveOptions, Solved, SolverKind, Status, solve, verify};
+pub use mip::{SolveOptions, Solved, SolverKind, Status, Warm, solve, solve_warm, verify};
 pub use outside::{Outside, SearchInput};
 pub use problem::{Candidate, Choice, Problem};
-pub use run::{Limits, SearchReport, SearchSpec, SolutionReport, search, search_library};
+pub use run::{Limits, SearchReport, SearchSpec, SolutionReport, search, search_library, search_warm};
 pub use solutions::{SavedSolution, SolutionRef};
 pub use sweep::{Sweep, SweepPoint, sweep};
 

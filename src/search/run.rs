@@ -14,7 +14,7 @@ use super::baselines::BASELINES;
 use super::check::{ChildChecks, check_on_cpu};
 use super::constraints::ConstraintFile;
 use super::limit::{Limit, Objective};
-use super::mip::{SolveOptions, Solved, SolverKind, Status, solve};
+use super::mip::{SolveOptions, Solved, SolverKind, Status, Warm, solve_warm, verify};
 use super::outside::SearchInput;
 use super::problem::Problem;
 use crate::cost::keys;
@@ -162,11 +162,17 @@ fn limit_sets(input: &SearchInput, spec: &SearchSpec) -> Result<Vec<LimitSet>, S
 /// Runs the search: for each batch size the MIP's solutions; those of the batch size whose best
 /// solution is best are kept, and the baselines are run at that batch size.
 pub fn search(input: &SearchInput, spec: &SearchSpec) -> Result<SearchReport, SearchError> {
+    search_warm(input, spec, &mut Warm::default())
+}
+
+/// [`search`], starting from what earlier searches of the same library left in `warm` (a
+/// sweep's points, the closed loop's rounds) and leaving what this one learns there.
+pub fn search_warm(input: &SearchInput, spec: &SearchSpec, warm: &mut Warm) -> Result<SearchReport, SearchError> {
     let problem = &input.problem;
     let mut best: Option<(Option<usize>, Vec<Limit>, Vec<Solved>)> = None;
     let mut first_error = None;
     for (batch, limits) in limit_sets(input, spec)? {
-        match solve(problem, &spec.objective, &limits, &spec.options, None) {
+        match solve_warm(problem, &spec.objective, &limits, &spec.options, None, warm) {
             Ok(found) => {
                 let better = best
                     .as_ref()
@@ -193,13 +199,17 @@ pub fn search(input: &SearchInput, spec: &SearchSpec) -> Result<SearchReport, Se
     if spec.baselines {
         for baseline in BASELINES {
             let began = std::time::Instant::now();
-            match baseline.choose(problem, &spec.objective, &limits, 7)? {
+            match baseline.choose_warm(problem, &spec.objective, &limits, 7, warm)? {
                 Some(choice) => {
+                    // Checked like the MIP's answers, on the library's own values.
+                    verify(problem, &limits, &choice)
+                        .map_err(|text| SearchError::Verification(format!("baseline {}: {text}", baseline.name())))?;
                     let solved = Solved {
                         objective: spec.objective.value(problem, &choice)?,
                         choice,
                         status: Status::Heuristic,
                         solve_ms: began.elapsed().as_secs_f64() * 1e3,
+                        undominated: 0,
                         variables: 0,
                     };
                     baselines.push(report(

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::SearchError;
 use super::limit::{Limit, Sense};
+use super::mip::Warm;
 use super::outside::SearchInput;
-use super::run::{Limits, SearchReport, SearchSpec, search};
+use super::run::{Limits, SearchReport, SearchSpec, search_warm};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sweep {
@@ -90,7 +91,8 @@ pub struct SweepPoint {
     pub infeasible: Option<String>,
 }
 
-/// Searches at every value of the sweep.
+/// Searches at every value of the sweep, each point starting from what the earlier ones learnt
+/// (library values, answers, the bound's covers).
 pub fn sweep(
     input: &SearchInput,
     spec: &SearchSpec,
@@ -100,8 +102,9 @@ pub fn sweep(
     let bar = crate::progress::bar(progress, "sweep points", 0, sweep.steps);
     bar.set_message(sweep.key.clone());
     let mut points = Vec::new();
+    let mut warm = Warm::default();
     for value in sweep.values() {
-        let point = match search(input, &sweep.apply(spec, value)?) {
+        let point = match search_warm(input, &sweep.apply(spec, value)?, &mut warm) {
             Ok(report) => SweepPoint {
                 value,
                 report: Some(report),
