@@ -151,6 +151,17 @@ start() {
     pid_alive "$pidfile" "$name" || { show_logs; die "$name did not start (see $logdir)"; }
 }
 
+# Refuse busy ports before starting anything (unless it is this cluster's own daemons).
+# port_free PORT: nothing listens on PORT here (bash's /dev/tcp connects when something does).
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "$port" "$((port + 1))"; do
+    if ! pid_alive "$rundir/slurmctld.pid" slurmctld && ! pid_alive "$rundir/slurmd.pid" slurmd && ! port_free "$p"; then
+        die "port $p is in use, by another Slurm or another program (a cluster of these scripts under another
+TESSERA_SLURM_DIR, e.g. /tmp/tessera-slurm, stops with TESSERA_SLURM_DIR=... scripts/slurm/down.sh);
+set TESSERA_SLURM_PORT to use other ports (PORT and PORT+1)"
+    fi
+done
+
 # ---------------------------------------------------------------- munge
 mkdir -p "$rundir" "$logdir" "$mungedir" "$dir/state" "$dir/spool"
 chmod 755 "$dir" "$mungedir"   # clients of other users must reach the socket
