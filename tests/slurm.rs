@@ -125,6 +125,11 @@ fn wait_and_compare(env: &[(String, String)], lib: &Path, local: &Path) {
         tessera(env).args(["slurm", "wait"]).arg(lib).output().unwrap(),
         "slurm wait",
     );
+    assert_same_library(lib, local);
+}
+
+/// Equal item states and weights, and the same block library file.
+fn assert_same_library(lib: &Path, local: &Path) {
     assert_eq!(library_contents(lib), library_contents(local));
     assert_eq!(
         std::fs::read_to_string(lib.join("block_library.json")).unwrap(),
@@ -173,11 +178,7 @@ fn a_library_built_through_slurm_equals_the_local_build() {
     // Five tasks of two items; MaxArraySize 4 allows indices 0 to 3: two arrays.
     let sizes: Vec<usize> = arrays.iter().map(|a| a["groups"].as_array().unwrap().len()).collect();
     assert_eq!(sizes, [4, 1], "{record}");
-    assert_eq!(library_contents(&lib), library_contents(&local));
-    assert_eq!(
-        std::fs::read_to_string(lib.join("block_library.json")).unwrap(),
-        std::fs::read_to_string(local.join("block_library.json")).unwrap()
-    );
+    assert_same_library(&lib, &local);
 }
 
 #[test]

@@ -25,6 +25,8 @@
 set -euo pipefail
 
 log() { printf 'slurm/up: %s\n' "$*" >&2; }
+# shellcheck source=scripts/slurm/pids.sh
+source "$(dirname "$0")/pids.sh"
 die() { printf 'slurm/up: error: %s\n' "$*" >&2; exit 1; }
 
 dir=${TESSERA_SLURM_DIR:-/tmp/tessera-slurm}
@@ -94,20 +96,7 @@ for c in slurmctld slurmd sbatch squeue scontrol sinfo munged; do
     command -v "$c" >/dev/null 2>&1 || die "$c not on PATH after install"
 done
 
-# ---------------------------------------------------------------- helpers
-# pid_alive FILE NAME: the PID in FILE is alive and is the program NAME.
-pid_alive() {
-    local pid stat
-    [[ -s $1 ]] || return 1
-    pid=$(<"$1")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    [[ -r /proc/$pid/comm && $(<"/proc/$pid/comm") == "$2" ]] || return 1
-    # A zombie (exited, not yet reaped by init) counts as dead.
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [[ ${stat:0:1} != Z ]]
-}
-
+# ---------------------------------------------------------------- helpers (pid_alive, stop_pid: pids.sh)
 show_logs() {
     local name f
     for name in munged slurmctld slurmd; do
@@ -120,19 +109,6 @@ show_logs() {
     done
 }
 
-# stop_pid FILE NAME: TERM, wait up to 10 s, then KILL.
-stop_pid() {
-    local pid i
-    pid_alive "$1" "$2" || { rm -f "$1"; return 0; }
-    pid=$(<"$1")
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        pid_alive "$1" "$2" || break
-        sleep 0.1
-    done
-    if pid_alive "$1" "$2"; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
-    rm -f "$1"
-}
 
 # start NAME PIDFILE CMD...: start CMD detached (own session), stdin closed, output to log/NAME.out.
 start() {
