@@ -21,7 +21,9 @@ pub fn peak_resident_bytes() -> Option<u64> {
 }
 
 /// Starts a new peak from the current resident set (Linux 4.0 and later); false where the
-/// peak cannot be reset, and the next figure is the peak since the process started.
+/// peak cannot be reset, and the next figure is the peak since the process started. The kernel
+/// keeps one high-water mark: after a reset, an outside `/usr/bin/time -v` (`ru_maxrss`) also
+/// reports only the peak since the reset.
 pub fn reset_peak() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
