@@ -622,29 +622,63 @@ pub fn solve_program(
         constraints.push(constraint!(shared <= most));
     }
     if free.is_empty() {
-        // Nothing left to choose: the forced candidates are the answer if they hold every row.
-        let rows_hold = program.rows.iter().all(|row| {
-            let total = settled(&row.coefficients);
-            let slack = 1e-9 * row.bound.abs().max(1.0);
-            match row.sense {
-                Sense::AtMost => total <= row.bound + slack,
-                Sense::AtLeast => total >= row.bound - slack,
-            }
-        });
-        let differs = earlier.iter().all(|solution| {
-            let shared = forced.iter().filter(|c| solution.choice.contains(c)).count();
-            shared + options.min_diff <= solution.choice.len()
-        });
-        let holds = rows_hold && differs;
-        let better = cutoff.is_none_or(|cut| 0.0 < cut);
-        return if holds && better {
+        return if forced_answer_holds(program, options, &forced, earlier, cutoff) {
             finish(Vec::new(), Status::Optimal)
         } else {
             Err(ResolutionError::Infeasible)
         };
     }
-    let unsolved = variables.minimise(objective_expr.clone());
-    let outcome = match options.solver {
+    let (values, status) = run_solver(options, variables, objective_expr, constraints, &x, cutoff)?;
+    let choice: Choice = free
+        .iter()
+        .zip(&values)
+        .filter(|(_, v)| **v > 0.5)
+        .map(|(&c, _)| c)
+        .collect();
+    let status = match status {
+        SolutionStatus::Optimal => Status::Optimal,
+        SolutionStatus::TimeLimit => Status::TimeLimit,
+        SolutionStatus::GapLimit => Status::Gap,
+    };
+    finish(choice, status)
+}
+
+/// With nothing left to choose: whether the `forced` candidates hold every row, differ enough
+/// from the `earlier` solutions and beat the `cutoff` (already net of what they settle).
+fn forced_answer_holds(
+    program: &Program,
+    options: &SolveOptions,
+    forced: &[usize],
+    earlier: &[Solved],
+    cutoff: Option<f64>,
+) -> bool {
+    let rows_hold = program.rows.iter().all(|row| {
+        let total: f64 = forced.iter().map(|&c| row.coefficients[c]).sum();
+        let slack = 1e-9 * row.bound.abs().max(1.0);
+        match row.sense {
+            Sense::AtMost => total <= row.bound + slack,
+            Sense::AtLeast => total >= row.bound - slack,
+        }
+    });
+    let differs = earlier.iter().all(|solution| {
+        let shared = forced.iter().filter(|c| solution.choice.contains(c)).count();
+        shared + options.min_diff <= solution.choice.len()
+    });
+    rows_hold && differs && cutoff.is_none_or(|cut| 0.0 < cut)
+}
+
+/// Minimises `objective` over `constraints` with the solver `options` name; with a `cutoff`,
+/// only answers below it are sought.
+fn run_solver(
+    options: &SolveOptions,
+    variables: ProblemVariables,
+    objective: Expression,
+    mut constraints: Vec<good_lp::Constraint>,
+    x: &[Variable],
+    cutoff: Option<f64>,
+) -> Result<(Vec<f64>, SolutionStatus), ResolutionError> {
+    let unsolved = variables.minimise(objective.clone());
+    match options.solver {
         SolverKind::Cbc => {
             let mut model = unsolved.using(good_lp::coin_cbc);
             model.set_parameter("log", "0");
@@ -664,7 +698,7 @@ pub fn solve_program(
                 model.set_parameter("cutoff", &cutoff.to_string());
                 model.set_parameter("heuristicsOnOff", "off");
             }
-            if free.len() < STRONG_BRANCHING_FROM {
+            if x.len() < STRONG_BRANCHING_FROM {
                 model.set_parameter("strongBranching", "0");
             }
             if let Some(gap) = options.gap {
@@ -672,28 +706,15 @@ pub fn solve_program(
                     .with_mip_gap(gap as f32)
                     .map_err(|e| ResolutionError::Str(e.to_string()))?;
             }
-            run(model, constraints, &x)
+            run(model, constraints, x)
         }
         SolverKind::Microlp => {
             if let Some(cutoff) = cutoff {
-                constraints.push(constraint!(objective_expr <= cutoff));
+                constraints.push(constraint!(objective <= cutoff));
             }
-            run(unsolved.using(good_lp::microlp), constraints, &x)
+            run(unsolved.using(good_lp::microlp), constraints, x)
         }
-    };
-    let (values, status) = outcome?;
-    let choice: Choice = free
-        .iter()
-        .zip(&values)
-        .filter(|(_, v)| **v > 0.5)
-        .map(|(&c, _)| c)
-        .collect();
-    let status = match status {
-        SolutionStatus::Optimal => Status::Optimal,
-        SolutionStatus::TimeLimit => Status::TimeLimit,
-        SolutionStatus::GapLimit => Status::Gap,
-    };
-    finish(choice, status)
+    }
 }
 
 fn run<M: SolverModel<Error = ResolutionError>>(
