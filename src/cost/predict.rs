@@ -1,7 +1,10 @@
 //! Whole-model latency as the sum of its blocks plus what lies outside them (embedding, final
 //! norm, LM head), and the calibration that makes the sum honest: a few assembled models are
 //! measured end to end and the part that does not add up is fitted as
-//! `measured ≈ Σ blocks + outside + offset`; other models then check the prediction.
+//! `measured ≈ Σ blocks + outside + offset`; other models then check the prediction. The offset
+//! is kept only when it predicts fitted models it was not fitted to better than the plain sum
+//! does, it never takes away more than half of what lies outside the blocks (so no prediction
+//! reaches zero), and timings whose rounds spread widely are flagged as too noisy to trust.
 
 use burn::prelude::Device;
 use rand::rngs::StdRng;
@@ -67,6 +70,19 @@ pub struct CalibrationReport {
     pub mean_abs_error_pct: f64,
     /// The same before the correction (Σ blocks + outside alone).
     pub raw_mean_abs_error_pct: f64,
+    /// Median over everything timed of (slowest − fastest round) / median, in %.
+    #[serde(default)]
+    pub spread_pct: f64,
+}
+
+/// Rounds that spread more than this (in % of their median) make a calibration untrustworthy.
+pub const NOISY_SPREAD_PCT: f64 = 25.0;
+
+impl CalibrationReport {
+    /// Whether the timings varied too much between rounds to be trusted.
+    pub fn is_noisy(&self) -> bool {
+        self.spread_pct > NOISY_SPREAD_PCT
+    }
 }
 
 /// The correction `y ≈ x + offset`: the median of what the measured models spend beyond their
@@ -75,6 +91,35 @@ pub struct CalibrationReport {
 /// are timed in context and what remains is mostly noise.
 fn fit_offset(points: &[(f64, f64)]) -> f64 {
     crate::stats::median(&points.iter().map(|(x, y)| y - x).collect::<Vec<_>>())
+}
+
+/// The offset the fitted `points` (plain sum, measured) support, or none: fitted on all but one
+/// point at a time, it must predict the one left out better than the plain sum does, summed
+/// over the points (leave-one-out); otherwise the plain sum wins. Never below −½·`outside_ms`,
+/// so that a prediction stays above the blocks plus half of what lies outside them.
+fn choose_offset(points: &[(f64, f64)], outside_ms: f64) -> f64 {
+    if points.len() < 2 {
+        return 0.0;
+    }
+    let relative = |predicted: f64, measured: f64| (predicted - measured).abs() / measured;
+    let held_out: f64 = (0..points.len())
+        .map(|i| {
+            let rest: Vec<(f64, f64)> = points
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, p)| *p)
+                .collect();
+            let (raw, measured) = points[i];
+            relative(raw + fit_offset(&rest).max(-0.5 * outside_ms), measured)
+        })
+        .sum();
+    let plain: f64 = points.iter().map(|&(raw, measured)| relative(raw, measured)).sum();
+    if held_out < plain {
+        fit_offset(points).max(-0.5 * outside_ms)
+    } else {
+        0.0
+    }
 }
 
 /// Children of `parent` with each layer's block drawn from `choices[layer]`: `count` random
@@ -181,7 +226,7 @@ pub fn measure_and_calibrate(
     let fit = fit.min(measured.len());
     if fit > 0 {
         let points: Vec<(f64, f64)> = measured[..fit].iter().map(|(_, r, m)| (*r, *m)).collect();
-        latency.offset_ms = fit_offset(&points);
+        latency.offset_ms = choose_offset(&points, latency.outside_ms);
     }
     let checks: Vec<ModelCheck> = measured
         .into_iter()
@@ -201,7 +246,12 @@ pub fn measure_and_calibrate(
     let checked: Vec<&ModelCheck> = checks.iter().filter(|c| !c.fitted).collect();
     let mean =
         |f: &dyn Fn(&ModelCheck) -> f64| checked.iter().map(|c| f(c).abs()).sum::<f64>() / checked.len().max(1) as f64;
+    let spreads: Vec<f64> = timings
+        .iter()
+        .map(|t| 100.0 * (t.max_ms - t.min_ms) / t.median_ms.max(f64::MIN_POSITIVE))
+        .collect();
     Ok(CalibrationReport {
+        spread_pct: crate::stats::median(&spreads),
         mean_abs_error_pct: mean(&|c| c.error_pct),
         raw_mean_abs_error_pct: mean(&|c| 100.0 * (c.raw_ms - c.measured_ms) / c.measured_ms),
         latency,
@@ -212,6 +262,24 @@ pub fn measure_and_calibrate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offset_is_kept_only_when_it_predicts_models_it_was_not_fitted_to() {
+        // A steady excess of 0.5 ms: every left-out model is predicted exactly.
+        let steady = [(1.0, 1.5), (2.0, 2.5), (4.0, 4.5)];
+        assert!((choose_offset(&steady, 1.0) - 0.5).abs() < 1e-12);
+        // Noise around the plain sum: the fitted offset only moves predictions away.
+        let noise = [(10.0, 10.6), (12.0, 11.4), (14.0, 14.0)];
+        assert_eq!(choose_offset(&noise, 1.0), 0.0);
+        // One model cannot check its own correction.
+        assert_eq!(choose_offset(&[(1.0, 2.0)], 1.0), 0.0);
+        // A large negative excess is held at half of what lies outside the blocks: the smallest
+        // model (no blocks at all) is still predicted at half its outside part, never ≤ 0.
+        let slower_sum = [(10.0, 4.0), (12.0, 6.0), (14.0, 8.0)];
+        let offset = choose_offset(&slower_sum, 2.0);
+        assert_eq!(offset, -1.0);
+        assert!(2.0 + offset > 0.0);
+    }
 
     #[test]
     fn offset_is_the_median_excess_and_ignores_an_outlier() {

@@ -465,6 +465,15 @@ impl std::fmt::Display for ProfileReport {
                 "  mean |error| over checked models: {:.1}% (sum of blocks alone: {:.1}%)",
                 calibration.mean_abs_error_pct, calibration.raw_mean_abs_error_pct
             )?;
+            if calibration.is_noisy() {
+                writeln!(
+                    f,
+                    "  too noisy to trust: rounds spread {:.0}% of their median (more than {:.0}%); \
+                     profile again on a quiet machine or with more --repeats",
+                    calibration.spread_pct,
+                    crate::cost::predict::NOISY_SPREAD_PCT
+                )?;
+            }
         }
         writeln!(
             f,
