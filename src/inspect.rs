@@ -66,6 +66,20 @@ pub struct GenerateOptions {
     pub sampling: Sampling,
 }
 
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            prompt: None,
+            max_tokens: 256,
+            sampling: Sampling::TopP {
+                temperature: Sampling::DEFAULT_TEMPERATURE,
+                top_p: Sampling::DEFAULT_TOP_P,
+                seed: 0,
+            },
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Generated {
     /// BOS (or the prompt) first.
@@ -157,6 +171,13 @@ pub struct AccuracyOptions {
     pub modes: Vec<Thinking>,
     pub max_tokens: usize,
     pub batch_size: usize,
+}
+
+impl AccuracyOptions {
+    /// Built-in held-out tasks asked for when no count is given.
+    pub const DEFAULT_TASK_COUNT: usize = 200;
+    pub const DEFAULT_MAX_TOKENS: usize = 96;
+    pub const DEFAULT_BATCH_SIZE: usize = 64;
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -72,7 +72,7 @@ impl Default for ParentOptions {
             micro_batches: 2,
             seq_len: 128,
             peak_lr: 3e-3,
-            seed: 1,
+            seed: crate::world::DEFAULT_SEED,
             train_tasks: 40_000,
             train_stories: 1_000,
             eval_tasks: 200,

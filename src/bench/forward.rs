@@ -149,15 +149,37 @@ pub enum ForwardBenchError {
     Weights(#[from] crate::model::WeightError),
 }
 
+/// What `bench_models` times: a prompt of `prompt_len` tokens, then `decode_tokens` cached
+/// steps, the median of `repeats` runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ForwardBenchOptions {
+    pub prompt_len: usize,
+    pub decode_tokens: usize,
+    pub repeats: usize,
+}
+
+impl Default for ForwardBenchOptions {
+    fn default() -> Self {
+        Self {
+            prompt_len: 128,
+            decode_tokens: 64,
+            repeats: 5,
+        }
+    }
+}
+
 /// Measures the machine's GEMM peak and read bandwidth, then each of `models` (checkpoint paths,
 /// or `random-25m`), its prompt shortened to fit the model's context.
 pub fn bench_models(
     models: &[String],
-    prompt_len: usize,
-    decode_tokens: usize,
-    repeats: usize,
+    options: &ForwardBenchOptions,
     device: &Device,
 ) -> Result<ForwardReport, ForwardBenchError> {
+    let ForwardBenchOptions {
+        prompt_len,
+        decode_tokens,
+        repeats,
+    } = *options;
     let gemm_peak_gflops = gemm_peak_gflops(device, 1024, repeats.max(3));
     let read_bandwidth_gbs = read_bandwidth_gbs(device, repeats.max(3));
     let mut rows = Vec::new();

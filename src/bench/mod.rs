@@ -13,8 +13,8 @@ pub mod train;
 
 pub use bld::{BldBench, bench_bld};
 pub use forward::{
-    ForwardBench, ForwardReport, RANDOM_25M, bench_forward, bench_models, gemm_peak_gflops, random_25m_config,
-    read_bandwidth_gbs,
+    ForwardBench, ForwardBenchOptions, ForwardReport, RANDOM_25M, bench_forward, bench_models, gemm_peak_gflops,
+    random_25m_config, read_bandwidth_gbs,
 };
 pub use hardware::{HardwareReport, hardware};
 pub use request::{RequestBench, RequestShape, bench_requests};

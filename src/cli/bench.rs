@@ -9,10 +9,11 @@ use clap::{Args, Subcommand};
 use super::args::named;
 use super::print;
 use tessera::bench::{
-    BenchShape, RANDOM_25M, RequestShape, SearchBenchOptions, TrainShape, TrainSizes, bench_bld, bench_models,
-    bench_requests, bench_score, bench_search, bench_train_shapes, hardware as measure_hardware,
+    BenchShape, ForwardBenchOptions, RANDOM_25M, RequestShape, SearchBenchOptions, TrainShape, TrainSizes, bench_bld,
+    bench_models, bench_requests, bench_score, bench_search, bench_train_shapes, hardware as measure_hardware,
 };
 use tessera::library::{BldSettings, BuildOptions};
+use tessera::score::ScoreOptions;
 use tessera::search::SolverKind;
 
 #[derive(Subcommand)]
@@ -38,11 +39,11 @@ pub struct ForwardArgs {
     /// Checkpoints to measure; `random-25m` is a random 25M-parameter Llama.
     #[arg(long = "model", default_values = [RANDOM_25M])]
     models: Vec<String>,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = ForwardBenchOptions::default().prompt_len)]
     prompt_len: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ForwardBenchOptions::default().decode_tokens)]
     decode_tokens: usize,
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = ForwardBenchOptions::default().repeats)]
     repeats: usize,
     #[arg(long)]
     json: bool,
@@ -88,7 +89,7 @@ pub struct ScoreBenchArgs {
     library: PathBuf,
     #[arg(long)]
     data: Option<String>,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = ScoreOptions::default().windows)]
     windows: usize,
     #[arg(long)]
     json: bool,
@@ -154,7 +155,15 @@ pub struct HardwareArgs {
 pub fn run(command: BenchCommand, device: &Device) -> Result<()> {
     match command {
         BenchCommand::Forward(a) => print(
-            &bench_models(&a.models, a.prompt_len, a.decode_tokens, a.repeats, device)?,
+            &bench_models(
+                &a.models,
+                &ForwardBenchOptions {
+                    prompt_len: a.prompt_len,
+                    decode_tokens: a.decode_tokens,
+                    repeats: a.repeats,
+                },
+                device,
+            )?,
             a.json,
         ),
         BenchCommand::Bld(a) => {

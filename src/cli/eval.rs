@@ -11,7 +11,7 @@ use super::model::ModelArgs;
 use super::print;
 use tessera::eval::TaskSet;
 use tessera::inspect::{AccuracyOptions, NllInput, compare_to_parent, model_accuracy, text_nll};
-use tessera::world::Split;
+use tessera::world::{self, Split};
 
 #[derive(Subcommand)]
 pub enum EvalCommand {
@@ -49,16 +49,16 @@ pub struct AccuracyArgs {
     #[arg(long, default_value = "builtin")]
     tasks: String,
     /// How many built-in tasks.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = AccuracyOptions::DEFAULT_TASK_COUNT)]
     count: usize,
     /// Seed of the built-in world.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = world::DEFAULT_SEED)]
     seed: u64,
     #[arg(long, value_enum, default_value_t = ThinkingChoice::Both)]
     thinking: ThinkingChoice,
-    #[arg(long, default_value_t = 96)]
+    #[arg(long, default_value_t = AccuracyOptions::DEFAULT_MAX_TOKENS)]
     max_tokens: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = AccuracyOptions::DEFAULT_BATCH_SIZE)]
     batch_size: usize,
     #[arg(long)]
     json: bool,

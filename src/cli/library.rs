@@ -200,7 +200,7 @@ pub struct ScoreArgs {
     #[arg(long, default_value = "builtin")]
     tasks: String,
     /// How many built-in tasks.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = ScoreOptions::DEFAULT_ACCURACY_TASKS)]
     count: usize,
     #[arg(long, value_enum, default_value_t = ThinkingChoice::On)]
     thinking: ThinkingChoice,
@@ -219,7 +219,7 @@ pub struct ScoreArgs {
 pub fn score(args: ScoreArgs, choice: DeviceChoice, device: &Device) -> Result<()> {
     let metric = match args.metric {
         MetricChoice::Accuracy => ScoreMetric::Accuracy {
-            tasks: TaskSet::named(&args.tasks, 1, Split::HeldOut, args.count),
+            tasks: TaskSet::named(&args.tasks, tessera::world::DEFAULT_SEED, Split::HeldOut, args.count),
             thinking: match args.thinking {
                 ThinkingChoice::Off => Thinking::Off,
                 _ => Thinking::On,

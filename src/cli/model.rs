@@ -13,7 +13,7 @@ use tessera::checkpoint::random_parent::DEFAULT_SHARD_BYTES;
 use tessera::checkpoint::{
     ExportDtype, ExportFormat, ExportRequest, RandomParentOptions, StoreDtype, export_model, write_random_parent,
 };
-use tessera::data::tokenize_files;
+use tessera::data::{DEFAULT_HELD_OUT_EVERY, tokenize_files};
 use tessera::inspect::{GenerateOptions, ModelSource, generate_text, model_info};
 use tessera::model::Sampling;
 use tessera::parent::{ParentOptions, train_parent};
@@ -44,15 +44,15 @@ pub struct GenerateArgs {
     model: ModelArgs,
     #[arg(long)]
     prompt: Option<String>,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = GenerateOptions::default().max_tokens)]
     max_tokens: usize,
     #[arg(long, conflicts_with_all = ["temperature", "top_p"])]
     greedy: bool,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = Sampling::DEFAULT_TEMPERATURE)]
     temperature: f32,
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = Sampling::DEFAULT_TOP_P)]
     top_p: f32,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t)]
     seed: u64,
     /// Print the token ids (BOS first), whitespace-separated.
     #[arg(long)]
@@ -241,7 +241,7 @@ pub struct TokenizeArgs {
     #[arg(long)]
     split_on: Option<String>,
     /// One document in this many goes to the held-out shard (0 = none).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = DEFAULT_HELD_OUT_EVERY)]
     held_out_every: u64,
     #[arg(long)]
     out: PathBuf,

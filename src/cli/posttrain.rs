@@ -139,7 +139,7 @@ pub struct ChatRunArgs {
     #[arg(long)]
     model: PathBuf,
     /// Seed of the built-in world (training data and held-out tasks).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = tessera::world::DEFAULT_SEED)]
     world_seed: u64,
     /// `builtin` (held-out tasks of the built-in world) or a JSONL task file.
     #[arg(long, default_value = "builtin")]

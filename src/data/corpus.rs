@@ -84,6 +84,9 @@ pub fn tokenize_corpus<'a>(
     })
 }
 
+/// One document in this many goes to the held-out shard unless asked otherwise.
+pub const DEFAULT_HELD_OUT_EVERY: u64 = 20;
+
 /// `tessera data tokenize`: the documents of every file in `texts` (split on `split_on`),
 /// tokenized with the tokenizer at `tokenizer` into shards in `out`.
 pub fn tokenize_files(

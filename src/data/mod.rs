@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use corpus::{CorpusReport, read_documents, tokenize_corpus, tokenize_files};
+pub use corpus::{CorpusReport, DEFAULT_HELD_OUT_EVERY, read_documents, tokenize_corpus, tokenize_files};
 pub use shard::{ShardWriter, TokenShard};
 pub use windows::TokenWindows;
 

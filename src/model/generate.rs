@@ -19,6 +19,12 @@ pub enum Sampling {
     },
 }
 
+impl Sampling {
+    /// Top-p sampling's defaults: the model's own distribution, within the top 0.9 of its mass.
+    pub const DEFAULT_TEMPERATURE: f32 = 1.0;
+    pub const DEFAULT_TOP_P: f32 = 0.9;
+}
+
 /// Index of the largest value (the first one on ties, as llama2.c's `sample_argmax`).
 pub fn argmax(values: &[f32]) -> usize {
     values

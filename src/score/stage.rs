@@ -46,6 +46,11 @@ pub struct ScoreOptions {
     pub progress: bool,
 }
 
+impl ScoreOptions {
+    /// Built-in held-out tasks per block for the accuracy metric unless asked otherwise.
+    pub const DEFAULT_ACCURACY_TASKS: usize = 50;
+}
+
 impl Default for ScoreOptions {
     fn default() -> Self {
         Self {

@@ -17,6 +17,9 @@ use rand::rngs::StdRng;
 /// One in `HELD_OUT_EVERY` items (by content hash) is held out.
 pub const HELD_OUT_EVERY: u64 = 10;
 
+/// The seed of the built-in world the default parent is trained on, and its held-out tasks.
+pub const DEFAULT_SEED: u64 = 1;
+
 /// A seeded generator of the built-in world.
 #[derive(Clone, Copy, Debug)]
 pub struct World {
