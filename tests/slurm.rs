@@ -181,6 +181,24 @@ fn a_library_built_through_slurm_equals_the_local_build() {
     assert_same_library(&lib, &local);
 }
 
+/// A local library built in `dir`, and the same build submitted through Slurm (two tasks at a
+/// time) into `dir/lib` with the fault `fault` injected; returns (Slurm library, local one).
+fn submit_with_fault(env: &[(String, String)], dir: &Path, fault: &str) -> (PathBuf, PathBuf) {
+    let (parent, local) = parent_and_local_library(dir);
+    let lib = dir.join("lib");
+    let mut args = build_args(&parent, &lib);
+    args.extend(["--slurm", "--max-parallel", "2", "--poll-seconds", "0.5"].map(String::from));
+    succeeded(
+        tessera(env)
+            .args(&args)
+            .env(tessera::fault::VARIABLE, fault)
+            .output()
+            .unwrap(),
+        "the submission",
+    );
+    (lib, local)
+}
+
 #[test]
 fn a_failed_task_blocks_the_merge_and_resume_resubmits_only_that_task() {
     let Some(env) = common::slurm::cluster("a_failed_task_blocks_the_merge_and_resume_resubmits_only_that_task") else {
@@ -188,18 +206,7 @@ fn a_failed_task_blocks_the_merge_and_resume_resubmits_only_that_task() {
     };
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let (parent, local) = parent_and_local_library(dir.path());
-    let lib = dir.path().join("lib");
-    let mut args = build_args(&parent, &lib);
-    args.extend(["--slurm", "--max-parallel", "2", "--poll-seconds", "0.5"].map(String::from));
-    succeeded(
-        tessera(&env)
-            .args(&args)
-            .env(tessera::fault::VARIABLE, "fail:layer_1/kv1")
-            .output()
-            .unwrap(),
-        "the submission",
-    );
+    let (lib, local) = submit_with_fault(&env, dir.path(), "fail:layer_1/kv1");
     let last = wait_until_blocked(&env, &lib);
     let failed = tasks_in(&last, "failed");
     assert_eq!(failed.len(), 1, "{last:#}");
@@ -232,19 +239,8 @@ fn a_task_cancelled_in_the_middle_of_an_item_resumes_from_its_checkpoint() {
     };
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let (parent, local) = parent_and_local_library(dir.path());
-    let lib = dir.path().join("lib");
-    let mut args = build_args(&parent, &lib);
-    args.extend(["--slurm", "--max-parallel", "2", "--poll-seconds", "0.5"].map(String::from));
     // 4096 tokens in steps of 8 windows of 32: 16 steps; checkpoints every 5, stalls after 10.
-    succeeded(
-        tessera(&env)
-            .args(&args)
-            .env(tessera::fault::VARIABLE, "stall:layer_0/kv1:10")
-            .output()
-            .unwrap(),
-        "the submission",
-    );
+    let (lib, local) = submit_with_fault(&env, dir.path(), "stall:layer_0/kv1:10");
     let checkpoint = lib.join("checkpoints/layer_0.kv1/checkpoint/train_state.json");
     wait_for("the item's checkpoint", || checkpoint.is_file());
     let stalled = status(&env, &lib)["tasks"]

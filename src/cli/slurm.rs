@@ -8,9 +8,8 @@ use burn::prelude::Device;
 use clap::{Args, Subcommand};
 
 use super::print;
-use tessera::cluster::executor::wait;
-use tessera::cluster::submission::find_submissions;
-use tessera::cluster::{Executor, SlurmOptions, StageJob, StageReport, StageWork, Submission};
+use tessera::cluster::executor::wait_all;
+use tessera::cluster::{Executor, SlurmOptions, StageJob, StageReport, StageWork};
 use tessera::device::DeviceChoice;
 use tessera::names::Named;
 
@@ -157,8 +156,8 @@ pub fn run(command: SlurmCommand, device: &Device) -> Result<()> {
             Ok(())
         }
         SlurmCommand::Wait { dir, json } => {
-            for path in find_submissions(&dir)? {
-                print_report(&wait(&Submission::read(&path)?, !json)?, json)?;
+            for report in wait_all(&dir, !json)? {
+                print_report(&report, json)?;
             }
             Ok(())
         }

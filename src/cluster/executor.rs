@@ -12,7 +12,7 @@ use super::ClusterError;
 use super::job::{StageJob, StageReport, StageWork, read_json};
 use super::options::SlurmOptions;
 use super::status::{MergePhase, StageStatus, TaskPhase};
-use super::submission::{Submission, submit};
+use super::submission::{Submission, find_submissions, submit};
 use crate::cost::{ProfileOptions, ProfileReport, profile_library};
 use crate::device::DeviceChoice;
 use crate::library::{BuildOptions, BuildReport, build_library};
@@ -102,6 +102,15 @@ fn wrong_report(dir: &Path, report: &StageReport) -> ClusterError {
         path: dir.to_path_buf(),
         problem: format!("the merged report is a {stage} report"),
     }
+}
+
+/// Waits for every stage submitted under `dir` (a library, or a pipeline run) in turn, and
+/// returns their merged reports.
+pub fn wait_all(dir: &Path, progress: bool) -> Result<Vec<StageReport>, ClusterError> {
+    find_submissions(dir)?
+        .iter()
+        .map(|path| wait(&Submission::read(path)?, progress))
+        .collect()
 }
 
 /// Polls the queue until the submission's merge job has run, and returns its report; fails
