@@ -33,8 +33,8 @@ pub use crate::report::{
 };
 pub use crate::score::{Reference, ScoreMetric, ScoreOptions, ScoreReport, ScoreRow, Scores, score_library};
 pub use crate::search::{
-    ConstraintFile, SearchInput, SearchReport, SearchSpec, SolutionRef, SolutionReport, SolverKind, Sweep, SweepPoint,
-    search, search_library, sweep,
+    ConstraintFile, Measure, SearchInput, SearchReport, SearchSpec, SolutionRef, SolutionReport, SolverKind, Sweep,
+    SweepPoint, search, search_library, sweep,
 };
 pub use crate::selection::Selection;
 pub use crate::source::{TokenSource, WindowSpec, Windows};

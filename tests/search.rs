@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 use tessera::checkpoint::LayerSpan;
 use tessera::search::synthetic::{AttentionOption, FfnOption, RealShape, random_library, real_library};
 use tessera::search::{
-    BASELINES, Choice, ConstraintFile, Limit, Objective, Problem, SearchError, SearchInput, SearchSpec, Sense,
-    SolveOptions, SolverKind, Status, Sweep, parse_limits, search, solve, verify,
+    BASELINES, Choice, ConstraintFile, Limit, Measure, Objective, Problem, SearchError, SearchInput, SearchReport,
+    SearchSpec, Sense, SolveOptions, SolverKind, Status, Sweep, Verdict, parse_limits, search, search_library, solve,
+    verify,
 };
 
 fn problem(map: &serde_json::Map<String, Value>) -> Problem {
@@ -711,4 +712,175 @@ fn a_real_library_is_scored_profiled_searched_and_its_child_timed() {
     assert!(checks.parents[0].measured.median_ms > 0.0 && child.measured.median_ms > 0.0);
     // Generous: a 2-layer model of width 32 is mostly fixed overhead, on a shared machine.
     assert!(child.measured_speedup > 1.0, "{checks:?}");
+    let (low, high) = child.speedup_interval;
+    assert!(
+        low <= child.measured_speedup && child.measured_speedup <= high,
+        "{checks:?}"
+    );
+
+    // A corrected prediction: the request limit's total is the raw prediction times the factor,
+    // and still within the bound.
+    let corrected = SearchSpec {
+        request_correction: 1.25,
+        ..SearchSpec::from_file(file.clone(), SolverKind::Cbc)
+    };
+    let slower = search(&input, &corrected).unwrap();
+    let request = slower.limits.iter().find(|l| l.name == "request_ms@b=1").unwrap();
+    let choice = input.problem.choice_of(&slower.solutions[0].choice).unwrap();
+    let outside = input.outside("cpu", Precision::F32).unwrap();
+    let raw = file.request_ms(1, &input.problem, &outside, &choice).unwrap();
+    let total = slower.solutions[0].totals["request_ms@b=1"].as_f64().unwrap();
+    assert!((total - 1.25 * raw).abs() <= 1e-9 * total, "{total} vs 1.25 × {raw}");
+    assert!(total <= request.bound * (1.0 + 1e-7));
+
+    // The closed loop: every round kept, each after the first searching with the correction the
+    // round before it measured, no child timed twice, the report the chosen round's.
+    let out = dir.path().join("solutions.json");
+    let measured = SearchSpec {
+        measure: Some(Measure {
+            rounds: 5,
+            re_solves: 2,
+        }),
+        ..SearchSpec::from_file(file.clone(), SolverKind::Cbc)
+    };
+    let looped = search_library(&lib, &measured, Some(&out), &device).unwrap();
+    eprintln!("{looped}");
+    let rounds = &looped.closed_loop;
+    assert!((1..=3).contains(&rounds.len()), "{looped}");
+    assert_eq!(rounds[0].correction, 1.0);
+    for pair in rounds.windows(2) {
+        let child = &pair[0].measured.children[0];
+        assert_ne!(
+            pair[0].verdict,
+            Verdict::Within,
+            "the loop stops at a child within the ask"
+        );
+        let implied = child.predicted_speedup / child.measured_speedup;
+        assert!((pair[1].correction - implied).abs() <= 1e-12, "{looped}");
+        assert_ne!(pair[1].measured.children[0].blocks, child.blocks);
+    }
+    let chosen = &rounds[looped.chosen_round.unwrap()];
+    let names: Vec<String> = looped.solutions[0]
+        .choice
+        .iter()
+        .map(|(span, name)| format!("layer_{span}: {name}"))
+        .collect();
+    assert_eq!(chosen.measured.children[0].blocks, names);
+    for round in rounds {
+        let (low, high) = round.achieved_interval;
+        assert!(low <= round.achieved && round.achieved <= high, "{looped}");
+        let asked = round.measured.children[0].measured_speedup / round.achieved;
+        assert!((asked - 1.7).abs() < 1e-6, "asked {asked}");
+    }
+    let back = SearchReport::read(&out).unwrap();
+    assert_eq!(back.closed_loop.len(), rounds.len());
+    assert_eq!(back.chosen_round, looped.chosen_round);
+}
+
+/// A library of `layers` layers whose blocks run at a fraction of the parent's time, with
+/// costs for CPU_FILE's scenarios; every layer prices its blocks' KL differently.
+fn timed_library(layers: usize) -> Problem {
+    use tessera::cost::{Precision, Scenario, keys};
+    let prefill = keys::runtime_ms("cpu", Precision::F32, &Scenario::Prefill { batch: 1, seq: 16 });
+    let decode = keys::runtime_ms("cpu", Precision::F32, &Scenario::Decode { batch: 1, context: 24 });
+    let mut map = serde_json::Map::new();
+    for layer in 0..layers {
+        let mut blocks = serde_json::Map::new();
+        for step in 0..=10 {
+            let width = 1.0 - 0.1 * step as f64;
+            blocks.insert(
+                format!("width {width:.1}"),
+                json!({
+                    "stats": { prefill.clone(): 1.0 * width, decode.clone(): 0.1 * width, "num_params": 1e3 * width },
+                    "metrics": { "kl_div": (1.0 - width).powi(2) * (1.0 + 0.37 * layer as f64) },
+                }),
+            );
+        }
+        map.insert(format!("layer_{layer}"), Value::Object(blocks));
+    }
+    problem(&map)
+        .with_parent_names(&vec!["width 1.0".to_string(); layers])
+        .unwrap()
+}
+
+#[test]
+fn the_closed_loop_corrects_the_prediction_until_the_measured_child_is_within_the_ask() {
+    use tessera::cost::measure::Timing;
+    use tessera::search::{ChildCheck, ChildChecks, ParentTiming, close_loop};
+
+    let file = ConstraintFile::parse(Path::new("c.toml"), CPU_FILE).unwrap();
+    let input = SearchInput {
+        problem: timed_library(6),
+        library: None,
+    };
+    let outside = input.outside("cpu", tessera::cost::Precision::F32).unwrap();
+    let parent_ms = file
+        .request_ms(1, &input.problem, &outside, &input.problem.parent_choice().unwrap())
+        .unwrap();
+    let timing = |ms: f64| Timing {
+        median_ms: ms,
+        min_ms: ms,
+        max_ms: ms,
+        runs: 9,
+    };
+    // This "machine" runs every child `truth` times slower than predicted and the parent as
+    // predicted, measured to within ±1%.
+    for truth in [1.15, 0.8] {
+        let mut timed = 0;
+        let mut time = |best: &tessera::search::SolutionReport| {
+            timed += 1;
+            let choice = input.problem.choice_of(&best.choice)?;
+            let predicted_ms = file.request_ms(1, &input.problem, &outside, &choice)?;
+            let ms = truth * predicted_ms;
+            let speedup = parent_ms / ms;
+            Ok(ChildChecks {
+                parents: vec![ParentTiming {
+                    batch_size: 1,
+                    predicted_ms: parent_ms,
+                    measured: timing(parent_ms),
+                }],
+                children: vec![ChildCheck {
+                    blocks: best.choice.iter().map(|(s, n)| format!("layer_{s}: {n}")).collect(),
+                    batch_size: 1,
+                    predicted_ms,
+                    measured: timing(ms),
+                    error_pct: 100.0 * (predicted_ms - ms) / ms,
+                    predicted_speedup: parent_ms / predicted_ms,
+                    measured_speedup: speedup,
+                    speedup_interval: (0.99 * speedup, 1.01 * speedup),
+                    ms_interval: (0.99 * ms, 1.01 * ms),
+                }],
+                mean_abs_error_pct: 0.0,
+            })
+        };
+        let spec = SearchSpec::from_file(file.clone(), SolverKind::Cbc);
+        let report = close_loop(&input, &spec, &file, 3, &mut time).unwrap();
+        let rounds = &report.closed_loop;
+        let first = if truth > 1.0 {
+            Verdict::TooSlow
+        } else {
+            Verdict::TooFast
+        };
+        assert_eq!(rounds[0].verdict, first, "truth {truth}");
+        assert!(rounds.len() >= 2 && rounds.len() == timed, "truth {truth}");
+        assert!(
+            (rounds[1].correction - truth).abs() < 1e-9,
+            "truth {truth}: {}",
+            rounds[1].correction
+        );
+        let chosen = &rounds[report.chosen_round.unwrap()];
+        assert_eq!(chosen.verdict, Verdict::Within, "truth {truth}");
+        assert!(
+            (0.99..=1.10).contains(&chosen.achieved),
+            "truth {truth}: {}",
+            chosen.achieved
+        );
+        // Faster than asked by more than 10% cost objective the loop then bought back.
+        if truth < 1.0 {
+            assert!(chosen.objective < rounds[0].objective, "truth {truth}");
+        }
+        let choice = input.problem.choice_of(&report.solutions[0].choice).unwrap();
+        let measured = truth * file.request_ms(1, &input.problem, &outside, &choice).unwrap();
+        assert!(parent_ms / measured >= 0.99 * 1.7, "truth {truth}");
+    }
 }

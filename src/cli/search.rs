@@ -11,7 +11,7 @@ use super::print;
 use tessera::assemble::{AssembleOptions, assemble_child};
 use tessera::report::pareto_front;
 use tessera::search::{
-    ConstraintFile, Objective, SearchSpec, SolutionRef, SolverKind, Sweep, parse_limits, search_library,
+    ConstraintFile, Measure, Objective, SearchSpec, SolutionRef, SolverKind, Sweep, parse_limits, search_library,
 };
 
 /// What to optimise and under which limits: a constraint file, or an objective and raw limits.
@@ -87,16 +87,23 @@ pub struct SearchArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Assemble the best child and time it against the parent on this CPU over this many
-    /// interleaved rounds of whole requests (a tessera library and a cpu constraint file).
+    /// interleaved rounds of whole requests (a tessera library and a cpu constraint file); when
+    /// it misses the ask, correct the prediction by the measurement and search again.
     #[arg(long, requires = "constraints")]
     measure: Option<usize>,
+    /// With --measure: searches after the first at most (0: only time the child).
+    #[arg(long, requires = "measure", default_value_t = Measure::DEFAULT_RE_SOLVES)]
+    re_solves: usize,
     #[arg(long)]
     json: bool,
 }
 
 pub fn search(args: SearchArgs, device: &Device) -> Result<()> {
     let spec = SearchSpec {
-        measure: args.measure,
+        measure: args.measure.map(|rounds| Measure {
+            rounds,
+            re_solves: args.re_solves,
+        }),
         ..args.spec.spec()?
     };
     let report = search_library(&args.spec.library, &spec, args.out.as_deref(), device)?;

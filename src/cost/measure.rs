@@ -29,7 +29,7 @@ pub const DECODE_STEPS: usize = 16;
 /// One timed unit of work, ready to run again and again on the same inputs.
 pub type Runner<'a> = Box<dyn Fn() + 'a>;
 
-fn summarise(ms: Vec<f64>) -> Timing {
+pub fn summarise(ms: Vec<f64>) -> Timing {
     Timing {
         median_ms: crate::stats::median(&ms),
         min_ms: ms.iter().copied().fold(f64::INFINITY, f64::min),
@@ -48,6 +48,12 @@ fn once(run: &dyn Fn()) -> f64 {
 /// runner's figures are spread over the same stretch of time, so a machine whose speed drifts
 /// (this one does, by up to 1.5× within minutes) shifts all of them alike.
 pub fn time_interleaved(runners: &[Runner], rounds: usize) -> Vec<Timing> {
+    time_rounds(runners, rounds).into_iter().map(summarise).collect()
+}
+
+/// [`time_interleaved`]'s milliseconds round by round, one list per runner: the k-th entries of
+/// two lists were timed in the same round, so their ratio is free of the machine's drift.
+pub fn time_rounds(runners: &[Runner], rounds: usize) -> Vec<Vec<f64>> {
     for run in runners {
         (0..WARMUP).for_each(|_| run());
     }
@@ -57,7 +63,7 @@ pub fn time_interleaved(runners: &[Runner], rounds: usize) -> Vec<Timing> {
             times.push(once(run.as_ref()));
         }
     }
-    ms.into_iter().map(summarise).collect()
+    ms
 }
 
 /// One forward pass through `cache`, waited for: reading one element forces every op before it.

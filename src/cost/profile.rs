@@ -86,7 +86,7 @@ pub struct ProfileOptions {
     /// Timed rounds per measurement (cpu).
     pub repeats: usize,
     /// Models (the parent and random children) measured end to end for the whole-model
-    /// correction (cpu): a third (at least two) fit it, the rest check it. Only when every
+    /// correction (cpu): half (at least two) fit it, the rest check it. Only when every
     /// candidate is profiled.
     pub calibration_models: usize,
     /// Which candidates (by index in the library's candidate order, or by layer).
@@ -292,7 +292,7 @@ fn measure_scenario(
         models.push(("parent".to_string(), config.clone()));
         models.extend(random_children(config, choices, options.calibration_models - 1, 17));
     }
-    let fit = (models.len() / 3).max(2).min(models.len());
+    let fit = (models.len() / 2).max(2).min(models.len());
     let report = measure_and_calibrate(config, distinct, &models, fit, scenario, options.repeats, device)?;
     let fitted = report.latency.clone();
     Ok((fitted, (!models.is_empty()).then_some(report)))

@@ -17,7 +17,7 @@ use crate::posttrain::{
     DEFAULT_EVAL_TASKS, DEFAULT_RL_TASKS, DistillLoss, DistillOptions, RlOptions, SftOptions, SftStage,
 };
 use crate::score::ScoreOptions;
-use crate::search::{ConstraintFile, Sweep};
+use crate::search::{ConstraintFile, Measure, Sweep};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -106,6 +106,9 @@ struct RawProfile {
 struct RawSearch {
     constraints: PathBuf,
     sweep: Option<String>,
+    /// Rounds of whole requests the chosen child is timed over (0: not timed, no closed loop).
+    measure_rounds: Option<usize>,
+    re_solves: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +170,8 @@ pub struct SearchSettings {
     /// Where to measure the costs (the constraint file's hardware).
     pub target: Target,
     pub sweep: Sweep,
+    /// The closed loop (a `cpu` target only: the child is timed on this machine).
+    pub measure: Option<Measure>,
 }
 
 #[derive(Clone, Debug)]
@@ -354,9 +359,28 @@ impl Checker<'_> {
         let target = constraints
             .target()
             .map_err(|e| self.field("search.constraints", format!("{}: {e}", constraints.path.display())))?;
+        let defaults = Measure::default();
+        let measure = match (&target, raw.measure_rounds.unwrap_or(defaults.rounds)) {
+            (_, 0) => None,
+            (Target::Cpu, rounds) => Some(Measure {
+                rounds,
+                re_solves: raw.re_solves.unwrap_or(defaults.re_solves),
+            }),
+            (Target::Gpu(hw), _) if raw.measure_rounds.is_some() || raw.re_solves.is_some() => {
+                return Err(self.field(
+                    "search.measure_rounds",
+                    format!(
+                        "the chosen child is timed on this machine's CPU, but the constraint file targets {}",
+                        hw.name
+                    ),
+                ));
+            }
+            (Target::Gpu(_), _) => None,
+        };
         Ok(SearchSettings {
             constraints,
             target,
+            measure,
             sweep: sweep_text
                 .parse()
                 .map_err(|e| self.field("search.sweep", format!("`{sweep_text}`: {e}")))?,

@@ -137,7 +137,10 @@ impl Pipeline {
     }
 
     pub fn search_spec(&self) -> SearchSpec {
-        SearchSpec::from_file(self.search.constraints.clone(), SolverKind::Cbc)
+        SearchSpec {
+            measure: self.search.measure,
+            ..SearchSpec::from_file(self.search.constraints.clone(), SolverKind::Cbc)
+        }
     }
 
     pub fn assemble_options(&self, dirs: &RunDirs) -> AssembleOptions {
@@ -265,6 +268,7 @@ impl Pipeline {
                 "profile": id("profile"),
                 "constraints": text(&self.search.constraints.path)?,
                 "sweep": self.search.sweep,
+                "measure": self.search.measure,
             }),
             "assemble" => json!({ "search": id("search") }),
             "fuse" => {

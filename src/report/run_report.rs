@@ -304,6 +304,25 @@ pub fn notes(run: &RunInputs) -> Vec<String> {
             totals.join(", ")
         ));
     }
+    if let Some(chosen) = run.search.chosen_round {
+        let rounds: Vec<String> = run
+            .search
+            .closed_loop
+            .iter()
+            .map(|r| {
+                let child = &r.measured.children[0];
+                format!(
+                    "×{:.3} → {:.2}x measured ({:.2}x predicted, {:?})",
+                    r.correction, child.measured_speedup, child.predicted_speedup, r.verdict
+                )
+            })
+            .collect();
+        notes.push(format!(
+            "Closed loop: {} round(s), {}; round {chosen} kept.",
+            rounds.len(),
+            rounds.join("; ")
+        ));
+    }
     notes.push(match run.fused.runs.is_empty() {
         true => "Fusion: no run of consecutive attention-free layers qualifies; the child is not fused.".into(),
         false => {

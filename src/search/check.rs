@@ -1,7 +1,9 @@
 //! Search answers checked on this machine: each chosen child is assembled from the library's
 //! trained blocks and timed end to end against the parent on whole requests of the constraint
 //! file's scenario (prefill, then every generated token through the cache), all interleaved in
-//! the same rounds, so measured speedups and latencies stand next to the predicted ones.
+//! the same rounds, so measured speedups and latencies stand next to the predicted ones. A
+//! speedup is the median over rounds of the parent's time over the child's in the same round,
+//! with the interval where that median would likely fall in another set of rounds.
 
 use std::path::Path;
 
@@ -12,8 +14,9 @@ use super::SearchError;
 use super::constraints::ConstraintFile;
 use super::outside::SearchInput;
 use super::run::SolutionReport;
-use crate::cost::measure::{Runner, Timing, request_runner, time_interleaved};
+use crate::cost::measure::{Runner, Timing, request_runner, summarise, time_rounds};
 use crate::model::{Llama, build_model};
+use crate::stats::{median, median_interval};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ChildCheck {
@@ -24,8 +27,14 @@ pub struct ChildCheck {
     /// (predicted − measured) / measured, in percent.
     pub error_pct: f64,
     pub predicted_speedup: f64,
-    /// The parent's median request time at this batch size over the child's.
+    /// The median over rounds of the parent's request time at this batch size over the child's.
     pub measured_speedup: f64,
+    /// ~95% interval of `measured_speedup` (see `stats::median_interval`).
+    #[serde(default)]
+    pub speedup_interval: (f64, f64),
+    /// ~95% interval of the child's median request time.
+    #[serde(default)]
+    pub ms_interval: (f64, f64),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -97,8 +106,9 @@ pub fn check_on_cpu(
         .map(|&(model, batch)| request_runner(model, batch, prompt, generated))
         .collect::<Result<Vec<Runner>, _>>()
         .map_err(|e| fail(e.to_string()))?;
-    let timings = time_interleaved(&runners, rounds);
+    let rounds_ms = time_rounds(&runners, rounds);
     drop(runners);
+    let timings: Vec<Timing> = rounds_ms.iter().cloned().map(summarise).collect();
     let parent_choice = problem.parent_choice()?;
     let parents = batches
         .iter()
@@ -114,18 +124,19 @@ pub fn check_on_cpu(
     let children: Vec<ChildCheck> = children
         .into_iter()
         .zip(&timings[batches.len()..])
-        .map(|((blocks, batch, predicted_ms, _), &measured)| {
-            let parent = parents
-                .iter()
-                .find(|p| p.batch_size == batch)
-                .expect("every batch was timed");
+        .zip(&rounds_ms[batches.len()..])
+        .map(|(((blocks, batch, predicted_ms, _), &measured), child_ms)| {
+            let at = batches.iter().position(|&b| b == batch).expect("every batch was timed");
+            let ratios: Vec<f64> = rounds_ms[at].iter().zip(child_ms).map(|(p, c)| p / c).collect();
             ChildCheck {
                 blocks,
                 batch_size: batch,
                 predicted_ms,
                 error_pct: 100.0 * (predicted_ms - measured.median_ms) / measured.median_ms,
-                predicted_speedup: parent.predicted_ms / predicted_ms,
-                measured_speedup: parent.measured.median_ms / measured.median_ms,
+                predicted_speedup: parents[at].predicted_ms / predicted_ms,
+                measured_speedup: median(&ratios),
+                speedup_interval: median_interval(&ratios),
+                ms_interval: median_interval(child_ms),
                 measured,
             }
         })

@@ -24,6 +24,14 @@ use super::outside::Outside;
 use super::problem::{Choice, Problem};
 use crate::cost::{Precision, Scenario, Target, keys};
 
+/// How the limits on a whole request's time are named (`request_ms@b=8`).
+const REQUEST_LIMIT: &str = "request_ms@b=";
+
+/// Whether `limit` bounds a whole request's time (what the closed loop corrects).
+pub fn is_request_limit(limit: &Limit) -> bool {
+    limit.name.starts_with(REQUEST_LIMIT)
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConstraintFile {
@@ -292,7 +300,7 @@ impl ConstraintFile {
         let g = self.scenario.generated_tokens as f64;
         let (request, request_constant) = self.request_terms(batch, outside);
         let request_limit = |bound: f64, origin: String| Limit {
-            name: format!("request_ms@b={batch}"),
+            name: format!("{REQUEST_LIMIT}{batch}"),
             terms: request.clone(),
             constant: request_constant,
             sense: Sense::AtMost,

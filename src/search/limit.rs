@@ -55,6 +55,15 @@ impl Limit {
         }
     }
 
+    /// Multiplies what the limit predicts (every term and the constant) by `factor`: the bound
+    /// stays in the user's units.
+    pub fn scale_prediction(&mut self, factor: f64) {
+        for (_, weight) in &mut self.terms {
+            *weight *= factor;
+        }
+        self.constant *= factor;
+    }
+
     /// This limit's share of candidate `c`.
     pub fn coefficient(&self, problem: &Problem, c: usize) -> Result<f64, SearchError> {
         let mut sum = 0.0;

@@ -7,6 +7,7 @@
 pub mod baselines;
 pub mod bound;
 pub mod check;
+pub mod closed_loop;
 pub mod constraints;
 pub mod diagnose;
 pub mod form;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 
 pub use baselines::{BASELINES, Baseline};
 pub use check::{ChildCheck, ChildChecks, ParentTiming, check_on_cpu};
+pub use closed_loop::{LoopRound, Measure, Verdict, close_loop};
 pub use constraints::ConstraintFile;
 pub use limit::{Limit, Objective, Sense, parse_limits};
 pub use mip::{SolveOptions, Solved, SolverKind, Status, Warm, solve, solve_warm, verify};

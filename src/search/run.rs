@@ -11,8 +11,10 @@ use serde_json::{Map, Value, json};
 
 use super::SearchError;
 use super::baselines::BASELINES;
-use super::check::{ChildChecks, check_on_cpu};
+use super::check::ChildChecks;
+use super::closed_loop::{LoopRound, Measure, search_measured};
 use super::constraints::ConstraintFile;
+use super::constraints::is_request_limit;
 use super::limit::{Limit, Objective};
 use super::mip::{SolveOptions, Solved, SolverKind, Status, Warm, solve_warm, verify};
 use super::outside::SearchInput;
@@ -34,9 +36,12 @@ pub struct SearchSpec {
     pub options: SolveOptions,
     /// Also run the baselines.
     pub baselines: bool,
-    /// Assemble the best child and time it against the parent on this machine over this many
-    /// interleaved rounds of whole requests (a tessera library and a constraint file only).
-    pub measure: Option<usize>,
+    /// Assemble the best child, time it against the parent on this machine and close the loop
+    /// (a tessera library and a constraint file only; see `closed_loop`).
+    pub measure: Option<Measure>,
+    /// What the request-time prediction is multiplied by (the closed loop's correction; 1
+    /// otherwise).
+    pub request_correction: f64,
 }
 
 impl SearchSpec {
@@ -54,6 +59,7 @@ impl SearchSpec {
             limits: Limits::File(Box::new(file)),
             baselines: true,
             measure: None,
+            request_correction: 1.0,
         }
     }
 
@@ -65,6 +71,7 @@ impl SearchSpec {
             options: SolveOptions::default(),
             baselines: true,
             measure: None,
+            request_correction: 1.0,
         }
     }
 }
@@ -94,6 +101,12 @@ pub struct SearchReport {
     /// The best child timed against the parent, when asked.
     #[serde(default)]
     pub measured: Option<ChildChecks>,
+    /// The closed loop's rounds, when the child was measured (see `closed_loop`).
+    #[serde(default)]
+    pub closed_loop: Vec<LoopRound>,
+    /// Which of `closed_loop` these solutions are.
+    #[serde(default)]
+    pub chosen_round: Option<usize>,
 }
 
 fn report(
@@ -153,7 +166,13 @@ fn limit_sets(input: &SearchInput, spec: &SearchSpec) -> Result<Vec<LimitSet>, S
             file.scenario
                 .batch_sizes
                 .iter()
-                .map(|&b| Ok((Some(b), file.limits_at(b, &input.problem, &outside)?)))
+                .map(|&b| {
+                    let mut limits = file.limits_at(b, &input.problem, &outside)?;
+                    for limit in limits.iter_mut().filter(|l| is_request_limit(l)) {
+                        limit.scale_prediction(spec.request_correction);
+                    }
+                    Ok((Some(b), limits))
+                })
                 .collect()
         }
     }
@@ -232,12 +251,14 @@ pub fn search_warm(input: &SearchInput, spec: &SearchSpec, warm: &mut Warm) -> R
         baselines,
         baselines_without,
         measured: None,
+        closed_loop: Vec::new(),
+        chosen_round: None,
     })
 }
 
 /// The search stage: searches the library (a library directory or any `block_library.json`),
-/// measures the best child when `spec.measure` asks, and writes the report to `out`
-/// (`solutions.json`) when given.
+/// measures the best child and closes the loop when `spec.measure` asks, and writes the report
+/// to `out` (`solutions.json`) when given.
 pub fn search_library(
     library: &Path,
     spec: &SearchSpec,
@@ -245,15 +266,10 @@ pub fn search_library(
     device: &Device,
 ) -> Result<SearchReport, SearchError> {
     let input = SearchInput::open(library)?;
-    let mut report = search(&input, spec)?;
-    if let Some(rounds) = spec.measure {
-        let Limits::File(file) = &spec.limits else {
-            return Err(SearchError::Options(
-                "measuring the child needs a constraint file (its scenario)".into(),
-            ));
-        };
-        report.measured = Some(check_on_cpu(library, file, &[&report.solutions[0]], rounds, device)?);
-    }
+    let report = match spec.measure {
+        Some(measure) => search_measured(library, &input, spec, measure, device)?,
+        None => search(&input, spec)?,
+    };
     if let Some(out) = out {
         report.write(out)?;
     }
@@ -303,6 +319,23 @@ impl std::fmt::Display for SearchReport {
         }
         for name in &self.baselines_without {
             writeln!(f, "{name:<12} found no choice within the limits")?;
+        }
+        for (k, round) in self.closed_loop.iter().enumerate() {
+            let child = &round.measured.children[0];
+            writeln!(
+                f,
+                "closed loop, round {k}: prediction ×{:.3}, predicted speedup {:.2}x, measured {:.2}x [{:.2}, {:.2}], {:.3} of what is asked [{:.3}, {:.3}]: {:?}{}",
+                round.correction,
+                child.predicted_speedup,
+                child.measured_speedup,
+                child.speedup_interval.0,
+                child.speedup_interval.1,
+                round.achieved,
+                round.achieved_interval.0,
+                round.achieved_interval.1,
+                round.verdict,
+                if self.chosen_round == Some(k) { " (chosen)" } else { "" }
+            )?;
         }
         if let Some(check) = &self.measured {
             let child = &check.children[0];
