@@ -287,6 +287,12 @@ fn bad_pipeline_files_are_refused_naming_file_and_field() {
             vec!["bad.toml", "`sft.batch_size`", "7 must be a multiple of 2"],
         ),
         (good_search.to_string(), vec!["bad.toml", "missing field `run`"]),
+        (
+            "[run]\nname = \"x\"\n[library]\nspace = \"REPO/search_spaces/small.toml\"\n[search]\n\
+             constraints = \"REPO/constraints/h100-throughput-2x.toml\"\nmeasure_rounds = 9\n"
+                .to_string(),
+            vec!["bad.toml", "`search.measure_rounds`", "timed on this machine's CPU", "targets h100"],
+        ),
     ];
     for (text, expected) in cases {
         let (error, _) = run_error(&text);
