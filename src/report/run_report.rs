@@ -313,7 +313,10 @@ pub fn notes(run: &RunInputs) -> Vec<String> {
                 let child = &r.measured.children[0];
                 format!(
                     "×{:.3} → {:.2}x measured ({:.2}x predicted, {:?})",
-                    r.correction, child.measured_speedup, child.predicted_speedup, r.verdict
+                    r.correction,
+                    child.measured_speedup,
+                    child.predicted_speedup / r.correction,
+                    r.verdict
                 )
             })
             .collect();

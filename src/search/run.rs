@@ -13,8 +13,7 @@ use super::SearchError;
 use super::baselines::BASELINES;
 use super::check::ChildChecks;
 use super::closed_loop::{LoopRound, Measure, search_measured};
-use super::constraints::ConstraintFile;
-use super::constraints::is_request_limit;
+use super::constraints::{ConstraintFile, is_request_limit};
 use super::limit::{Limit, Objective};
 use super::mip::{SolveOptions, Solved, SolverKind, Status, Warm, solve_warm, verify};
 use super::outside::SearchInput;
@@ -324,8 +323,9 @@ impl std::fmt::Display for SearchReport {
             let child = &round.measured.children[0];
             writeln!(
                 f,
-                "closed loop, round {k}: prediction ×{:.3}, predicted speedup {:.2}x, measured {:.2}x [{:.2}, {:.2}], {:.3} of what is asked [{:.3}, {:.3}]: {:?}{}",
+                "closed loop, round {k}: prediction ×{:.3}, predicted speedup {:.2}x ({:.2}x before the correction), measured {:.2}x [{:.2}, {:.2}], {:.3} of what is asked [{:.3}, {:.3}]: {:?}{}",
                 round.correction,
+                child.predicted_speedup / round.correction,
                 child.predicted_speedup,
                 child.measured_speedup,
                 child.speedup_interval.0,
