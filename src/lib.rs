@@ -68,6 +68,7 @@ pub mod fault;
 pub mod fusion;
 pub mod inspect;
 pub mod library;
+pub mod memory_budget;
 pub mod model;
 pub mod names;
 pub mod parallel;

@@ -498,3 +498,53 @@ fn the_shipped_search_spaces_resolve() {
         }
     }
 }
+
+#[test]
+fn a_build_that_will_not_fit_is_refused_before_the_parent_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = |parent: &Path, space: &Path, limit: &str, out: &Path| {
+        let output = common::tessera()
+            .env("TESSERA_MEMORY_LIMIT", limit)
+            .args(["library", "build", "--parent"])
+            .arg(parent)
+            .arg("--space")
+            .arg(space)
+            .args(["--data", "builtin:2", "--layers", "30-31", "--out"])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        assert!(!out.exists(), "a refused build writes nothing");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    // Llama-3.1-8B's published configuration without its 16 GB of weights: the estimate comes
+    // from the configuration alone, so the refusal comes before any weight would be read.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let big = dir.path().join("llama-3.1-8b");
+    std::fs::create_dir(&big).unwrap();
+    std::fs::copy(repo.join("configs/llama-3.1-8b.json"), big.join("config.json")).unwrap();
+    let error = refused(
+        &big,
+        &repo.join("search_spaces/paper.toml"),
+        "6GiB",
+        &dir.path().join("big-lib"),
+    );
+    for part in [
+        "library build would need about",
+        "parent weights (f32, checkpoint and model) 59.",
+        "only 6.00 GiB are available (TESSERA_MEMORY_LIMIT=6GiB)",
+        "--tokens",
+        "--workers",
+    ] {
+        assert!(error.contains(part), "expected `{part}` in:\n{error}");
+    }
+    // A parent that is read and would run: refused under a limit below its estimate, named.
+    let parent = common::tiny_parent(dir.path());
+    let error = refused(&parent, &space(), "64MiB", &dir.path().join("small-lib"));
+    assert!(
+        error.contains("only 0.06 GiB are available (TESSERA_MEMORY_LIMIT=64MiB)"),
+        "{error}"
+    );
+    let error = refused(&parent, &space(), "lots", &dir.path().join("bad-limit"));
+    assert!(error.contains("TESSERA_MEMORY_LIMIT=`lots`"), "{error}");
+}

@@ -232,6 +232,16 @@ fn rope_row_permutation(name: &str, h: &Header) -> Option<usize> {
 }
 
 /// Reads a llama2.c checkpoint into HF-layout tensors.
+/// The configuration alone, from the header (the weights are not read).
+pub fn read_config(path: &Path) -> Result<ModelConfig, CheckpointError> {
+    use std::io::Read;
+    let mut header = Vec::with_capacity(V1_HEADER_BYTES);
+    fs::File::open(path)
+        .and_then(|f| f.take(V1_HEADER_BYTES as u64).read_to_end(&mut header))
+        .map_err(CheckpointError::io(path))?;
+    Ok(config_of(&parse_header(path, &header)?.0))
+}
+
 pub fn read(path: &Path) -> Result<(ModelConfig, TensorMap), CheckpointError> {
     let bytes = fs::read(path).map_err(CheckpointError::io(path))?;
     let (header, data_start) = parse_header(path, &bytes)?;

@@ -100,6 +100,20 @@ impl Checkpoint {
         Ok((checkpoint, format))
     }
 
+    /// The configuration of the checkpoint at `path` without reading its weights (what a stage
+    /// needs to tell, before loading them, whether it will fit in memory).
+    pub fn read_config(path: &Path) -> Result<ModelConfig, CheckpointError> {
+        if path.is_dir() {
+            let config_path = path.join("config.json");
+            let text = fs::read_to_string(&config_path).map_err(CheckpointError::io(&config_path))?;
+            Ok(hf_config::parse_config(&config_path, &text)?.0)
+        } else if gguf_model::is_gguf(path) {
+            Ok(gguf_model::GgufModel::open(path)?.config().clone())
+        } else {
+            llama2c::read_config(path)
+        }
+    }
+
     /// FNV-1a over the config and every tensor (names, shapes, bytes), as 16 hex digits.
     pub fn fingerprint(&self) -> String {
         let mut hash = 0xcbf2_9ce4_8422_2325u64;

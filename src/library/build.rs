@@ -17,6 +17,7 @@ use serde_json::json;
 
 use super::activations::{ActivationWalk, LayerActivations, calibration};
 use super::bld::{BldSettings, ItemNet};
+use super::footprint::{ADVICE, build_estimate};
 use super::init::{Calibration, LinearInit, initial_weights};
 use super::interchange::{ChildChoice, write_block_library};
 use super::manifest::{BuildSettings, ItemRecord, ItemState, Manifest, ParentInfo, SpaceInfo};
@@ -34,6 +35,12 @@ use crate::train::state::first_difference;
 
 /// Training windows kept in memory per layer at most; a larger token budget cycles over them.
 pub const MAX_TRAIN_WINDOWS: usize = 2048;
+
+/// The windows BLD trains on: the token budget in windows of `seq_len`, within
+/// 1..=[`MAX_TRAIN_WINDOWS`].
+pub fn train_windows(options: &BuildOptions) -> usize {
+    options.bld.tokens.div_ceil(options.seq_len).clamp(1, MAX_TRAIN_WINDOWS)
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BuildOptions {
@@ -201,7 +208,7 @@ fn planned_manifest(
             )
         })
         .collect();
-    let train_windows = options.bld.tokens.div_ceil(options.seq_len).clamp(1, MAX_TRAIN_WINDOWS);
+    let train_windows = train_windows(options);
     Manifest {
         format: super::manifest::FORMAT.into(),
         parent: ParentInfo {
@@ -363,6 +370,8 @@ struct LayerContext<'a> {
 /// Builds (or resumes) a library in `dir`: trains the selected items that are not trained yet.
 pub fn build_library(dir: &Path, options: &BuildOptions, device: &Device) -> Result<BuildReport, LibraryError> {
     let started = std::time::Instant::now();
+    let config = Checkpoint::read_config(&options.parent)?;
+    crate::memory_budget::check("library build", &build_estimate(&config, options), ADVICE)?;
     let plan = plan_build(dir, options)?;
     let selected: Vec<WorkItem> = plan
         .selected(&options.selection)?

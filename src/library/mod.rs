@@ -11,6 +11,7 @@ pub mod assemble;
 pub mod bld;
 pub mod build;
 pub mod candidates;
+pub mod footprint;
 pub mod init;
 pub mod interchange;
 pub mod lock;
@@ -38,6 +39,8 @@ use crate::model::{AttentionConfig, BlockConfig, FfnConfig, TensorMap, block_ten
 pub enum LibraryError {
     #[error("{}: {cause}", path.display())]
     Io { path: PathBuf, cause: std::io::Error },
+    #[error(transparent)]
+    Memory(#[from] crate::memory_budget::MemoryError),
     #[error("{}: {problem}", path.display())]
     Format { path: PathBuf, problem: String },
     #[error(transparent)]
