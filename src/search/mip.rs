@@ -685,9 +685,15 @@ fn run_solver(
             // One row per layer plus a few knapsack rows: the LP bound is already tight, and root
             // cuts, preprocessing and the feasibility pump cost more than they save (80 × 16
             // random libraries, two limits, 21 libraries, one sitting: median 46.7 ms per solve with
-            // cuts and preprocessing off, 25.6 ms with the pump off as well).
+            // cuts and preprocessing off, 25.6 ms with the pump off as well). With a cutoff the
+            // solve is mostly a proof that nothing beats the answer, and there preprocessing pays:
+            // the ten real-shaped settings' CBC time at 80 × 16 fell from 76 to 55 ms, at 126 × 54
+            // from 239 to 143 ms (the hardest 163 → 84), random 80 × 16 38 → 35 ms; knapsack or
+            // probing cuts made it slower (112 and 75 ms at 80 × 16).
             model.set_parameter("cuts", "off");
-            model.set_parameter("preprocess", "off");
+            if cutoff.is_none() {
+                model.set_parameter("preprocess", "off");
+            }
             model.set_parameter("feas", "off");
             if let Some(seconds) = options.time_limit_s {
                 model.set_parameter("seconds", &seconds.to_string());
