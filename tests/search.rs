@@ -767,9 +767,9 @@ fn a_real_library_is_scored_profiled_searched_and_its_child_timed() {
         .collect();
     assert_eq!(chosen.measured.children[0].blocks, names);
     for round in rounds {
-        let (low, high) = round.achieved_interval;
-        assert!(low <= round.achieved && round.achieved <= high, "{looped}");
-        let asked = round.measured.children[0].measured_speedup / round.achieved;
+        let (achieved, (low, high)) = (round.achieved.unwrap(), round.achieved_interval.unwrap());
+        assert!(low <= achieved && achieved <= high, "{looped}");
+        let asked = round.measured.children[0].measured_speedup / achieved;
         assert!((asked - 1.7).abs() < 1e-6, "asked {asked}");
     }
     let back = SearchReport::read(&out).unwrap();
@@ -825,33 +825,36 @@ fn the_closed_loop_corrects_the_prediction_until_the_measured_child_is_within_th
     };
     // This "machine" runs every child `truth` times slower than predicted and the parent as
     // predicted, measured to within ±1%.
+    let machine = |truth: f64, best: &tessera::search::SolutionReport| -> Result<ChildChecks, SearchError> {
+        let choice = input.problem.choice_of(&best.choice)?;
+        let predicted_ms = file.request_ms(1, &input.problem, &outside, &choice)?;
+        let ms = truth * predicted_ms;
+        let speedup = parent_ms / ms;
+        Ok(ChildChecks {
+            parents: vec![ParentTiming {
+                batch_size: 1,
+                predicted_ms: parent_ms,
+                measured: timing(parent_ms),
+            }],
+            children: vec![ChildCheck {
+                blocks: best.choice.iter().map(|(s, n)| format!("layer_{s}: {n}")).collect(),
+                batch_size: 1,
+                predicted_ms,
+                measured: timing(ms),
+                error_pct: 100.0 * (predicted_ms - ms) / ms,
+                predicted_speedup: parent_ms / predicted_ms,
+                measured_speedup: speedup,
+                speedup_interval: (0.99 * speedup, 1.01 * speedup),
+                ms_interval: (0.99 * ms, 1.01 * ms),
+            }],
+            mean_abs_error_pct: 0.0,
+        })
+    };
     for truth in [1.15, 0.8] {
         let mut timed = 0;
         let mut time = |best: &tessera::search::SolutionReport| {
             timed += 1;
-            let choice = input.problem.choice_of(&best.choice)?;
-            let predicted_ms = file.request_ms(1, &input.problem, &outside, &choice)?;
-            let ms = truth * predicted_ms;
-            let speedup = parent_ms / ms;
-            Ok(ChildChecks {
-                parents: vec![ParentTiming {
-                    batch_size: 1,
-                    predicted_ms: parent_ms,
-                    measured: timing(parent_ms),
-                }],
-                children: vec![ChildCheck {
-                    blocks: best.choice.iter().map(|(s, n)| format!("layer_{s}: {n}")).collect(),
-                    batch_size: 1,
-                    predicted_ms,
-                    measured: timing(ms),
-                    error_pct: 100.0 * (predicted_ms - ms) / ms,
-                    predicted_speedup: parent_ms / predicted_ms,
-                    measured_speedup: speedup,
-                    speedup_interval: (0.99 * speedup, 1.01 * speedup),
-                    ms_interval: (0.99 * ms, 1.01 * ms),
-                }],
-                mean_abs_error_pct: 0.0,
-            })
+            machine(truth, best)
         };
         let spec = SearchSpec::from_file(file.clone(), SolverKind::Cbc);
         let report = close_loop(&input, &spec, &file, 3, &mut time).unwrap();
@@ -870,11 +873,8 @@ fn the_closed_loop_corrects_the_prediction_until_the_measured_child_is_within_th
         );
         let chosen = &rounds[report.chosen_round.unwrap()];
         assert_eq!(chosen.verdict, Verdict::Within, "truth {truth}");
-        assert!(
-            (0.99..=1.10).contains(&chosen.achieved),
-            "truth {truth}: {}",
-            chosen.achieved
-        );
+        let achieved = chosen.achieved.unwrap();
+        assert!((0.99..=1.10).contains(&achieved), "truth {truth}: {achieved}");
         // Faster than asked by more than 10% cost objective the loop then bought back.
         if truth < 1.0 {
             assert!(chosen.objective < rounds[0].objective, "truth {truth}");
@@ -883,4 +883,20 @@ fn the_closed_loop_corrects_the_prediction_until_the_measured_child_is_within_th
         let measured = truth * file.request_ms(1, &input.problem, &outside, &choice).unwrap();
         assert!(parent_ms / measured >= 0.99 * 1.7, "truth {truth}");
     }
+    // A file that asks no request time: the child is timed once, nothing is corrected, and the
+    // report still goes to JSON and back.
+    let memory_only = ConstraintFile::parse(
+        Path::new("m.toml"),
+        &CPU_FILE.replace("throughput_speedup = 1.7", "max_params = 4000"),
+    )
+    .unwrap();
+    let spec = SearchSpec::from_file(memory_only.clone(), SolverKind::Cbc);
+    let report = close_loop(&input, &spec, &memory_only, 3, &mut |best| machine(1.15, best)).unwrap();
+    assert_eq!(report.closed_loop.len(), 1);
+    assert_eq!(report.closed_loop[0].verdict, Verdict::NothingAsked);
+    assert_eq!(report.closed_loop[0].achieved, None);
+    let dir = tempfile::tempdir().unwrap();
+    report.write(&dir.path().join("s.json")).unwrap();
+    let back = SearchReport::read(&dir.path().join("s.json")).unwrap();
+    assert_eq!(back.closed_loop[0].verdict, Verdict::NothingAsked);
 }

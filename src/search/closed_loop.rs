@@ -66,10 +66,10 @@ pub struct LoopRound {
     pub objective: f64,
     pub measured: ChildChecks,
     /// Measured over asked (≥ 1 meets the ask): the measured speedup over the asked one, or
-    /// the asked request time over the measured one.
-    pub achieved: f64,
+    /// the asked request time over the measured one (none when no request time is asked).
+    pub achieved: Option<f64>,
     /// ~95% interval of `achieved`.
-    pub achieved_interval: (f64, f64),
+    pub achieved_interval: Option<(f64, f64)>,
     pub verdict: Verdict,
 }
 
@@ -180,8 +180,8 @@ pub fn close_loop(
         let round = LoopRound {
             correction: spec.request_correction,
             objective: best.objective,
-            achieved: reading.as_ref().map_or(f64::NAN, |r| r.achieved),
-            achieved_interval: reading.as_ref().map_or((f64::NAN, f64::NAN), |r| r.achieved_interval),
+            achieved: reading.as_ref().map(|r| r.achieved),
+            achieved_interval: reading.as_ref().map(|r| r.achieved_interval),
             measured,
             verdict,
         };
@@ -210,7 +210,10 @@ pub fn close_loop(
         .or_else(|| best_of(&|v| v == Verdict::TooFast))
         .unwrap_or_else(|| {
             (0..rounds.len())
-                .max_by(|&a, &b| rounds[a].1.achieved.total_cmp(&rounds[b].1.achieved))
+                .max_by(|&a, &b| {
+                    let achieved = |k: usize| rounds[k].1.achieved.unwrap_or(f64::NEG_INFINITY);
+                    achieved(a).total_cmp(&achieved(b))
+                })
                 .expect("at least one round ran")
         });
     let closed_loop: Vec<LoopRound> = rounds.iter().map(|(_, round)| round.clone()).collect();

@@ -321,18 +321,19 @@ impl std::fmt::Display for SearchReport {
         }
         for (k, round) in self.closed_loop.iter().enumerate() {
             let child = &round.measured.children[0];
+            let achieved = match (round.achieved, round.achieved_interval) {
+                (Some(a), Some((low, high))) => format!(", {a:.3} of what is asked [{low:.3}, {high:.3}]"),
+                _ => String::new(),
+            };
             writeln!(
                 f,
-                "closed loop, round {k}: prediction ×{:.3}, predicted speedup {:.2}x ({:.2}x before the correction), measured {:.2}x [{:.2}, {:.2}], {:.3} of what is asked [{:.3}, {:.3}]: {:?}{}",
+                "closed loop, round {k}: prediction ×{:.3}, predicted speedup {:.2}x ({:.2}x before the correction), measured {:.2}x [{:.2}, {:.2}]{achieved}: {:?}{}",
                 round.correction,
                 child.predicted_speedup / round.correction,
                 child.predicted_speedup,
                 child.measured_speedup,
                 child.speedup_interval.0,
                 child.speedup_interval.1,
-                round.achieved,
-                round.achieved_interval.0,
-                round.achieved_interval.1,
                 round.verdict,
                 if self.chosen_round == Some(k) { " (chosen)" } else { "" }
             )?;
