@@ -923,3 +923,34 @@ fn smollm2_child_as_deci_for_llama_cpp() {
         eprintln!("{name}: tessera mean NLL {nll:.6} (read back from the file); greedy from the first id {greedy:?}");
     }
 }
+
+/// The built-in world's tokenizer (byte-level, no merges, no splitting regex) goes into GGUF as
+/// GPT-2's pre-tokenizer: without merges every token is one byte, so the splitting changes no
+/// id, and the GGUF file tokenizes exactly as the `tokenizer.json` beside the model does.
+#[test]
+fn the_built_in_tokenizer_goes_into_gguf_with_the_same_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let parent = common::tiny_parent(tmp.path());
+    let out = tmp.path().join("parent.gguf");
+    let request = ExportRequest {
+        format: ExportFormat::Gguf,
+        dtype: ExportDtype::F32,
+        max_shard_bytes: None,
+        untie: false,
+    };
+    export_model(&parent, &request, &out).unwrap();
+    let file = GgufFile::open(&out).unwrap();
+    assert_eq!(file.get("tokenizer.ggml.pre"), Some(&MetaValue::Str("gpt-2".into())));
+    let json = Tokenizer::read(&parent.join("tokenizer.json")).unwrap();
+    let gguf = Tokenizer::read(&out).unwrap();
+    for text in [
+        "Tom has 12 apples, and 3.5 pears!  Then: <think>7+8=15</think> done.",
+        "  leading spaces\tand tabs\nnew lines ünïcödé",
+    ] {
+        assert_eq!(
+            gguf.encode(text, false).unwrap(),
+            json.encode(text, false).unwrap(),
+            "{text}"
+        );
+    }
+}

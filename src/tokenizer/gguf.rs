@@ -541,15 +541,17 @@ pub fn entries_from_hf(
     if !(tokenizer["decoder"]["type"] == "ByteLevel") {
         return Err(refuse("its decoder is not ByteLevel".into()));
     }
-    let pre = recognise_pre(&tokenizer["pre_tokenizer"], &tokenizer["normalizer"]).ok_or_else(|| {
-        refuse(
-            "its normalizer and pre-tokenizer are not one of llama.cpp's pre-tokenizers that tessera recognises \
-             (gpt-2, smollm, llama-bpe, qwen2, default)"
-                .into(),
-        )
-    })?;
-    let (texts, kinds) = token_table(&tokenizer, vocab_size).map_err(refuse)?;
     let merges = merges_of(model).ok_or_else(|| refuse("a merge is neither \"a b\" nor [\"a\", \"b\"]".into()))?;
+    let pre = recognise_pre(&tokenizer["pre_tokenizer"], &tokenizer["normalizer"])
+        .or_else(|| bytes_only(&tokenizer, &merges))
+        .ok_or_else(|| {
+            refuse(
+                "its normalizer and pre-tokenizer are not one of llama.cpp's pre-tokenizers that tessera recognises \
+                 (gpt-2, smollm, llama-bpe, qwen2, default)"
+                    .into(),
+            )
+        })?;
+    let (texts, kinds) = token_table(&tokenizer, vocab_size).map_err(refuse)?;
     let mut entries = vec![
         ("tokenizer.ggml.model".to_string(), MetaValue::Str("gpt2".into())),
         ("tokenizer.ggml.pre".to_string(), MetaValue::Str(pre.names[0].into())),
@@ -641,6 +643,18 @@ fn merges_of(model: &Value) -> Option<Vec<String>> {
             _ => None,
         })
         .collect()
+}
+
+/// GPT-2's pre-tokenizer for a byte-level BPE without merges and without a normalizer (the
+/// built-in world's): every token is one byte whatever splits the text first, so any splitting,
+/// `use_regex: false` (none) included, gives the same tokens.
+fn bytes_only(tokenizer: &Value, merges: &[String]) -> Option<&'static PreTokenizer> {
+    let byte_level = tokenizer["pre_tokenizer"]["type"] == "ByteLevel"
+        && tokenizer["pre_tokenizer"]["add_prefix_space"] != true
+        && tokenizer["normalizer"].is_null();
+    (byte_level && merges.is_empty())
+        .then(|| PRE_TOKENIZERS.iter().find(|p| p.names[0] == "gpt-2"))
+        .flatten()
 }
 
 /// Which of llama.cpp's pre-tokenizers a `tokenizer.json`'s normalizer and pre-tokenizer are:
