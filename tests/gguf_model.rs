@@ -513,6 +513,32 @@ fn a_heterogeneous_child_goes_out_as_deci_and_comes_back_equal() {
     assert_eq!(direct, from_file);
 }
 
+/// An attention-free layer with a linear FFN computes `x + W·norm(x)`, as a `deci` linear
+/// attention does: it is written as one and read back as one, and the model computes the same.
+#[test]
+fn a_lone_linear_ffn_goes_out_as_a_linear_attention() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = deci_child();
+    child.config.blocks[3].ffn = FfnConfig::Linear;
+    child.weights = random_weights(&child.config, 7);
+    let path = tmp.path().join("child.gguf");
+    child.write_gguf(&path, GgmlType::F32, &[]).unwrap();
+    let file = GgufFile::open(&path).unwrap();
+    assert_eq!(file.get_i32_array("deci.attention.head_count").unwrap()[3], 8);
+    assert_eq!(file.get_i32_array("deci.attention.head_count_kv").unwrap()[3], 0);
+    let back = read(&path);
+    assert_eq!(back.config.blocks[3].attention, AttentionConfig::Linear);
+    assert_eq!(back.config.blocks[3].ffn, FfnConfig::NoOp);
+    let device = Device::flex();
+    let tokens = vec![vec![1, 5, 9, 2, 77, 3, 14, 15]];
+    let direct = mean_nll(&child.build(&device).unwrap(), &tokens).unwrap().mean_nll;
+    let from_file = mean_nll(&back.build(&device).unwrap(), &tokens).unwrap().mean_nll;
+    assert!(
+        (direct - from_file).abs() <= 1e-6 * direct.abs(),
+        "{direct} vs {from_file}"
+    );
+}
+
 #[test]
 fn what_deci_cannot_express_is_refused_by_layer() {
     let tmp = tempfile::tempdir().unwrap();
@@ -525,8 +551,11 @@ fn what_deci_cannot_express_is_refused_by_layer() {
         assert!(!path.exists());
         err
     };
-    let linear_ffn = refused(deci_child(), &|c| c.config.blocks[3].ffn = FfnConfig::Linear);
-    assert!(linear_ffn.contains("layer 3: a linear FFN"), "{linear_ffn}");
+    let linear_ffn = refused(deci_child(), &|c| c.config.blocks[1].ffn = FfnConfig::Linear);
+    assert!(
+        linear_ffn.contains("layer 1: a linear FFN after an attention"),
+        "{linear_ffn}"
+    );
     let qk_norm = refused(deci_child(), &|c| c.config.qk_norm = true);
     assert!(qk_norm.contains("layer 1: per-head q/k RMSNorm"), "{qk_norm}");
     let window = refused(deci_child(), &|c| c.config.sliding_window = Some(8));

@@ -1,8 +1,9 @@
 //! Writing a checkpoint as a GGUF model, as llama.cpp's converter would: `llama` for a
 //! homogeneous Llama/Mistral-family model, `qwen2`/`qwen3` for a homogeneous Qwen one, `deci`
 //! for a heterogeneous child (per-layer head counts and FFN widths). What the chosen graph
-//! cannot compute is refused, naming the layer and why, except two cases that have an exact
-//! encoding (see [`AttentionOut::ZeroLinear`] and [`FfnOut::ZeroSwiGlu`]).
+//! cannot compute is refused, naming the layer and why, except three cases that have an exact
+//! encoding (see [`AttentionOut::ZeroLinear`], [`AttentionOut::LinearFfn`] and
+//! [`FfnOut::ZeroSwiGlu`]).
 //!
 //! Tensors are written one at a time through `GgufWriter`, matrices in the asked type (F32,
 //! F16, BF16 or Q8_0; a matrix whose rows are not whole Q8_0 blocks falls back to F16, as the
@@ -33,6 +34,11 @@ enum AttentionOut {
     /// adds exactly 0 to the residual stream, so the layer computes what an attention-free one
     /// does. The reader turns it back into an attention-free layer.
     ZeroLinear,
+    /// An attention-free layer whose FFN is linear: `x + W·norm(x)`, which is exactly what a
+    /// `deci` linear attention computes, so it is written as one, with the FFN's norm and matrix
+    /// (llama.cpp has no linear FFN). The reader reads a linear attention without FFN: the same
+    /// function, another description.
+    LinearFfn,
 }
 
 /// How one layer's FFN is written.
@@ -276,6 +282,9 @@ fn plan(config: &ModelConfig) -> Result<(GgufArch, Vec<(AttentionOut, FfnOut)>),
         .iter()
         .enumerate()
         .map(|(i, block)| {
+            if (block.attention, block.ffn) == (AttentionConfig::NoOp, FfnConfig::Linear) {
+                return Ok((AttentionOut::LinearFfn, FfnOut::ZeroSwiGlu));
+            }
             let attention = match block.attention {
                 AttentionConfig::Gqa { kv_heads } => AttentionOut::Gqa { kv_heads },
                 AttentionConfig::Linear => AttentionOut::Linear,
@@ -288,8 +297,8 @@ fn plan(config: &ModelConfig) -> Result<(GgufArch, Vec<(AttentionOut, FfnOut)>),
                 FfnConfig::NoOp => FfnOut::ZeroSwiGlu,
                 FfnConfig::Linear => {
                     return Err(format!(
-                        "layer {i}: a linear FFN, which llama.cpp's `deci` graph has no path for (it computes a \
-                         SwiGLU or nothing)"
+                        "layer {i}: a linear FFN after an attention, which llama.cpp's `deci` graph has no path \
+                         for (it computes a SwiGLU or nothing; a linear FFN alone is written as a linear attention)"
                     ));
                 }
             };
@@ -342,7 +351,13 @@ fn tensor_sources(
                 }
                 continue;
             }
-            let name = gguf_name(&hf).expect("every other tensor has a GGUF name");
+            let name = match (attention, hf.strip_prefix(&prefix)) {
+                (AttentionOut::LinearFfn, Some("post_attention_layernorm.weight")) => {
+                    format!("blk.{i}.attn_norm.weight")
+                }
+                (AttentionOut::LinearFfn, Some("mlp.linear_mlp.weight")) => format!("blk.{i}.attn_output.weight"),
+                _ => gguf_name(&hf).expect("every other tensor has a GGUF name"),
+            };
             let source = weight(hf.clone(), interleave(&hf));
             out.push((name, shape, source));
         }
@@ -377,9 +392,15 @@ mod tests {
     #[test]
     fn deci_encodes_what_llama_cpp_cannot_run_and_refuses_the_rest() {
         let mut config = ModelConfig::tiny_heterogeneous(64);
-        // Layer 1's linear FFN has no llama.cpp path.
+        // Layer 1's linear FFN after an attention has no llama.cpp path; alone, it is a linear
+        // attention.
         let err = plan(&config).unwrap_err();
-        assert!(err.starts_with("layer 1: a linear FFN"), "{err}");
+        assert!(err.starts_with("layer 1: a linear FFN after an attention"), "{err}");
+        config.blocks[1].attention = AttentionConfig::NoOp;
+        assert_eq!(
+            plan(&config).unwrap().1[1],
+            (AttentionOut::LinearFfn, FfnOut::ZeroSwiGlu)
+        );
         config.blocks[1].ffn = FfnConfig::SwiGlu { intermediate: 64 };
         config.blocks[0].attention = AttentionConfig::NoOp;
         let (arch, layers) = plan(&config).unwrap();
