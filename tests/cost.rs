@@ -200,3 +200,28 @@ fn profiling_writes_costs_into_the_library() {
     );
     assert!(lib.join("costs/cpu_f32.parquet").is_file());
 }
+
+#[test]
+fn a_profile_that_will_not_fit_is_refused_before_anything_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = common::tiny_library(dir.path(), 512);
+    let output = common::tessera()
+        .env("TESSERA_MEMORY_LIMIT", "64MiB")
+        .args(["profile", "--library"])
+        .arg(&lib)
+        .args(["--scenario", "prefill:b=1,s=16", "--calibrate", "4"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    for part in [
+        "profile would need about",
+        "block stacks of the parent's depth",
+        "4 calibration models",
+        "only 0.06 GiB are available (TESSERA_MEMORY_LIMIT=64MiB)",
+        "--calibrate 0",
+    ] {
+        assert!(error.contains(part), "expected `{part}` in:\n{error}");
+    }
+    assert!(!lib.join("costs").exists(), "a refused profile writes nothing");
+}

@@ -4,6 +4,7 @@
 //! at hand — and whole-model predictions calibrated against end-to-end measurements. Reads
 //! libraries and model configs; knows nothing of scores, search or later stages.
 
+pub mod footprint;
 pub mod keys;
 pub mod measure;
 pub mod memory;

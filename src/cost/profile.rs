@@ -11,6 +11,7 @@ use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::footprint::{ADVICE as PROFILE_ADVICE, profile_estimate};
 use super::keys;
 use super::memory::block_memory;
 use super::precision::Precision;
@@ -37,6 +38,8 @@ pub enum CostError {
     NoScenario,
     #[error(transparent)]
     Library(#[from] LibraryError),
+    #[error(transparent)]
+    Memory(#[from] crate::memory_budget::MemoryError),
     #[error(transparent)]
     Forward(#[from] ForwardError),
     #[error("{}: {cause}", path.display())]
@@ -230,6 +233,15 @@ pub fn measure_costs(dir: &Path, options: &ProfileOptions, device: &Device) -> R
         if !distinct.contains(block) {
             distinct.push(*block);
         }
+    }
+    if options.target == Target::Cpu {
+        let models = if calibrate && options.calibration_models >= 2 {
+            options.calibration_models
+        } else {
+            0
+        };
+        let estimate = profile_estimate(&parent, &distinct, &options.scenarios, models);
+        crate::memory_budget::check("profile", &estimate, PROFILE_ADVICE)?;
     }
     let bar = crate::progress::bar(options.progress, "scenarios profiled", 0, options.scenarios.len());
     let mut latency = Vec::new();
