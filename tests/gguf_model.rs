@@ -278,13 +278,7 @@ fn gguf_round_trips_through_tessera() {
     for name in FIXTURES {
         let original = read(&gguf(name));
         let out = tmp.path().join(format!("{name}.gguf"));
-        let request = ExportRequest {
-            format: ExportFormat::Gguf,
-            dtype: ExportDtype::F32,
-            max_shard_bytes: None,
-            untie: false,
-        };
-        export_model(&gguf(name), &request, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
+        export_model(&gguf(name), &gguf_f32(), &out).unwrap_or_else(|e| panic!("{name}: {e}"));
         let again = read(&out);
         assert_eq!(again.config, original.config, "{name}");
         assert_eq!(again.weights, original.weights, "{name}");
@@ -301,7 +295,7 @@ fn gguf_round_trips_through_tessera() {
             &gguf(name),
             &ExportRequest {
                 dtype: ExportDtype::Q8_0,
-                ..request
+                ..gguf_f32()
             },
             &out,
         )
@@ -371,12 +365,7 @@ fn exports_equal_llama_cpp_s_converter() {
 fn hf_tokenizers_go_into_gguf_as_the_converter_writes_them() {
     let tmp = tempfile::tempdir().unwrap();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let request = ExportRequest {
-        format: ExportFormat::Gguf,
-        dtype: ExportDtype::F32,
-        max_shard_bytes: None,
-        untie: false,
-    };
+    let request = gguf_f32();
     for (source, name) in [
         ("hf/qwen2_bias/v5", "qwen2_bias-f32"),
         ("hf/qwen3_qknorm/v5", "qwen3_qknorm-f32"),
@@ -435,15 +424,20 @@ fn model_directories_made_from_gguf_keep_its_tokenizer() {
             from_file.chat_spec().map(|c| c.template.as_str())
         );
         let out = tmp.path().join(format!("{name}.gguf"));
-        let request = ExportRequest {
-            format: ExportFormat::Gguf,
-            dtype: ExportDtype::F32,
-            max_shard_bytes: None,
-            untie: false,
-        };
+        let request = gguf_f32();
         export_model(&dir, &request, &out).unwrap();
         let (ours, theirs) = (GgufFile::open(&out).unwrap(), GgufFile::open(gguf(name)).unwrap());
         assert_eq!(gguf_entries(&ours), gguf_entries(&theirs), "{name}");
+    }
+}
+
+/// A GGUF export at F32.
+fn gguf_f32() -> ExportRequest {
+    ExportRequest {
+        format: ExportFormat::Gguf,
+        dtype: ExportDtype::F32,
+        max_shard_bytes: None,
+        untie: false,
     }
 }
 
@@ -961,12 +955,7 @@ fn the_built_in_tokenizer_goes_into_gguf_with_the_same_ids() {
     let tmp = tempfile::tempdir().unwrap();
     let parent = common::tiny_parent(tmp.path());
     let out = tmp.path().join("parent.gguf");
-    let request = ExportRequest {
-        format: ExportFormat::Gguf,
-        dtype: ExportDtype::F32,
-        max_shard_bytes: None,
-        untie: false,
-    };
+    let request = gguf_f32();
     export_model(&parent, &request, &out).unwrap();
     let file = GgufFile::open(&out).unwrap();
     assert_eq!(file.get("tokenizer.ggml.pre"), Some(&MetaValue::Str("gpt-2".into())));
