@@ -42,7 +42,7 @@ mod tests {
     }
 
     #[test]
-    fn median_interval_brackets_the_median_and_narrows_with_more_rounds() {
+    fn median_interval_is_the_order_statistics_around_the_median() {
         let values: Vec<f64> = (1..=100).map(f64::from).collect();
         let (low, high) = median_interval(&values);
         // n = 100: ranks 50 ± 9.8, i.e. the 41st to the 60th value (0-based 40 and 59).
