@@ -202,7 +202,7 @@ fn profiling_writes_costs_into_the_library() {
 }
 
 #[test]
-fn a_profile_that_will_not_fit_is_refused_before_anything_is_built() {
+fn a_profile_or_a_score_that_will_not_fit_is_refused_before_anything_is_built() {
     let dir = tempfile::tempdir().unwrap();
     let lib = common::tiny_library(dir.path(), 512);
     let output = common::tessera()
@@ -224,4 +224,18 @@ fn a_profile_that_will_not_fit_is_refused_before_anything_is_built() {
         assert!(error.contains(part), "expected `{part}` in:\n{error}");
     }
     assert!(!lib.join("costs").exists(), "a refused profile writes nothing");
+
+    let output = common::tessera()
+        .env("TESSERA_MEMORY_LIMIT", "64MiB")
+        .args(["score", "--library"])
+        .arg(&lib)
+        .args(["--windows", "8"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    for part in ["score would need about", "reference on 8 windows", "--windows"] {
+        assert!(error.contains(part), "expected `{part}` in:\n{error}");
+    }
+    assert!(!lib.join("scores.csv").exists(), "a refused score writes nothing");
 }

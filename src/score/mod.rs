@@ -3,6 +3,7 @@
 //! figures into the library's `block_library.json` (under `metrics`) and its own tables. Knows
 //! nothing of costs, search or later stages.
 
+pub mod footprint;
 pub mod replace;
 pub mod stage;
 
@@ -37,6 +38,15 @@ pub struct ScoreRow {
     pub scores: Scores,
 }
 
+/// The tokens of a held-out window: the library's training windows, within the parent's context
+/// (one position is the next-token target).
+pub fn window_len(library: &Library) -> usize {
+    let settings = &library.manifest.settings;
+    settings
+        .seq_len
+        .min(library.manifest.parent.config.max_position_embeddings - 1)
+}
+
 /// The parent and its reference on held-out windows: everything a library's blocks are
 /// scored against.
 pub struct Scoring {
@@ -69,11 +79,7 @@ impl Scoring {
             .map(|p| Tokenizer::read(&p))
             .transpose()
             .map_err(SourceError::from)?;
-        let seq_len = library
-            .manifest
-            .settings
-            .seq_len
-            .min(model.config().max_position_embeddings - 1);
+        let seq_len = window_len(library);
         let held_out = source
             .windows(&model, tokenizer.as_ref(), seq_len + 1, 0, windows)?
             .held_out;

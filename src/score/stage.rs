@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 
+use super::footprint::{ADVICE as SCORE_ADVICE, score_estimate};
 use super::{ComparisonSummary, ItemComparison, ScoreError, ScoreRow, Scoring, compare_items, record_metrics};
-use super::{record_scores, write_item_table};
+use super::{record_scores, window_len, write_item_table};
 use crate::checkpoint::LayerSpan;
 use crate::eval::TaskSet;
 use crate::library::{Library, LibraryError, Stage};
@@ -106,6 +107,8 @@ pub fn score_library(dir: &Path, options: &ScoreOptions, device: &Device) -> Res
 /// merge records them all).
 pub fn compute_scores(dir: &Path, options: &ScoreOptions, device: &Device) -> Result<ScoreReport, ScoreError> {
     let library = Library::open(dir)?;
+    let estimate = score_estimate(&library.manifest.parent.config, window_len(&library), options);
+    crate::memory_budget::check("score", &estimate, SCORE_ADVICE).map_err(LibraryError::from)?;
     let source = match &options.data {
         Some(source) => source.clone(),
         None => library
