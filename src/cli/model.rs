@@ -215,11 +215,10 @@ pub fn parent(command: ParentCommand, device: &Device) -> Result<()> {
         peak_lr: args.lr,
         seed: args.seed,
         eval_tasks: args.eval_tasks,
-        control: tessera::train::RunControl {
-            stop_after: args.stop_after,
-            progress: !args.json,
-            ..defaults.control
-        },
+        control: defaults
+            .control
+            .stopping_after(args.stop_after)
+            .with_progress(!args.json),
         ..defaults
     };
     print(&train_parent(&args.out, &options, device)?, args.json)

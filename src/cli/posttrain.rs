@@ -15,7 +15,6 @@ use tessera::posttrain::{
     DistillOptions, DistillStageOptions, GrpoSettings, RlOptions, SftOptions, SftStage, distill_model, rl_model,
     sft_model,
 };
-use tessera::train::RunControl;
 use tessera::world::Split;
 
 #[derive(Subcommand)]
@@ -102,14 +101,6 @@ pub struct DistillArgs {
     json: bool,
 }
 
-fn control(defaults: RunControl, stop_after: Option<usize>, json: bool) -> RunControl {
-    RunControl {
-        stop_after,
-        progress: !json,
-        ..defaults
-    }
-}
-
 pub fn distill(args: DistillArgs, device: &Device) -> Result<()> {
     let windows = args.windows.spec(args.train_windows)?;
     let defaults = DistillOptions::default();
@@ -123,7 +114,10 @@ pub fn distill(args: DistillArgs, device: &Device) -> Result<()> {
             seq_len: windows.seq_len,
             peak_lr: args.lr,
             seed: args.seed,
-            control: control(defaults.control, args.stop_after, args.json),
+            control: defaults
+                .control
+                .stopping_after(args.stop_after)
+                .with_progress(!args.json),
         },
         data: windows,
     };
@@ -207,7 +201,10 @@ pub fn sft(args: SftArgs, device: &Device) -> Result<()> {
         micro_batches: args.micro_batches,
         peak_lr: args.lr,
         seed: args.seed,
-        control: control(defaults.control, args.stop_after, args.run.json),
+        control: defaults
+            .control
+            .stopping_after(args.stop_after)
+            .with_progress(!args.run.json),
     };
     let report = sft_model(
         &args.run.model,
@@ -287,7 +284,10 @@ pub fn rl(args: RlArgs, device: &Device) -> Result<()> {
         solved_pass_rate: args.solved_pass_rate,
         modes: args.thinking.modes(),
         seed: args.seed,
-        control: control(RlOptions::default().control, args.stop_after, args.run.json),
+        control: RlOptions::default()
+            .control
+            .stopping_after(args.stop_after)
+            .with_progress(!args.run.json),
     };
     let report = rl_model(
         &args.run.model,

@@ -22,7 +22,6 @@ use crate::report::RunEval;
 use crate::score::{ScoreMetric, ScoreOptions};
 use crate::search::{SearchSpec, SolverKind};
 use crate::source::{TokenSource, WindowSpec};
-use crate::train::RunControl;
 use crate::world::Split;
 
 /// Held-out windows distillation and the final comparison measure KL on.
@@ -73,11 +72,6 @@ impl RunDirs {
     }
 }
 
-fn with_progress(mut control: RunControl, progress: bool) -> RunControl {
-    control.progress = progress;
-    control
-}
-
 impl Pipeline {
     /// The built-in world of the parent's seed: the text every later stage reads.
     pub fn data(&self) -> TokenSource {
@@ -97,7 +91,7 @@ impl Pipeline {
 
     pub fn parent_options(&self, progress: bool) -> crate::parent::ParentOptions {
         crate::parent::ParentOptions {
-            control: with_progress(self.parent.control, progress),
+            control: self.parent.control.with_progress(progress),
             ..self.parent.clone()
         }
     }
@@ -169,7 +163,7 @@ impl Pipeline {
             teacher: teacher.to_path_buf(),
             data: self.windows(KL_WINDOWS),
             train: DistillOptions {
-                control: with_progress(self.distill.control, progress),
+                control: self.distill.control.with_progress(progress),
                 ..self.distill.clone()
             },
         }
@@ -184,7 +178,7 @@ impl Pipeline {
 
     pub fn sft_options(&self, progress: bool) -> SftOptions {
         SftOptions {
-            control: with_progress(self.sft.control, progress),
+            control: self.sft.control.with_progress(progress),
             ..self.sft.clone()
         }
     }
@@ -217,7 +211,7 @@ impl Pipeline {
 
     pub fn rl_options(&self, progress: bool) -> RlOptions {
         RlOptions {
-            control: with_progress(self.rl.options.control, progress),
+            control: self.rl.options.control.with_progress(progress),
             ..self.rl.options.clone()
         }
     }

@@ -37,6 +37,18 @@ pub struct RunControl {
     pub progress: bool,
 }
 
+impl RunControl {
+    /// This control with a progress bar or without.
+    pub fn with_progress(self, progress: bool) -> Self {
+        RunControl { progress, ..self }
+    }
+
+    /// This control stopping after `stop_after` steps (as if killed there) when given.
+    pub fn stopping_after(self, stop_after: Option<usize>) -> Self {
+        RunControl { stop_after, ..self }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub steps: usize,
