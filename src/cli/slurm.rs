@@ -9,9 +9,8 @@ use clap::{Args, Subcommand};
 
 use super::print;
 use tessera::cluster::executor::wait_all;
-use tessera::cluster::{Executor, SlurmOptions, StageJob, StageReport, StageWork};
+use tessera::cluster::{Executor, Outcome, SlurmOptions, StageJob, StageReport, StageWork};
 use tessera::device::DeviceChoice;
-use tessera::names::Named;
 
 /// Run the stage through Slurm instead of here.
 #[derive(Args)]
@@ -48,8 +47,12 @@ pub struct SlurmArgs {
 }
 
 impl SlurmArgs {
-    fn options(&self) -> SlurmOptions {
-        SlurmOptions {
+    /// Here, or through Slurm with tasks on `device`.
+    fn executor(&self, device: DeviceChoice) -> Executor {
+        if !self.slurm {
+            return Executor::Local;
+        }
+        let options = SlurmOptions {
             partition: self.partition.clone(),
             time: self.time.clone(),
             gpus_per_task: self.gpus_per_task,
@@ -59,7 +62,8 @@ impl SlurmArgs {
             sbatch_args: self.sbatch_args.clone(),
             poll_seconds: self.poll_seconds,
             ..SlurmOptions::default()
-        }
+        };
+        Executor::Slurm { options, device }
     }
 }
 
@@ -81,22 +85,18 @@ pub fn run_stage(
     device: &Device,
     json: bool,
 ) -> Result<()> {
-    if !slurm.slurm {
-        return print_report(&Executor::Local.run(dir, work, device, !json)?, json);
+    match slurm
+        .executor(choice)
+        .run_or_submit(dir, work, slurm.wait, device, !json)?
+    {
+        Outcome::Ran(report) => print_report(&report, json),
+        Outcome::Submitted(submitted) => {
+            if !json {
+                println!("watch it with `tessera slurm status {}`", dir.display());
+            }
+            print(&submitted, json)
+        }
     }
-    let options = slurm.options();
-    if slurm.wait {
-        let executor = Executor::Slurm {
-            options,
-            device: choice,
-        };
-        return print_report(&executor.run(dir, work, device, !json)?, json);
-    }
-    let (_, submitted) = tessera::cluster::submit(dir, work, &options, choice.name())?;
-    if !json {
-        println!("watch it with `tessera slurm status {}`", dir.display());
-    }
-    print(&submitted, json)
 }
 
 /// Prints one report per stage: a JSON list, or each table.

@@ -12,7 +12,7 @@ use super::ClusterError;
 use super::job::{StageJob, StageReport, StageWork, read_json};
 use super::options::SlurmOptions;
 use super::status::{MergePhase, StageStatus, TaskPhase};
-use super::submission::{Submission, find_submissions, submit};
+use super::submission::{Resubmission, Submission, find_submissions, submit};
 use crate::cost::{ProfileOptions, ProfileReport, profile_library};
 use crate::device::DeviceChoice;
 use crate::library::{BuildOptions, BuildReport, build_library};
@@ -21,6 +21,13 @@ use crate::score::{ScoreOptions, ScoreReport, score_library};
 
 /// Consecutive failed looks at the queue tolerated while waiting (a controller restarting).
 const QUEUE_RETRIES: usize = 5;
+
+/// What [`Executor::run_or_submit`] did: the stage's report, or the jobs it submitted.
+#[derive(Debug)]
+pub enum Outcome {
+    Ran(StageReport),
+    Submitted(Resubmission),
+}
 
 #[derive(Clone, Debug, Default)]
 pub enum Executor {
@@ -52,6 +59,24 @@ impl Executor {
                 let (submission, _) = submit(dir, work, options, device.name())?;
                 wait(&submission, progress)
             }
+        }
+    }
+
+    /// [`Executor::run`], except that through Slurm with `wait` false the stage is only
+    /// submitted (or its earlier submission continued) and what was submitted is returned.
+    pub fn run_or_submit(
+        &self,
+        dir: &Path,
+        work: StageWork,
+        wait: bool,
+        device: &Device,
+        progress: bool,
+    ) -> Result<Outcome, ClusterError> {
+        match self {
+            Executor::Slurm { options, device } if !wait => {
+                Ok(Outcome::Submitted(submit(dir, work, options, device.name())?.1))
+            }
+            _ => Ok(Outcome::Ran(self.run(dir, work, device, progress)?)),
         }
     }
 

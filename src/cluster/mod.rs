@@ -15,7 +15,7 @@ pub mod submission;
 
 use std::path::{Path, PathBuf};
 
-pub use executor::Executor;
+pub use executor::{Executor, Outcome};
 pub use job::{StageJob, StageReport, StageWork};
 pub use options::SlurmOptions;
 pub use status::{StageStatus, TaskPhase};
