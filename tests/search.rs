@@ -13,8 +13,8 @@ use tessera::checkpoint::LayerSpan;
 use tessera::search::synthetic::{AttentionOption, FfnOption, RealShape, random_library, real_library};
 use tessera::search::{
     BASELINES, Choice, ConstraintFile, Limit, Measure, Objective, Problem, SearchError, SearchInput, SearchReport,
-    SearchSpec, Sense, SolveOptions, SolverKind, Status, Sweep, Verdict, parse_limits, search, search_library, solve,
-    verify,
+    SearchSpec, Sense, SolveOptions, Solved, SolverKind, Status, Sweep, Verdict, parse_limits, search, search_library,
+    solve, verify,
 };
 
 fn problem(map: &serde_json::Map<String, Value>) -> Problem {
@@ -75,6 +75,32 @@ fn random_limits(problem: &Problem, seed: u64, count: usize) -> Vec<Limit> {
     limits
 }
 
+/// Solves with `options` and requires what enumeration found (`expected`, the best objective):
+/// the same optimum, proven and within every limit, or no answer when there is none.
+fn solve_like_enumeration(
+    problem: &Problem,
+    objective: &Objective,
+    limits: &[Limit],
+    options: &SolveOptions,
+    expected: Option<f64>,
+    case: &str,
+) -> Option<Solved> {
+    match (solve(problem, objective, limits, options, None), expected) {
+        (Ok(found), Some(best)) => {
+            let got = found[0].objective;
+            assert!(
+                (got - best).abs() <= 1e-6 * best.abs().max(1.0),
+                "{case}: MIP {got} vs exhaustive {best}"
+            );
+            assert_eq!(found[0].status, Status::Optimal, "{case}");
+            verify(problem, limits, &found[0].choice).unwrap();
+            found.into_iter().next()
+        }
+        (Err(SearchError::Infeasible { .. }), None) => None,
+        (got, expected) => panic!("{case}: {got:?} but exhaustive says {expected:?}"),
+    }
+}
+
 #[test]
 fn the_mip_optimum_equals_exhaustive_enumeration_on_small_libraries() {
     let mut checked = 0;
@@ -111,19 +137,10 @@ fn the_mip_optimum_equals_exhaustive_enumeration_on_small_libraries() {
                 solver,
                 ..SolveOptions::default()
             };
-            match (solve(&problem, &objective, &limits, &options, None), expected) {
-                (Ok(found), Some(best)) => {
-                    let got = found[0].objective;
-                    assert!(
-                        (got - best).abs() <= 1e-6 * best.abs().max(1.0),
-                        "seed {seed} {solver:?}: MIP {got} vs exhaustive {best}"
-                    );
-                    assert_eq!(found[0].status, Status::Optimal);
-                    verify(&problem, &limits, &found[0].choice).unwrap();
-                    checked += 1;
-                }
-                (Err(SearchError::Infeasible { .. }), None) => infeasible += 1,
-                (got, expected) => panic!("seed {seed} {solver:?}: {got:?} but exhaustive says {expected:?}"),
+            let case = format!("seed {seed} {solver:?}");
+            match solve_like_enumeration(&problem, &objective, &limits, &options, expected, &case) {
+                Some(_) => checked += 1,
+                None => infeasible += 1,
             }
         }
     }
@@ -177,23 +194,11 @@ fn the_mip_optimum_equals_exhaustive_enumeration_on_small_real_shaped_libraries(
             for share in [0.9, 0.7, 0.5, 0.4, 0.3] {
                 let limits = shaped_limits(&problem, share);
                 let expected = exhaustive_best(&problem, &objective, &limits);
-                match (
-                    solve(&problem, &objective, &limits, &SolveOptions::default(), None),
-                    expected,
-                ) {
-                    (Ok(found), Some(best)) => {
-                        let got = found[0].objective;
-                        assert!(
-                            (got - best).abs() <= 1e-6 * best.abs().max(1.0),
-                            "seed {seed} {key} {share}: MIP {got} vs exhaustive {best}"
-                        );
-                        assert_eq!(found[0].status, Status::Optimal);
-                        verify(&problem, &limits, &found[0].choice).unwrap();
-                        checked += 1;
-                        branched += usize::from(found[0].variables > 0);
-                    }
-                    (Err(SearchError::Infeasible { .. }), None) => {}
-                    (got, expected) => panic!("seed {seed} {key} {share}: {got:?} but exhaustive says {expected:?}"),
+                let case = format!("seed {seed} {key} {share}");
+                let options = SolveOptions::default();
+                if let Some(found) = solve_like_enumeration(&problem, &objective, &limits, &options, expected, &case) {
+                    checked += 1;
+                    branched += usize::from(found.variables > 0);
                 }
             }
         }
