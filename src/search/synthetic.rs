@@ -220,28 +220,26 @@ pub fn real_library(layers: usize, shape: &RealShape, seed: u64) -> Map<String, 
         let importance = edge * rng.random_range(0.15..1.5f64);
         let disaster = catastrophic.contains(&layer);
         // Noise per sub-block option, drawn once per layer: scores are not monotone in width.
-        let attention: Vec<f64> = shape
+        let mut scores = |harms: Vec<(f64, bool)>, catastrophe: std::ops::Range<f64>| -> Vec<f64> {
+            harms
+                .into_iter()
+                .map(|(harm, removes)| {
+                    let harm = harm * importance * rng.random_range(0.3..2.0);
+                    if removes && disaster {
+                        rng.random_range(catastrophe.clone())
+                    } else {
+                        harm
+                    }
+                })
+                .collect()
+        };
+        let attention_harms = shape
             .attention
             .iter()
-            .map(|&a| {
-                let harm = attention_harm(a) * importance * rng.random_range(0.3..2.0);
-                match a {
-                    AttentionOption::NoOp if disaster => rng.random_range(20.0..120.0),
-                    _ => harm,
-                }
-            })
-            .collect();
-        let ffn: Vec<f64> = shape
-            .ffn
-            .iter()
-            .map(|&f| {
-                let harm = ffn_harm(f) * importance * rng.random_range(0.3..2.0);
-                match f {
-                    FfnOption::NoOp if disaster => rng.random_range(150.0..337.0),
-                    _ => harm,
-                }
-            })
-            .collect();
+            .map(|&a| (attention_harm(a), a == AttentionOption::NoOp));
+        let attention = scores(attention_harms.collect(), 20.0..120.0);
+        let ffn_harms = shape.ffn.iter().map(|&f| (ffn_harm(f), f == FfnOption::NoOp));
+        let ffn = scores(ffn_harms.collect(), 150.0..337.0);
         let mut blocks = Map::new();
         for (a, &attention_option) in shape.attention.iter().enumerate() {
             for (f, &ffn_option) in shape.ffn.iter().enumerate() {
