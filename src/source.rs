@@ -112,6 +112,11 @@ impl Windows {
     }
 }
 
+impl TokenSource {
+    /// The spec of the built-in world's text (seed 1); `builtin:SEED` names another seed.
+    pub const BUILTIN: &str = "builtin";
+}
+
 impl std::str::FromStr for TokenSource {
     type Err = SourceError;
 
@@ -122,7 +127,7 @@ impl std::str::FromStr for TokenSource {
             spec: spec.to_string(),
             problem: problem.to_string(),
         };
-        if spec == "builtin" {
+        if spec == Self::BUILTIN {
             return Ok(TokenSource::Builtin { seed: 1 });
         }
         if let Some(seed) = spec.strip_prefix("builtin:") {

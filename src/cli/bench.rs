@@ -15,6 +15,7 @@ use tessera::bench::{
 use tessera::library::{BldSettings, BuildOptions};
 use tessera::score::ScoreOptions;
 use tessera::search::SolverKind;
+use tessera::source::TokenSource;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -56,7 +57,7 @@ pub struct BldArgs {
     parent: PathBuf,
     #[arg(long, default_value = "search_spaces/small.toml")]
     space: PathBuf,
-    #[arg(long, default_value = "builtin")]
+    #[arg(long, default_value = TokenSource::BUILTIN)]
     data: String,
     #[arg(long)]
     tokenizer: Option<PathBuf>,

@@ -46,7 +46,7 @@ pub struct AccuracyArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// `builtin` (held-out tasks of the built-in world) or a JSONL file of {"question", "answer"}.
-    #[arg(long, default_value = "builtin")]
+    #[arg(long, default_value = TaskSet::BUILTIN)]
     tasks: String,
     /// How many built-in tasks.
     #[arg(long, default_value_t = AccuracyOptions::DEFAULT_TASK_COUNT)]

@@ -11,6 +11,7 @@ use super::args::{ThinkingChoice, named};
 use super::print;
 use super::slurm::{SlurmArgs, run_stage};
 use tessera::cluster::StageWork;
+use tessera::cost::Target;
 use tessera::cost::{Precision, ProfileOptions};
 use tessera::device::DeviceChoice;
 use tessera::eval::TaskSet;
@@ -197,7 +198,7 @@ pub struct ScoreArgs {
     #[arg(long, value_enum, default_value_t = MetricChoice::Kl)]
     metric: MetricChoice,
     /// For `--metric accuracy`: `builtin` (held-out built-in tasks) or a JSONL task file.
-    #[arg(long, default_value = "builtin")]
+    #[arg(long, default_value = TaskSet::BUILTIN)]
     tasks: String,
     /// How many built-in tasks.
     #[arg(long, default_value_t = ScoreOptions::DEFAULT_ACCURACY_TASKS)]
@@ -252,7 +253,7 @@ pub struct ProfileArgs {
     #[arg(long)]
     library: PathBuf,
     /// `cpu` (measured here) or a GPU of the table (estimated): h100, h200, a100, l40s, rtx4090.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = Target::CPU)]
     target: String,
     #[arg(long, default_value_t = Precision::F32, value_parser = named::<Precision>())]
     dtype: Precision,

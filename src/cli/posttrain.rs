@@ -15,6 +15,7 @@ use tessera::posttrain::{
     DistillOptions, DistillStageOptions, GrpoSettings, RlOptions, SftOptions, SftStage, distill_model, rl_model,
     sft_model,
 };
+use tessera::source::TokenSource;
 use tessera::world::Split;
 
 #[derive(Subcommand)]
@@ -136,7 +137,7 @@ pub struct ChatRunArgs {
     #[arg(long, default_value_t = tessera::world::DEFAULT_SEED)]
     world_seed: u64,
     /// `builtin` (held-out tasks of the built-in world) or a JSONL task file.
-    #[arg(long, default_value = "builtin")]
+    #[arg(long, default_value = TaskSet::BUILTIN)]
     eval_tasks: String,
     #[arg(long, default_value_t = DEFAULT_EVAL_TASKS)]
     eval_count: usize,
@@ -161,7 +162,7 @@ pub struct SftArgs {
     run: ChatRunArgs,
     /// `builtin` (the built-in world's training tasks, each with thinking on and off) or a JSONL
     /// file: `{"system", "user", "assistant"}` or `{"messages": [{"role", "content"}, …]}` per line.
-    #[arg(long, default_value = "builtin")]
+    #[arg(long, default_value = TokenSource::BUILTIN)]
     data: String,
     /// Built-in tasks (each gives two chats).
     #[arg(long, default_value_t = DEFAULT_SFT_TASKS)]
@@ -224,7 +225,7 @@ pub struct RlArgs {
     run: ChatRunArgs,
     /// `builtin` (the built-in world's training tasks) or a JSONL task file: `{"question", "answer"}`
     /// per line; a GSM8K-style answer carries the number after `####`.
-    #[arg(long, default_value = "builtin")]
+    #[arg(long, default_value = TaskSet::BUILTIN)]
     tasks: String,
     /// How many built-in tasks to survey (the solved ones are dropped).
     #[arg(long, default_value_t = DEFAULT_RL_TASKS)]

@@ -61,7 +61,7 @@ impl std::str::FromStr for Target {
     type Err = CostError;
 
     fn from_str(name: &str) -> Result<Self, CostError> {
-        if name == "cpu" {
+        if name == Target::CPU {
             return Ok(Target::Cpu);
         }
         gpu_table()
@@ -73,9 +73,12 @@ impl std::str::FromStr for Target {
 }
 
 impl Target {
+    /// The name of the CPU target (measured on the running backend).
+    pub const CPU: &str = "cpu";
+
     pub fn name(&self) -> &str {
         match self {
-            Target::Cpu => "cpu",
+            Target::Cpu => Self::CPU,
             Target::Gpu(h) => &h.name,
         }
     }

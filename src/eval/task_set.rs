@@ -18,9 +18,12 @@ pub enum TaskSet {
 }
 
 impl TaskSet {
+    /// The spec of the built-in world's tasks.
+    pub const BUILTIN: &str = "builtin";
+
     /// `builtin` (the world of `seed`, `count` tasks of `split`) or a task file's path.
     pub fn named(spec: &str, seed: u64, split: Split, count: usize) -> Self {
-        if spec == "builtin" {
+        if spec == Self::BUILTIN {
             TaskSet::Builtin { seed, split, count }
         } else {
             TaskSet::File { path: spec.into() }
