@@ -687,9 +687,10 @@ fn run_solver(
             // random libraries, two limits, 21 libraries, one sitting: median 46.7 ms per solve with
             // cuts and preprocessing off, 25.6 ms with the pump off as well). With a cutoff the
             // solve is mostly a proof that nothing beats the answer, and there preprocessing pays:
-            // the ten real-shaped settings' CBC time at 80 × 16 fell from 76 to 55 ms, at 126 × 54
-            // from 239 to 143 ms (the hardest 163 → 84), random 80 × 16 38 → 35 ms; knapsack or
-            // probing cuts made it slower (112 and 75 ms at 80 × 16).
+            // the ten real-shaped settings' MIP solves (those that reach CBC, summed) at 80 × 16
+            // took 70 ms before and 55 ms after, at 126 × 54 239 and 143 ms (the hardest 163 → 84),
+            // random 80 × 16 38 → 35 ms; knapsack or probing cuts made it slower (112 and 75 ms
+            // at 80 × 16).
             model.set_parameter("cuts", "off");
             if cutoff.is_none() {
                 model.set_parameter("preprocess", "off");
