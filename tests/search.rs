@@ -9,6 +9,7 @@ mod common;
 use std::path::Path;
 
 use serde_json::{Value, json};
+use tessera::bench::BenchShape;
 use tessera::checkpoint::LayerSpan;
 use tessera::search::synthetic::{AttentionOption, FfnOption, RealShape, random_library, real_library};
 use tessera::search::{
@@ -148,22 +149,6 @@ fn the_mip_optimum_equals_exhaustive_enumeration_on_small_libraries() {
     assert!(checked >= 60, "too few feasible cases: {checked}");
 }
 
-/// The limits of `tessera bench search`'s real-shaped instances: runtime at `share` of the
-/// parent's, memory at 0.9 of it.
-fn shaped_limits(problem: &Problem, share: f64) -> Vec<Limit> {
-    let parent = problem.parent_choice().unwrap();
-    [("stats.runtime_ms", share), ("stats.memory_mib", 0.9)]
-        .into_iter()
-        .map(|(key, share)| {
-            let base = Limit::raw(key, Sense::AtMost, 0.0);
-            Limit {
-                bound: share * base.total(problem, &parent).unwrap(),
-                ..base
-            }
-        })
-        .collect()
-}
-
 #[test]
 fn the_mip_optimum_equals_exhaustive_enumeration_on_small_real_shaped_libraries() {
     // Block types with the same costs in every layer (where the exchange rows apply), sums of
@@ -186,20 +171,18 @@ fn the_mip_optimum_equals_exhaustive_enumeration_on_small_real_shaped_libraries(
             (small.clone(), 4 + (seed % 2) as usize)
         };
         let problem = problem(&real_library(layers, &shape, seed));
-        for key in ["metrics.kl_div", "metrics.lm_loss"] {
+        for setting in BenchShape::Puzzle70b.settings() {
             let objective = Objective {
-                key: key.into(),
+                key: setting.objective.into(),
                 maximize: false,
             };
-            for share in [0.9, 0.7, 0.5, 0.4, 0.3] {
-                let limits = shaped_limits(&problem, share);
-                let expected = exhaustive_best(&problem, &objective, &limits);
-                let case = format!("seed {seed} {key} {share}");
-                let options = SolveOptions::default();
-                if let Some(found) = solve_like_enumeration(&problem, &objective, &limits, &options, expected, &case) {
-                    checked += 1;
-                    branched += usize::from(found.variables > 0);
-                }
+            let limits = setting.limits(&problem).unwrap();
+            let expected = exhaustive_best(&problem, &objective, &limits);
+            let case = format!("seed {seed} {setting:?}");
+            let options = SolveOptions::default();
+            if let Some(found) = solve_like_enumeration(&problem, &objective, &limits, &options, expected, &case) {
+                checked += 1;
+                branched += usize::from(found.variables > 0);
             }
         }
     }
@@ -211,39 +194,37 @@ fn the_mip_optimum_equals_exhaustive_enumeration_on_small_real_shaped_libraries(
 #[test]
 fn on_a_real_shaped_library_every_baseline_holds_every_limit_and_the_mip_beats_them() {
     let problem = problem(&real_library(80, &RealShape::puzzle_70b(), 3));
-    for key in ["metrics.kl_div", "metrics.lm_loss"] {
+    for setting in BenchShape::Puzzle70b.settings() {
         let objective = Objective {
-            key: key.into(),
+            key: setting.objective.into(),
             maximize: false,
         };
-        for share in [0.9, 0.7, 0.5, 0.4, 0.3] {
-            let limits = shaped_limits(&problem, share);
-            let input = SearchInput {
-                problem: problem.clone(),
-                library: None,
-            };
-            // `search` re-checks every baseline's answer itself and fails if one breaks a limit.
-            let report = search(&input, &SearchSpec::raw(objective.clone(), limits.clone())).unwrap();
-            let mip = report.solutions[0].objective;
-            assert_eq!(report.solutions[0].status, Status::Optimal);
-            for baseline in &report.baselines {
-                assert!(
-                    mip <= baseline.objective + 1e-9,
-                    "{key} {share}: {} beats the MIP",
-                    baseline.method
-                );
-            }
-            for baseline in BASELINES {
-                if let Some(choice) = baseline.choose(&problem, &objective, &limits, 7).unwrap() {
-                    verify(&problem, &limits, &choice).unwrap();
-                }
-            }
+        let limits = setting.limits(&problem).unwrap();
+        let input = SearchInput {
+            problem: problem.clone(),
+            library: None,
+        };
+        // `search` re-checks every baseline's answer itself and fails if one breaks a limit.
+        let report = search(&input, &SearchSpec::raw(objective.clone(), limits.clone())).unwrap();
+        let mip = report.solutions[0].objective;
+        assert_eq!(report.solutions[0].status, Status::Optimal);
+        for baseline in &report.baselines {
             assert!(
-                report.baselines.len() >= 3,
-                "{key} {share}: {} baselines",
-                report.baselines.len()
+                mip <= baseline.objective + 1e-9,
+                "{setting:?}: {} beats the MIP",
+                baseline.method
             );
         }
+        for baseline in BASELINES {
+            if let Some(choice) = baseline.choose(&problem, &objective, &limits, 7).unwrap() {
+                verify(&problem, &limits, &choice).unwrap();
+            }
+        }
+        assert!(
+            report.baselines.len() >= 3,
+            "{setting:?}: {} baselines",
+            report.baselines.len()
+        );
     }
 }
 

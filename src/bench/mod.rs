@@ -19,5 +19,5 @@ pub use forward::{
 pub use hardware::{HardwareReport, hardware};
 pub use request::{RequestBench, RequestShape, bench_requests};
 pub use score::{ScoreBench, bench_score};
-pub use search::{BenchShape, SearchBench, SearchBenchOptions, bench_search};
+pub use search::{BenchShape, SearchBench, SearchBenchOptions, Setting, bench_search};
 pub use train::{TrainBench, TrainReport, TrainShape, TrainSizes, bench_train, bench_train_shapes, shape_8m};

@@ -107,10 +107,18 @@ pub struct SearchBench {
 }
 
 /// An instance before it is searched: objective key, runtime share, memory share.
-struct Setting {
-    objective: &'static str,
-    runtime: f64,
-    memory: f64,
+#[derive(Clone, Copy, Debug)]
+pub struct Setting {
+    pub objective: &'static str,
+    pub runtime: f64,
+    pub memory: f64,
+}
+
+impl Setting {
+    /// The limits of this setting on `problem` (see [`bench_limits`]).
+    pub fn limits(&self, problem: &Problem) -> Result<Vec<Limit>, SearchError> {
+        bench_limits(problem, self.runtime, self.memory)
+    }
 }
 
 impl BenchShape {
@@ -129,7 +137,8 @@ impl BenchShape {
         }
     }
 
-    fn settings(self) -> Vec<Setting> {
+    /// The instances searched on each library of this shape.
+    pub fn settings(self) -> Vec<Setting> {
         match self {
             BenchShape::Random => vec![Setting {
                 objective: "metrics.kl_div",
