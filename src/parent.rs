@@ -19,12 +19,12 @@ use serde_json::json;
 
 use crate::checkpoint::{Checkpoint, ExportOptions};
 use crate::data::{ShardWriter, TokenWindows};
-use crate::eval::{AccuracyReport, AccuracySummary, mean_nll, switch_accuracy, unigram_entropy};
+use crate::eval::{SwitchAccuracy, SwitchSummary, mean_nll, switch_accuracy, unigram_entropy};
 use crate::model::{AttentionConfig, BlockConfig, FfnConfig, Llama, ModelConfig, build_model, random_weights};
 use crate::tokenizer::Tokenizer;
 use crate::train::{RunControl, TrainConfig, lm_micro_batch, train};
 use crate::world::tokenizer::{BOS, EOS, VOCAB_SIZE, token_id, write_tokenizer};
-use crate::world::{Split, Thinking, World};
+use crate::world::{Split, TaskKind, Thinking, World};
 
 /// The default parent's shape: 8 layers, d_model 128, 4 query heads sharing 2 KV heads, SwiGLU
 /// 384 wide, tied embeddings, on the world's byte-level vocabulary.
@@ -54,7 +54,8 @@ pub struct ParentOptions {
     pub seq_len: usize,
     pub peak_lr: f64,
     pub seed: u64,
-    /// Training documents: arithmetic chats (half with thinking on) and stories.
+    /// Training documents: arithmetic chats, with one-step chats beside them
+    /// ([`World::task_mix`]), half of each with thinking on; and stories.
     pub train_tasks: usize,
     pub train_stories: usize,
     pub eval_tasks: usize,
@@ -102,8 +103,7 @@ pub struct ParentReport {
     pub held_out_nll: f64,
     pub held_out_tokens: usize,
     pub unigram_entropy: f64,
-    pub thinking_on: AccuracySummary,
-    pub thinking_off: AccuracySummary,
+    pub accuracy: SwitchSummary,
 }
 
 /// Writes the world's training documents (shuffled chats and stories) and held-out stories as
@@ -116,7 +116,7 @@ pub fn write_world_shards(
 ) -> Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut documents: Vec<String> = world
-        .tasks(Split::Train, options.train_tasks)
+        .task_mix(Split::Train, options.train_tasks)
         .iter()
         .enumerate()
         .map(|(i, t)| t.render(if i % 2 == 0 { Thinking::On } else { Thinking::Off }))
@@ -145,20 +145,21 @@ pub fn write_world_shards(
 }
 
 /// Held-out NLL on the story shard, the shard's unigram entropy, and task accuracy on held-out
-/// tasks with thinking on and off.
+/// tasks with thinking on and off (and on one-step tasks with it off).
 pub fn evaluate_parent(
     model: &Llama,
     tokenizer: &Tokenizer,
     world: &World,
     held_out: &Path,
     options: &ParentOptions,
-) -> Result<(f64, usize, f64, AccuracyReport, AccuracyReport)> {
+) -> Result<(f64, usize, f64, SwitchAccuracy)> {
     let mut windows = TokenWindows::open(held_out)?;
     let sequences = windows.consecutive(options.seq_len + 1, usize::MAX)?;
     let nll = mean_nll(model, &sequences)?;
     let tasks = world.tasks(Split::HeldOut, options.eval_tasks);
-    let [on, off] = switch_accuracy(model, tokenizer, &tasks)?;
-    Ok((nll.mean_nll, nll.tokens, unigram_entropy(&sequences), on, off))
+    let direct = world.tasks_of(TaskKind::OneStep, Split::HeldOut, options.eval_tasks);
+    let accuracy = switch_accuracy(model, tokenizer, &tasks, &direct)?;
+    Ok((nll.mean_nll, nll.tokens, unigram_entropy(&sequences), accuracy))
 }
 
 /// Trains (or resumes) the default parent into `out` and evaluates it.
@@ -224,7 +225,7 @@ pub fn train_parent(out: &Path, options: &ParentOptions, device: &Device) -> Res
     Checkpoint::from_model(&model).write_hf(&model_dir, ExportOptions::default())?;
     write_tokenizer(&model_dir).with_context(|| format!("writing the tokenizer into {}", model_dir.display()))?;
 
-    let (held_out_nll, held_out_tokens, entropy, on, off) =
+    let (held_out_nll, held_out_tokens, entropy, accuracy) =
         evaluate_parent(&model, &tokenizer, &world, &held_out_shard, options)?;
     let rates: Vec<f64> = outcome.history.iter().map(|h| h.tokens_per_s).collect();
     let report = ParentReport {
@@ -241,8 +242,7 @@ pub fn train_parent(out: &Path, options: &ParentOptions, device: &Device) -> Res
         held_out_nll,
         held_out_tokens,
         unigram_entropy: entropy,
-        thinking_on: (&on).into(),
-        thinking_off: (&off).into(),
+        accuracy: (&accuracy).into(),
     };
     let report_path = out.join("parent_report.json");
     std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)
@@ -269,7 +269,7 @@ impl std::fmt::Display for ParentReport {
             "held-out NLL {:.4} nats/token over {} tokens (unigram entropy {:.4})",
             self.held_out_nll, self.held_out_tokens, self.unigram_entropy
         )?;
-        for (name, a) in [("on", &self.thinking_on), ("off", &self.thinking_off)] {
+        for (name, a) in self.accuracy.labelled() {
             writeln!(
                 f,
                 "task accuracy, thinking {name}: {:.1}% ({}/{}), format ok {:.1}%",

@@ -24,8 +24,8 @@ pub use crate::parent::{ParentOptions, ParentReport, train_parent};
 pub use crate::pipeline::{Pipeline, RunDirs, RunOptions, run_pipeline};
 pub use crate::plot::write_dependency_heatmap;
 pub use crate::posttrain::{
-    ChatEval, ChatSource, ChatStageReport, DistillOptions, DistillStageOptions, DistillStageReport, RlOptions,
-    SftOptions, distill_model, rl_model, sft_model,
+    ChatEval, ChatSource, ChatStageReport, DistillOptions, DistillStageOptions, DistillStageReport, PromptSet,
+    RlOptions, SftOptions, distill_fused, distill_model, rl_model, sft_model,
 };
 pub use crate::report::{
     ParetoFront, ParetoReport, ReportPage, RunEval, RunInputs, architecture_svg, pareto_front, show_html, show_svg,

@@ -232,7 +232,7 @@ fn builtin_windows(
         // About 40 tokens per chat and 300 per story: draw a little more than needed.
         let chats = tokens / 60 + 8;
         let mut docs: Vec<String> = world
-            .tasks(split, chats)
+            .task_mix(split, chats)
             .iter()
             .enumerate()
             .map(|(i, t)| t.render(if i % 2 == 0 { Thinking::On } else { Thinking::Off }))

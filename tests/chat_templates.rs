@@ -399,7 +399,6 @@ fn tiny_sft_with_the_chatml_tokenizer_trains_only_assistant_tokens_and_learns_to
         grpo: GrpoSettings::default(),
         peak_lr: 1e-4,
         solved_pass_rate: 1.1,
-        modes: vec![Thinking::On, Thinking::Off],
         seed: 2,
         control: RunControl {
             checkpoint_every: 1,
@@ -407,7 +406,7 @@ fn tiny_sft_with_the_chatml_tokenizer_trains_only_assistant_tokens_and_learns_to
             progress: false,
         },
     };
-    let tasks = [task.clone(), task];
+    let tasks = [(task.clone(), Thinking::On), (task, Thinking::Off)];
     let (_, report) = rl(&tuned, &tasks, &tokenizer, &options, &tmp.path().join("rl"), &device).unwrap();
     assert_eq!(report.steps, 1);
     let step = &report.history[0];

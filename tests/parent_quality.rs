@@ -24,10 +24,10 @@ fn default_parent_beats_half_depth_and_the_unigram_baseline() {
     let half = train_parent(&dir.path().join("half"), &half_options, &device).unwrap();
     println!("{full}\n{half}");
     assert!(
-        full.thinking_on.accuracy > half.thinking_on.accuracy + 0.10,
+        full.accuracy.on.accuracy > half.accuracy.on.accuracy + 0.10,
         "parent {:.3} vs half depth {:.3}",
-        full.thinking_on.accuracy,
-        half.thinking_on.accuracy
+        full.accuracy.on.accuracy,
+        half.accuracy.on.accuracy
     );
     assert!(
         full.held_out_nll < 0.5 * full.unigram_entropy,

@@ -349,21 +349,29 @@ fn untimed(rows: &Value) -> Vec<Value> {
 fn assert_rows_close(found: &[Value], expected: &[Value], tolerance: f64, what: &str) {
     assert_eq!(found.len(), expected.len(), "{what}");
     for (f, e) in found.iter().zip(expected) {
-        for (key, value) in e.as_object().unwrap() {
-            match (value.as_f64(), f[key].as_f64()) {
-                (Some(a), Some(b)) => assert!(
-                    (a - b).abs() <= tolerance * a.abs().max(1e-12),
-                    "{what}: {} {key}: {b} against {a}",
-                    e["model"]
-                ),
-                _ => assert_eq!(&f[key], value, "{what}: {} {key}", e["model"]),
+        assert_close(f, e, tolerance, &format!("{what}: {}", e["model"]));
+    }
+}
+
+/// Every field of `expected` (nested objects field by field) in `found`, numbers within a
+/// relative `tolerance`.
+fn assert_close(found: &Value, expected: &Value, tolerance: f64, what: &str) {
+    match (expected.as_f64(), found.as_f64(), expected.as_object()) {
+        (Some(a), Some(b), _) => assert!(
+            (a - b).abs() <= tolerance * a.abs().max(1e-12),
+            "{what}: {b} against {a}"
+        ),
+        (_, _, Some(fields)) => {
+            for (key, value) in fields {
+                assert_close(&found[key], value, tolerance, &format!("{what} {key}"));
             }
         }
+        _ => assert_eq!(found, expected, "{what}"),
     }
 }
 
 #[test]
-fn stage_functions_one_by_one_give_what_tessera_run_gives_and_what_it_gave_before() {
+fn stage_functions_one_by_one_give_what_tessera_run_gives_and_what_it_gave_when_recorded() {
     use tessera::prelude::*;
     let dir = tempfile::tempdir().unwrap();
     let path = equivalence_pipeline(dir.path());
@@ -390,7 +398,9 @@ fn stage_functions_one_by_one_give_what_tessera_run_gives_and_what_it_gave_befor
     let assembled = assemble_child(&dirs.child(), &p.assemble_options(&dirs)).unwrap();
     let fused = fuse_model(&assembled.child.model, &dirs.fuse(), &p.fuse_options(), &device).unwrap();
     let distill_options = p.distill_options(&parent.model_dir, false);
-    let distilled = distill_model(&fused.child.model, &dirs.distill(), &distill_options, &device).unwrap();
+    let unfused = (!fused.runs.is_empty()).then_some(assembled.child.model.as_path());
+    let (distilled, distilled_unfused) =
+        distill_fused(&fused.child.model, unfused, &dirs.distill(), &distill_options, &device).unwrap();
     let (chats, eval) = (p.sft_chats(), p.chat_eval());
     let tuned = sft_model(
         &distilled.child.model,
@@ -405,7 +415,7 @@ fn stage_functions_one_by_one_give_what_tessera_run_gives_and_what_it_gave_befor
     let reinforced = rl_model(
         &tuned.child.model,
         &dirs.rl(),
-        &p.rl_tasks(),
+        &p.rl_prompts(),
         &rl_options,
         &eval,
         &device,
@@ -423,6 +433,7 @@ fn stage_functions_one_by_one_give_what_tessera_run_gives_and_what_it_gave_befor
         assembled: &assembled,
         fused: &fused,
         distilled: &distilled,
+        distilled_unfused: distilled_unfused.as_ref(),
         tuned: &tuned,
         reinforced: &reinforced,
         exported: &exported,
@@ -435,6 +446,15 @@ fn stage_functions_one_by_one_give_what_tessera_run_gives_and_what_it_gave_befor
         fused.child.layers < assembled.child.layers,
         "this pipeline fuses: {fused:?}"
     );
+    // The table shows the fused child and what fusion cost, the unfused child distilled beside it.
+    let fusion = page.summary.fusion.as_ref().expect("a fused run reports fusion");
+    assert_eq!(
+        (fusion.layers_before, fusion.layers_after),
+        (assembled.child.layers, fused.child.layers)
+    );
+    assert!(page.summary.rows.iter().any(|r| r.model == "child, fused"));
+    let unfused = distilled_unfused.as_ref().expect("the unfused child is distilled too");
+    assert!(unfused.distill.after.kl_div < unfused.distill.before.kl_div);
 
     // Library, score and profile as Slurm array jobs, the rest here: the same summary.
     if let Some(env) = common::slurm::cluster("the pipeline through Slurm (tessera run --executor slurm)") {
@@ -460,13 +480,12 @@ fn stage_functions_one_by_one_give_what_tessera_run_gives_and_what_it_gave_befor
         );
     }
 
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipeline/summary_before_stage_functions.json");
-    let before: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipeline/summary_recorded.json");
+    let recorded: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
     assert_rows_close(
         &by_run,
-        before["rows"].as_array().unwrap(),
+        recorded["rows"].as_array().unwrap(),
         1e-5,
-        "against the code before",
+        "against the recorded rows",
     );
 }

@@ -1,6 +1,7 @@
 //! SFT with the reasoning switch and GRPO on a tiny random model: SFT teaches the format (think
 //! tags iff thinking is on), both stages resume after a kill to the same weights, GRPO's log
-//! starts at zero KL and stays finite, and bad chat or task files get clear errors.
+//! starts at zero KL and stays finite, KL to the parent on chats equals a row-by-row
+//! computation, and bad chat or task files get clear errors.
 
 mod common;
 
@@ -8,13 +9,14 @@ use std::path::Path;
 
 use burn::prelude::Device;
 use tessera::checkpoint::Checkpoint;
-use tessera::eval::switch_accuracy;
+use tessera::eval::{ParentChats, SWITCH_REPLY_TOKENS, switch_accuracy};
+use tessera::model::{Llama, Sampling, generate};
 use tessera::posttrain::{
     GrpoSettings, RlOptions, SftOptions, SftStage, StageChats, builtin_chats, read_chat_file, rl, sft,
 };
 use tessera::tokenizer::Tokenizer;
 use tessera::train::RunControl;
-use tessera::world::{Split, Thinking, World};
+use tessera::world::{ChatFormat, Split, Task, TaskKind, Thinking, World};
 
 fn sft_options(stop_after: Option<usize>) -> SftOptions {
     SftOptions {
@@ -53,7 +55,6 @@ fn rl_options(stop_after: Option<usize>) -> RlOptions {
         peak_lr: 1e-3,
         // The tiny model solves nothing yet, so every prompt stays.
         solved_pass_rate: 0.75,
-        modes: vec![Thinking::On, Thinking::Off],
         seed: 5,
         control: RunControl {
             checkpoint_every: 1,
@@ -77,11 +78,12 @@ fn sft_teaches_the_switch_and_rl_runs_both_resuming_after_a_kill() {
     let chats = builtin_chats(1, 1000);
     let held_out = World::new(1).tasks(Split::HeldOut, 60);
 
-    let before = switch_accuracy(&parent.build(&device).unwrap(), &tokenizer, &held_out).unwrap();
+    let one_step = World::new(1).tasks_of(TaskKind::OneStep, Split::HeldOut, 20);
+    let before = switch_accuracy(&parent.build(&device).unwrap(), &tokenizer, &held_out, &one_step).unwrap();
     assert!(
-        before[0].format_ok < 0.1,
+        before.on.format_ok < 0.1,
         "a random model opens no think block: {}",
-        before[0].format_ok
+        before.on.format_ok
     );
 
     // Killed in the second stage, then run again: the same weights as one uninterrupted run.
@@ -108,7 +110,8 @@ fn sft_teaches_the_switch_and_rl_runs_both_resuming_after_a_kill() {
         assert!(stage.final_loss < stage.first_loss, "{stage:?}");
     }
 
-    let after = switch_accuracy(&tuned.build(&device).unwrap(), &tokenizer, &held_out).unwrap();
+    let after = switch_accuracy(&tuned.build(&device).unwrap(), &tokenizer, &held_out, &one_step).unwrap();
+    let [before, after] = [&before, &after].map(|s| [&s.on, &s.off, s.off_direct.as_ref().unwrap()]);
     for (b, a) in before.iter().zip(&after) {
         println!(
             "thinking {:?}: format ok {:.3} -> {:.3}, accuracy {:.3} -> {:.3}",
@@ -125,8 +128,27 @@ fn sft_teaches_the_switch_and_rl_runs_both_resuming_after_a_kill() {
         );
     }
 
+    // KL to the parent on the parent's chats: zero against itself, and what a row-by-row
+    // computation (one unpadded sequence at a time, greedy replies one prompt at a time) gives.
+    let (teacher, student) = (parent.build(&device).unwrap(), tuned.build(&device).unwrap());
+    for thinking in [Thinking::On, Thinking::Off] {
+        let chats = ParentChats::generate(&teacher, &tokenizer, &held_out[..12], thinking).unwrap();
+        assert!(chats.kl(&teacher, &teacher).unwrap().abs() < 1e-6);
+        let batched = chats.kl(&teacher, &student).unwrap();
+        let by_row = kl_row_by_row(&teacher, &student, &tokenizer, &held_out[..12], thinking);
+        println!("KL on chats, thinking {thinking:?}: {batched:.6} batched, {by_row:.6} row by row");
+        assert!(
+            batched > 1e-3 && (batched - by_row).abs() <= 1e-4 * by_row,
+            "{batched} vs {by_row}"
+        );
+    }
+
     // GRPO from the tuned model, killed after round 2 of 3 and resumed.
-    let tasks = World::new(1).tasks(Split::Train, 16);
+    let tasks: Vec<(Task, Thinking)> = World::new(1)
+        .tasks(Split::Train, 16)
+        .into_iter()
+        .zip([Thinking::On, Thinking::Off].into_iter().cycle())
+        .collect();
     let work = tmp.path().join("rl");
     let (_, stopped) = rl(&tuned, &tasks, &tokenizer, &rl_options(Some(2)), &work, &device).unwrap();
     assert!(!stopped.finished);
@@ -164,6 +186,44 @@ fn sft_teaches_the_switch_and_rl_runs_both_resuming_after_a_kill() {
         assert_eq!(h.round, h.step.div_ceil(2));
     }
     assert!(report.history[1].kl > 0.0, "after one update the policy has moved");
+}
+
+/// Mean KL(teacher ‖ student) over the teacher's greedy reply tokens, each sequence on its own.
+fn kl_row_by_row(teacher: &Llama, student: &Llama, tokenizer: &Tokenizer, tasks: &[Task], thinking: Thinking) -> f64 {
+    let format = ChatFormat::of(tokenizer).unwrap();
+    let stop = format.stop_tokens(teacher.config().eos_token_id);
+    let log_softmax = |row: &[f32]| -> Vec<f64> {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let sum: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
+        row.iter().map(|&x| x as f64 - max - sum.ln()).collect()
+    };
+    let prompts: Vec<Vec<u32>> = tasks.iter().map(|t| format.prompt(t, thinking).unwrap()).collect();
+    // Replies end where the longest prompt leaves no room in the model's context.
+    let longest = prompts.iter().map(Vec::len).max().unwrap();
+    let max_new = SWITCH_REPLY_TOKENS.min(teacher.config().max_position_embeddings - longest);
+    let (mut total, mut tokens) = (0.0, 0);
+    for prompt in prompts {
+        let row = generate(teacher, &prompt, max_new, Sampling::Greedy, &stop).unwrap();
+        let input = &row[..row.len() - 1];
+        let logits = |model: &Llama| {
+            let out = model
+                .forward(model.tokens_tensor(&[input.to_vec()]).unwrap(), None, false)
+                .unwrap();
+            tessera::model::weights::to_host_vec(out.logits)
+        };
+        let (p, q) = (logits(teacher), logits(student));
+        let vocab = p.len() / input.len();
+        // Position i predicts token i + 1; the reply's tokens are those after the prompt.
+        for i in prompt.len() - 1..input.len() {
+            let (lp, lq) = (
+                log_softmax(&p[i * vocab..(i + 1) * vocab]),
+                log_softmax(&q[i * vocab..(i + 1) * vocab]),
+            );
+            total += lp.iter().zip(&lq).map(|(a, b)| a.exp() * (a - b)).sum::<f64>();
+            tokens += 1;
+        }
+    }
+    total / tokens as f64
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {

@@ -12,11 +12,11 @@ use tessera::eval::TaskSet;
 use tessera::fusion::{FuseOptions, RunChoice, analyze_fusion, fuse_model};
 use tessera::posttrain::{
     ChatEval, ChatSource, DEFAULT_EVAL_TASKS, DEFAULT_RL_TASKS, DEFAULT_SFT_TASKS, DEFAULT_TRAIN_WINDOWS, DistillLoss,
-    DistillOptions, DistillStageOptions, GrpoSettings, RlOptions, SftOptions, SftStage, distill_model, rl_model,
-    sft_model,
+    DistillOptions, DistillStageOptions, GrpoSettings, PromptSet, RlOptions, SftOptions, SftStage, distill_model,
+    rl_model, sft_model,
 };
 use tessera::source::TokenSource;
-use tessera::world::Split;
+use tessera::world::{Split, Thinking};
 
 #[derive(Subcommand)]
 pub enum FuseCommand {
@@ -139,6 +139,10 @@ pub struct ChatRunArgs {
     /// `builtin` (held-out tasks of the built-in world) or a JSONL task file.
     #[arg(long, default_value = TaskSet::BUILTIN)]
     eval_tasks: String,
+    /// One-step tasks answered with thinking off: `builtin-one-step` (the built-in world's),
+    /// a JSONL task file, or `none`.
+    #[arg(long, default_value = TaskSet::BUILTIN_ONE_STEP)]
+    eval_direct_tasks: String,
     #[arg(long, default_value_t = DEFAULT_EVAL_TASKS)]
     eval_count: usize,
     #[arg(long)]
@@ -151,6 +155,14 @@ impl ChatRunArgs {
     fn eval(&self) -> ChatEval {
         ChatEval {
             tasks: TaskSet::named(&self.eval_tasks, self.world_seed, Split::HeldOut, self.eval_count),
+            direct: (self.eval_direct_tasks != "none").then(|| {
+                TaskSet::named(
+                    &self.eval_direct_tasks,
+                    self.world_seed,
+                    Split::HeldOut,
+                    self.eval_count,
+                )
+            }),
             before: true,
         }
     }
@@ -227,12 +239,16 @@ pub struct RlArgs {
     /// per line; a GSM8K-style answer carries the number after `####`.
     #[arg(long, default_value = TaskSet::BUILTIN)]
     tasks: String,
-    /// How many built-in tasks to survey (the solved ones are dropped).
+    /// How many built-in tasks of each kind to survey (the solved ones are dropped).
     #[arg(long, default_value_t = DEFAULT_RL_TASKS)]
     count: usize,
-    /// Which switch setting prompts are asked with (`both`: alternating).
+    /// Which switch setting `--tasks` are asked with (`both`: alternating).
     #[arg(long, value_enum, default_value_t = ThinkingChoice::On)]
     thinking: ThinkingChoice,
+    /// Tasks asked with thinking off beside them, where answering directly is right:
+    /// `builtin-one-step` (the built-in world's one-step sums), a JSONL task file, or `none`.
+    #[arg(long, default_value = TaskSet::BUILTIN_ONE_STEP)]
+    direct_tasks: String,
     #[arg(long, default_value_t = RlOptions::default().rounds)]
     rounds: usize,
     /// Optimizer steps on each round's samples.
@@ -268,7 +284,17 @@ pub struct RlArgs {
 }
 
 pub fn rl(args: RlArgs, device: &Device) -> Result<()> {
-    let tasks = TaskSet::named(&args.tasks, args.run.world_seed, Split::Train, args.count);
+    let named = |spec: &str| TaskSet::named(spec, args.run.world_seed, Split::Train, args.count);
+    let mut prompts = vec![PromptSet {
+        tasks: named(&args.tasks),
+        modes: args.thinking.modes(),
+    }];
+    if args.direct_tasks != "none" {
+        prompts.push(PromptSet {
+            tasks: named(&args.direct_tasks),
+            modes: vec![Thinking::Off],
+        });
+    }
     let options = RlOptions {
         rounds: args.rounds,
         updates_per_round: args.updates_per_round,
@@ -283,7 +309,6 @@ pub fn rl(args: RlArgs, device: &Device) -> Result<()> {
         },
         peak_lr: args.lr,
         solved_pass_rate: args.solved_pass_rate,
-        modes: args.thinking.modes(),
         seed: args.seed,
         control: RlOptions::default()
             .control
@@ -293,7 +318,7 @@ pub fn rl(args: RlArgs, device: &Device) -> Result<()> {
     let report = rl_model(
         &args.run.model,
         &args.run.out,
-        &tasks,
+        &prompts,
         &options,
         &args.run.eval(),
         device,

@@ -85,6 +85,41 @@ pub fn read_task_file(path: &Path) -> Result<Vec<Task>, AccuracyError> {
     Ok(tasks)
 }
 
+/// Each prompt followed by its greedy continuation of at most `max_new_tokens` (fewer where the
+/// model's context ends), ending at a stop token; prompts of equal length are decoded together
+/// in batches of `batch_size`.
+pub fn greedy_continuations(
+    model: &Llama,
+    prompts: &[Vec<u32>],
+    max_new_tokens: usize,
+    batch_size: usize,
+    stop: &[u32],
+) -> Result<Vec<Vec<u32>>, ForwardError> {
+    let mut by_length: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, prompt) in prompts.iter().enumerate() {
+        by_length.entry(prompt.len()).or_default().push(i);
+    }
+    let max_new_tokens = max_new_tokens.min(
+        model
+            .config()
+            .max_position_embeddings
+            .saturating_sub(by_length.keys().last().copied().unwrap_or(0)),
+    );
+    let mut rows = vec![Vec::new(); prompts.len()];
+    for group in by_length.values() {
+        for chunk in group.chunks(batch_size.max(1)) {
+            let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts[i].clone()).collect();
+            for (&i, row) in chunk
+                .iter()
+                .zip(generate_batch(model, &batch, max_new_tokens, Sampling::Greedy, stop)?)
+            {
+                rows[i] = row;
+            }
+        }
+    }
+    Ok(rows)
+}
+
 /// Greedy replies of `model` to `tasks` with the switch set to `thinking`, each up to
 /// `max_new_tokens` long, scored by the verifier.
 pub fn task_accuracy(
@@ -96,28 +131,17 @@ pub fn task_accuracy(
     batch_size: usize,
 ) -> Result<AccuracyReport, AccuracyError> {
     let format = ChatFormat::of(tokenizer)?;
-    let mut by_length: BTreeMap<usize, Vec<(usize, Vec<u32>)>> = BTreeMap::new();
-    for (i, task) in tasks.iter().enumerate() {
-        let prompt = format.prompt(task, thinking)?;
-        by_length.entry(prompt.len()).or_default().push((i, prompt));
-    }
-    let max_new_tokens = max_new_tokens.min(
-        model
-            .config()
-            .max_position_embeddings
-            .saturating_sub(by_length.keys().last().copied().unwrap_or(0)),
-    );
+    let prompts = tasks
+        .iter()
+        .map(|task| format.prompt(task, thinking))
+        .collect::<Result<Vec<_>, _>>()?;
     let stop = format.stop_tokens(model.config().eos_token_id);
-    let mut replies = vec![String::new(); tasks.len()];
-    for group in by_length.values() {
-        for chunk in group.chunks(batch_size.max(1)) {
-            let prompts: Vec<Vec<u32>> = chunk.iter().map(|(_, p)| p.clone()).collect();
-            let rows = generate_batch(model, &prompts, max_new_tokens, Sampling::Greedy, &stop)?;
-            for ((index, prompt), row) in chunk.iter().zip(rows) {
-                replies[*index] = tokenizer.decode(&row[prompt.len()..])?;
-            }
-        }
-    }
+    let rows = greedy_continuations(model, &prompts, max_new_tokens, batch_size, &stop)?;
+    let replies = rows
+        .iter()
+        .zip(&prompts)
+        .map(|(row, prompt)| tokenizer.decode(&row[prompt.len()..]))
+        .collect::<Result<Vec<_>, _>>()?;
     let answers: Vec<Answer> = tasks
         .iter()
         .zip(replies)
@@ -146,16 +170,28 @@ pub fn task_accuracy(
 /// reply that wrongly opens a think block is seen closing it.
 pub const SWITCH_REPLY_TOKENS: usize = 96;
 
-/// Greedy accuracy and format compliance on `tasks` with thinking on, then off.
+/// Greedy answers with the switch on and off to multi-step tasks (where thinking helps), and
+/// with it off to one-step tasks (where answering directly is right), when there are any.
+pub struct SwitchAccuracy {
+    pub on: AccuracyReport,
+    pub off: AccuracyReport,
+    pub off_direct: Option<AccuracyReport>,
+}
+
+/// Greedy accuracy and format compliance on `tasks` with thinking on, then off, and on `direct`
+/// (one-step tasks; may be empty) with thinking off.
 pub fn switch_accuracy(
     model: &Llama,
     tokenizer: &Tokenizer,
     tasks: &[Task],
-) -> Result<[AccuracyReport; 2], AccuracyError> {
-    Ok([
-        task_accuracy(model, tokenizer, tasks, Thinking::On, SWITCH_REPLY_TOKENS, 64)?,
-        task_accuracy(model, tokenizer, tasks, Thinking::Off, SWITCH_REPLY_TOKENS, 64)?,
-    ])
+    direct: &[Task],
+) -> Result<SwitchAccuracy, AccuracyError> {
+    let ask = |tasks: &[Task], thinking| task_accuracy(model, tokenizer, tasks, thinking, SWITCH_REPLY_TOKENS, 64);
+    Ok(SwitchAccuracy {
+        on: ask(tasks, Thinking::On)?,
+        off: ask(tasks, Thinking::Off)?,
+        off_direct: (!direct.is_empty()).then(|| ask(direct, Thinking::Off)).transpose()?,
+    })
 }
 
 /// An accuracy report without the individual answers (but one example reply).
@@ -177,5 +213,43 @@ impl From<&AccuracyReport> for AccuracySummary {
             format_ok: r.format_ok,
             example_reply: r.answers.first().map(|a| a.reply.clone()).unwrap_or_default(),
         }
+    }
+}
+
+/// [`SwitchAccuracy`] without the individual answers.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct SwitchSummary {
+    /// Multi-step tasks, thinking on.
+    pub on: AccuracySummary,
+    /// Multi-step tasks, thinking off.
+    pub off: AccuracySummary,
+    /// One-step tasks, thinking off.
+    pub off_direct: Option<AccuracySummary>,
+}
+
+impl From<&SwitchAccuracy> for SwitchSummary {
+    fn from(a: &SwitchAccuracy) -> Self {
+        Self {
+            on: (&a.on).into(),
+            off: (&a.off).into(),
+            off_direct: a.off_direct.as_ref().map(Into::into),
+        }
+    }
+}
+
+impl SwitchSummary {
+    /// Each measurement with its label.
+    pub fn labelled(&self) -> Vec<(&'static str, &AccuracySummary)> {
+        let mut all = vec![("on", &self.on), ("off, multi-step", &self.off)];
+        all.extend(self.off_direct.as_ref().map(|a| ("off, one-step", a)));
+        all
+    }
+
+    /// Share of all replies whose format matches their switch.
+    pub fn format_ok(&self) -> f64 {
+        let all = self.labelled();
+        let tasks: usize = all.iter().map(|(_, a)| a.tasks).sum();
+        let ok: f64 = all.iter().map(|(_, a)| a.format_ok * a.tasks as f64).sum();
+        ok / tasks.max(1) as f64
     }
 }

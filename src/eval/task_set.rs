@@ -6,33 +6,53 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::accuracy::{AccuracyError, read_task_file};
-use crate::world::{Split, Task, World};
+use crate::world::{Split, Task, TaskKind, World};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TaskSet {
-    /// The first `count` tasks of the built-in world of `seed`, from `split`.
-    Builtin { seed: u64, split: Split, count: usize },
+    /// The first `count` tasks of `task_kind` of the built-in world of `seed`, from `split`.
+    Builtin {
+        seed: u64,
+        split: Split,
+        count: usize,
+        #[serde(default)]
+        task_kind: TaskKind,
+    },
     /// One `{"question", "answer"}` object per line.
     File { path: PathBuf },
 }
 
 impl TaskSet {
-    /// The spec of the built-in world's tasks.
+    /// The spec of the built-in world's multi-step tasks.
     pub const BUILTIN: &str = "builtin";
+    /// The spec of the built-in world's one-step tasks.
+    pub const BUILTIN_ONE_STEP: &str = "builtin-one-step";
 
-    /// `builtin` (the world of `seed`, `count` tasks of `split`) or a task file's path.
+    /// `builtin` or `builtin-one-step` (the world of `seed`, `count` tasks of `split`) or a task
+    /// file's path.
     pub fn named(spec: &str, seed: u64, split: Split, count: usize) -> Self {
-        if spec == Self::BUILTIN {
-            TaskSet::Builtin { seed, split, count }
-        } else {
-            TaskSet::File { path: spec.into() }
+        let builtin = |kind| TaskSet::Builtin {
+            seed,
+            split,
+            count,
+            task_kind: kind,
+        };
+        match spec {
+            Self::BUILTIN => builtin(TaskKind::Chains),
+            Self::BUILTIN_ONE_STEP => builtin(TaskKind::OneStep),
+            _ => TaskSet::File { path: spec.into() },
         }
     }
 
     pub fn tasks(&self) -> Result<Vec<Task>, AccuracyError> {
         match self {
-            TaskSet::Builtin { seed, split, count } => Ok(World::new(*seed).tasks(*split, *count)),
+            TaskSet::Builtin {
+                seed,
+                split,
+                count,
+                task_kind,
+            } => Ok(World::new(*seed).tasks_of(*task_kind, *split, *count)),
             TaskSet::File { path } => read_task_file(path),
         }
     }
@@ -41,7 +61,12 @@ impl TaskSet {
 impl std::fmt::Display for TaskSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TaskSet::Builtin { seed, split, count } => write!(f, "builtin:{seed} ({count} {split:?} tasks)"),
+            TaskSet::Builtin {
+                seed,
+                split,
+                count,
+                task_kind,
+            } => write!(f, "builtin:{seed} ({count} {split:?} {task_kind:?} tasks)"),
             TaskSet::File { path } => write!(f, "{}", path.display()),
         }
     }

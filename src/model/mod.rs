@@ -9,6 +9,7 @@ pub mod fused;
 pub mod generate;
 pub mod kv_cache;
 pub mod llama;
+pub mod masked_batch;
 pub mod parallel_ffn;
 pub mod rope;
 pub mod weights;
@@ -18,6 +19,7 @@ pub use generate::{Sampling, generate, generate_batch};
 pub use kv_cache::KvCache;
 pub use llama::Block;
 pub use llama::{ForwardError, ForwardOutput, Llama};
+pub use masked_batch::MaskedBatch;
 pub use weights::{
     HostTensor, HostValues, TensorInit, TensorMap, WeightError, block_tensors, block_weights, build_block, build_model,
     from_burn, host_tensor, model_weights, random_weights, to_burn, transposed,

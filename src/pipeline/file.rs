@@ -130,6 +130,7 @@ struct RawDistill {
 struct RawSft {
     stages: Option<Vec<String>>,
     batch_size: Option<usize>,
+    seed: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +141,7 @@ struct RawRl {
     prompts_per_round: Option<usize>,
     group_size: Option<usize>,
     max_new_tokens: Option<usize>,
+    seed: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -419,6 +421,7 @@ impl Checker<'_> {
         Ok(SftOptions {
             stages,
             batch_size,
+            seed: raw.seed.unwrap_or(defaults.seed),
             ..defaults
         })
     }
@@ -441,6 +444,7 @@ impl Checker<'_> {
                 prompts_per_round,
                 group_size,
                 max_new_tokens: self.positive("rl.max_new_tokens", raw.max_new_tokens, defaults.max_new_tokens)?,
+                seed: raw.seed.unwrap_or(defaults.seed),
                 ..defaults
             },
             survey_tasks: self.positive("rl.survey_tasks", raw.survey_tasks, DEFAULT_RL_TASKS)?,

@@ -15,14 +15,14 @@ use crate::eval::TaskSet;
 use crate::fusion::{FuseOptions, RunChoice};
 use crate::library::BuildOptions;
 use crate::posttrain::{
-    ChatEval, ChatSource, DEFAULT_SFT_TASKS, DEFAULT_TRAIN_WINDOWS, DistillOptions, DistillStageOptions, RlOptions,
-    SftOptions,
+    ChatEval, ChatSource, DEFAULT_SFT_TASKS, DEFAULT_TRAIN_WINDOWS, DistillOptions, DistillStageOptions, PromptSet,
+    RlOptions, SftOptions,
 };
 use crate::report::RunEval;
 use crate::score::{ScoreMetric, ScoreOptions};
 use crate::search::{SearchSpec, SolverKind};
 use crate::source::{TokenSource, WindowSpec};
-use crate::world::Split;
+use crate::world::{Split, TaskKind, Thinking};
 
 /// Held-out windows distillation and the final comparison measure KL on.
 const KL_WINDOWS: usize = 32;
@@ -187,26 +187,40 @@ impl Pipeline {
     /// measures the models before).
     pub fn chat_eval(&self) -> ChatEval {
         ChatEval {
-            tasks: self.eval_tasks(),
+            tasks: self.eval_tasks(TaskKind::Chains),
+            direct: Some(self.eval_tasks(TaskKind::OneStep)),
             before: false,
         }
     }
 
-    fn eval_tasks(&self) -> TaskSet {
+    fn eval_tasks(&self, task_kind: TaskKind) -> TaskSet {
         TaskSet::Builtin {
             seed: self.parent.seed,
             split: Split::HeldOut,
             count: self.eval.tasks,
+            task_kind,
         }
     }
 
-    /// The training tasks GRPO surveys (and keeps the unsolved ones of).
-    pub fn rl_tasks(&self) -> TaskSet {
-        TaskSet::Builtin {
+    /// The training tasks GRPO surveys (and keeps the unsolved ones of): multi-step tasks with
+    /// thinking on, one-step tasks with it off, so that both modes are trained.
+    pub fn rl_prompts(&self) -> Vec<PromptSet> {
+        let tasks = |task_kind| TaskSet::Builtin {
             seed: self.parent.seed,
             split: Split::Train,
             count: self.rl.survey_tasks,
-        }
+            task_kind,
+        };
+        vec![
+            PromptSet {
+                tasks: tasks(TaskKind::Chains),
+                modes: vec![Thinking::On],
+            },
+            PromptSet {
+                tasks: tasks(TaskKind::OneStep),
+                modes: vec![Thinking::Off],
+            },
+        ]
     }
 
     pub fn rl_options(&self, progress: bool) -> RlOptions {
@@ -227,7 +241,8 @@ impl Pipeline {
 
     pub fn run_eval(&self) -> RunEval {
         RunEval {
-            tasks: self.eval_tasks(),
+            tasks: self.eval_tasks(TaskKind::Chains),
+            direct: Some(self.eval_tasks(TaskKind::OneStep)),
             windows: self.windows(KL_WINDOWS),
             request_rounds: self.eval.request_rounds,
         }
@@ -270,10 +285,10 @@ impl Pipeline {
             }
             "distill" => json!({ "fuse": id("fuse"), "options": self.distill }),
             "sft" => {
-                json!({ "distill": id("distill"), "options": self.sft, "chats": self.sft_chats(), "eval": self.eval_tasks() })
+                json!({ "distill": id("distill"), "options": self.sft, "chats": self.sft_chats(), "eval": self.chat_eval() })
             }
             "rl" => {
-                json!({ "sft": id("sft"), "options": self.rl.options, "tasks": self.rl_tasks(), "eval": self.eval_tasks() })
+                json!({ "sft": id("sft"), "options": self.rl.options, "tasks": self.rl_prompts(), "eval": self.chat_eval() })
             }
             "export" => json!({ "rl": id("rl"), "dtype": "bf16" }),
             "report" => json!({ "export": id("export"), "eval": self.run_eval() }),

@@ -19,7 +19,7 @@ use crate::checkpoint::export_model;
 use crate::cluster::Executor;
 use crate::fusion::fuse_model;
 use crate::parent::train_parent;
-use crate::posttrain::{distill_model, rl_model, sft_model};
+use crate::posttrain::{distill_fused, rl_model, sft_model};
 use crate::report::{RunInputs, Summary, pareto_front, write_run_report};
 use crate::search::search_library;
 
@@ -106,9 +106,10 @@ pub fn run_pipeline(p: &Pipeline, options: &RunOptions, device: &Device) -> Resu
     let fused = stage!("fuse", &[&dirs.fuse()], {
         fuse_model(&assembled.child.model, &dirs.fuse(), &p.fuse_options(), device)
     });
-    let distilled = stage!("distill", &[&dirs.distill()], {
-        distill_model(
+    let (distilled, distilled_unfused) = stage!("distill", &[&dirs.distill()], {
+        distill_fused(
             &fused.child.model,
+            (!fused.runs.is_empty()).then_some(assembled.child.model.as_path()),
             &dirs.distill(),
             &p.distill_options(&parent.model_dir, show),
             device,
@@ -129,7 +130,7 @@ pub fn run_pipeline(p: &Pipeline, options: &RunOptions, device: &Device) -> Resu
         rl_model(
             &tuned.child.model,
             &dirs.rl(),
-            &p.rl_tasks(),
+            &p.rl_prompts(),
             &p.rl_options(show),
             &eval,
             device,
@@ -153,6 +154,7 @@ pub fn run_pipeline(p: &Pipeline, options: &RunOptions, device: &Device) -> Resu
         assembled: &assembled,
         fused: &fused,
         distilled: &distilled,
+        distilled_unfused: distilled_unfused.as_ref(),
         tuned: &tuned,
         reinforced: &reinforced,
         exported: &exported,

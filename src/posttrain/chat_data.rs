@@ -28,10 +28,11 @@ pub enum ChatDataError {
     Chat { index: usize, source: ChatFormatError },
 }
 
-/// Training chats of the built-in world: `count` tasks, each rendered with thinking on and off.
+/// Training chats of the built-in world: `count` multi-step tasks and the one-step tasks beside
+/// them ([`World::task_mix`]), each rendered with thinking on and off.
 pub fn builtin_chats(seed: u64, count: usize) -> Vec<Chat> {
     World::new(seed)
-        .tasks(Split::Train, count)
+        .task_mix(Split::Train, count)
         .iter()
         .flat_map(|task| [task.chat(Thinking::On), task.chat(Thinking::Off)])
         .collect()

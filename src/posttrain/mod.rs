@@ -7,7 +7,6 @@ pub mod chat_data;
 pub mod distill;
 pub mod grpo;
 pub mod rl;
-pub mod sequences;
 pub mod sft;
 pub mod stage;
 
@@ -18,5 +17,6 @@ pub use rl::{Reward, RlError, RlOptions, RlReport, RlStepLog, rl};
 pub use sft::{SftError, SftOptions, SftReport, SftStage, StageChats, sft};
 pub use stage::{
     ChatEval, ChatSource, ChatStageReport, DEFAULT_EVAL_TASKS, DEFAULT_RL_TASKS, DEFAULT_SFT_TASKS,
-    DEFAULT_TRAIN_WINDOWS, DistillStageOptions, DistillStageReport, PosttrainError, distill_model, rl_model, sft_model,
+    DEFAULT_TRAIN_WINDOWS, DistillStageOptions, DistillStageReport, PosttrainError, PromptSet, UNFUSED_DIR,
+    distill_fused, distill_model, rl_model, sft_model,
 };

@@ -20,11 +20,10 @@ use serde_json::json;
 
 use super::chat_data::ChatDataError;
 use super::grpo::{GrpoSettings, group_advantages, grpo_loss};
-use super::sequences::MaskedBatch;
 use crate::checkpoint::Checkpoint;
 use crate::eval::answer_correct;
 use crate::model::weights::to_host_vec;
-use crate::model::{ForwardError, Llama, Sampling, WeightError, generate_batch};
+use crate::model::{ForwardError, Llama, MaskedBatch, Sampling, WeightError, generate_batch};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::train::{BatchIndex, MicroBatch, RunControl, TrainConfig, TrainError, train};
 use crate::world::{ChatFormat, Task, Thinking, format_matches};
@@ -42,11 +41,12 @@ pub struct RlOptions {
     pub max_new_tokens: usize,
     pub temperature: f32,
     pub grpo: GrpoSettings,
+    /// 1e-5 by default: on the default run's child after SFT, 30 rounds at 1e-4 with thinking-on
+    /// and thinking-off prompts took thinking-on accuracy from 98.0% to 88.6%, at 3e-5 to 96.6%,
+    /// at 1e-5 it held (98.2%) while one-step thinking-off accuracy rose 50.2 → 58.0%.
     pub peak_lr: f64,
     /// Prompts whose pass rate under the starting model reaches this are dropped.
     pub solved_pass_rate: f64,
-    /// The switch settings prompts are asked with, assigned to tasks in turn.
-    pub modes: Vec<Thinking>,
     pub seed: u64,
     #[serde(skip)]
     pub control: RunControl,
@@ -63,9 +63,8 @@ impl Default for RlOptions {
             max_new_tokens: 80,
             temperature: 1.0,
             grpo: GrpoSettings::default(),
-            peak_lr: 1e-4,
+            peak_lr: 1e-5,
             solved_pass_rate: 0.75,
-            modes: vec![Thinking::On],
             seed: 0,
             control: RunControl {
                 checkpoint_every: 10,
@@ -257,9 +256,6 @@ fn check_options(options: &RlOptions) -> Result<(), RlError> {
             options.prompts_per_round, options.micro_batches
         ));
     }
-    if options.modes.is_empty() {
-        return bad("at least one thinking mode is needed".into());
-    }
     if options.temperature.is_nan() || options.temperature <= 0.0 {
         return bad(format!("the temperature must be positive, got {}", options.temperature));
     }
@@ -370,11 +366,11 @@ fn read_step_log(path: &Path, steps: usize) -> Result<Vec<RlStepLog>, RlError> {
     Ok(history)
 }
 
-/// Each task asked with the switch settings of `modes` in turn, in the model's chat format.
-fn encode_prompts(tasks: &[Task], format: &ChatFormat, modes: &[Thinking]) -> Result<Vec<Prompt>, RlError> {
-    let mut prompts = Vec::with_capacity(tasks.len());
-    for (i, task) in tasks.iter().enumerate() {
-        let thinking = modes[i % modes.len()];
+/// Each task asked with its switch setting, in the model's chat format.
+fn encode_prompts(asked: &[(Task, Thinking)], format: &ChatFormat) -> Result<Vec<Prompt>, RlError> {
+    let mut prompts = Vec::with_capacity(asked.len());
+    for (i, (task, thinking)) in asked.iter().enumerate() {
+        let thinking = *thinking;
         prompts.push(Prompt {
             tokens: format
                 .prompt(task, thinking)
@@ -572,11 +568,12 @@ impl StepLogFile {
     }
 }
 
-/// Trains `model` with GRPO on `tasks` on `device`, keeping resumable state in `work_dir`;
-/// returns the trained checkpoint (its layer spans kept) and the per-step log.
+/// Trains `model` with GRPO on `tasks`, each asked with its switch setting, on `device`, keeping
+/// resumable state in `work_dir`; returns the trained checkpoint (its layer spans kept) and the
+/// per-step log.
 pub fn rl(
     model: &Checkpoint,
-    tasks: &[Task],
+    tasks: &[(Task, Thinking)],
     tokenizer: &Tokenizer,
     options: &RlOptions,
     work_dir: &Path,
@@ -587,14 +584,13 @@ pub fn rl(
     if tasks.is_empty() {
         return Err(RlError::Settings("there are no tasks to learn from".into()));
     }
-    let prompts = encode_prompts(tasks, &format, &options.modes)?;
+    let prompts = encode_prompts(tasks, &format)?;
     let reference = model.build(device)?;
     let model_fingerprint = model.fingerprint();
     // The survey depends on the model, the prompts and how replies are sampled, not on training.
     let survey_fingerprint = json!({
         "model": model_fingerprint,
         "tasks": tasks,
-        "modes": options.modes,
         "group_size": options.group_size,
         "max_new_tokens": options.max_new_tokens,
         "temperature": options.temperature,

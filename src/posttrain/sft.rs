@@ -14,9 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::chat_data::ChatDataError;
-use super::sequences::MaskedBatch;
 use crate::checkpoint::Checkpoint;
-use crate::model::WeightError;
+use crate::model::{MaskedBatch, WeightError};
 use crate::tokenizer::{TokenizedChat, Tokenizer};
 use crate::train::{MicroBatch, RunControl, StepLog, TrainConfig, TrainError, cross_entropy, train};
 use crate::world::{Chat, ChatFormat, Thinking};
@@ -75,6 +74,9 @@ pub struct SftOptions {
     pub batch_size: usize,
     /// Micro-batches per step (run side by side).
     pub micro_batches: usize,
+    /// 1e-4 by default: at 1e-3 (the earlier default) the chats rewrote what the child had from
+    /// distillation — on the default run its KL to the parent on pretraining windows went from
+    /// 0.040 to 0.79 (20×) — while 1e-4 keeps it within 1.7× and still lifts both modes.
     pub peak_lr: f64,
     pub seed: u64,
     /// Stops after this many steps counted over all stages; running again resumes.
@@ -97,7 +99,7 @@ impl Default for SftOptions {
             ],
             batch_size: 32,
             micro_batches: 2,
-            peak_lr: 1e-3,
+            peak_lr: 1e-4,
             seed: 0,
             control: RunControl {
                 checkpoint_every: 25,

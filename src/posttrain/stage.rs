@@ -15,10 +15,10 @@ use super::distill::{DistillError, DistillOptions, DistillReport, distill, layer
 use super::rl::{RlError, RlOptions, RlReport, rl};
 use super::sft::{SftError, SftOptions, SftReport, sft};
 use crate::checkpoint::{Checkpoint, CheckpointError, ModelSummary, StoreDtype, TOKENIZER_FILE};
-use crate::eval::{AccuracyError, AccuracySummary, TaskSet, switch_accuracy};
+use crate::eval::{AccuracyError, SwitchSummary, TaskSet, switch_accuracy};
 use crate::source::{SourceError, WindowSpec};
 use crate::tokenizer::{Tokenizer, TokenizerError};
-use crate::world::Chat;
+use crate::world::{Chat, Task, Thinking};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PosttrainError {
@@ -98,6 +98,25 @@ pub fn distill_model(
     Ok(report)
 }
 
+/// Distils the fused child at `child` into `out` and, when given, the same child `unfused` into
+/// `out/unfused` the same way: what fusion costs once both are distilled.
+pub fn distill_fused(
+    child: &Path,
+    unfused: Option<&Path>,
+    out: &Path,
+    options: &DistillStageOptions,
+    device: &Device,
+) -> Result<(DistillStageReport, Option<DistillStageReport>), PosttrainError> {
+    let fused = distill_model(child, out, options, device)?;
+    let unfused = unfused
+        .map(|unfused| distill_model(unfused, &out.join(UNFUSED_DIR), options, device))
+        .transpose()?;
+    Ok((fused, unfused))
+}
+
+/// Where [`distill_fused`] puts the unfused child's distillation, inside its output folder.
+pub const UNFUSED_DIR: &str = "unfused";
+
 /// Built-in tasks SFT turns into chats by default (each with thinking on and off).
 pub const DEFAULT_SFT_TASKS: usize = 20_000;
 /// Built-in training tasks GRPO surveys by default (the solved ones are dropped).
@@ -126,10 +145,41 @@ impl ChatSource {
     }
 }
 
-/// What SFT and GRPO share: the held-out tasks measured after training (and before).
-#[derive(Clone, Debug)]
+/// Tasks GRPO asks, each with the switch settings of `modes` in turn.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PromptSet {
+    pub tasks: TaskSet,
+    pub modes: Vec<Thinking>,
+}
+
+impl PromptSet {
+    /// Every task of every set with its switch setting.
+    pub fn asked(sets: &[PromptSet]) -> Result<Vec<(Task, Thinking)>, PosttrainError> {
+        let mut asked = Vec::new();
+        for set in sets {
+            if set.modes.is_empty() {
+                return Err(
+                    RlError::Settings(format!("the tasks {} are asked with no switch setting", set.tasks)).into(),
+                );
+            }
+            let tasks = set.tasks.tasks()?;
+            asked.extend(
+                tasks
+                    .into_iter()
+                    .zip(set.modes.iter().cycle())
+                    .map(|(task, &thinking)| (task, thinking)),
+            );
+        }
+        Ok(asked)
+    }
+}
+
+/// What SFT and GRPO share: the held-out tasks measured after training (and before), with
+/// thinking on and off, and the one-step tasks answered with it off.
+#[derive(Clone, Debug, Serialize)]
 pub struct ChatEval {
     pub tasks: TaskSet,
+    pub direct: Option<TaskSet>,
     pub before: bool,
 }
 
@@ -138,20 +188,19 @@ pub struct ChatEval {
 pub struct ChatStageReport<R> {
     pub child: ModelSummary,
     pub eval_tasks: usize,
-    /// Thinking on, off; before training when measured.
-    pub before: Option<[AccuracySummary; 2]>,
-    pub after: [AccuracySummary; 2],
+    /// Before training, when measured.
+    pub before: Option<SwitchSummary>,
+    pub after: SwitchSummary,
     pub training: R,
 }
 
 fn accuracy(
     model: &Checkpoint,
     tokenizer: &Tokenizer,
-    tasks: &[crate::world::Task],
+    [tasks, direct]: [&[crate::world::Task]; 2],
     device: &Device,
-) -> Result<[AccuracySummary; 2], PosttrainError> {
-    let [on, off] = switch_accuracy(&model.build(device)?, tokenizer, tasks)?;
-    Ok([AccuracySummary::from(&on), AccuracySummary::from(&off)])
+) -> Result<SwitchSummary, PosttrainError> {
+    Ok((&switch_accuracy(&model.build(device)?, tokenizer, tasks, direct)?).into())
 }
 
 /// Reads the model at `model` (with its tokenizer), measures it when asked, trains it with
@@ -169,16 +218,22 @@ fn run_chat_stage<R: Serialize + DeserializeOwned>(
         Tokenizer::beside_model(model).ok_or_else(|| PosttrainError::NoTokenizer(model.to_path_buf()))?;
     let tokenizer = Tokenizer::read(&tokenizer_path)?;
     let tasks = eval.tasks.tasks()?;
+    let direct = eval
+        .direct
+        .as_ref()
+        .map(TaskSet::tasks)
+        .transpose()?
+        .unwrap_or_default();
     let before = eval
         .before
-        .then(|| accuracy(&start, &tokenizer, &tasks, device))
+        .then(|| accuracy(&start, &tokenizer, [&tasks, &direct], device))
         .transpose()?;
     let (trained, training, stopped) = train(&start, &tokenizer)?;
     if let Some(step) = stopped {
         return Err(PosttrainError::Stopped(step));
     }
     let report = ChatStageReport {
-        after: accuracy(&trained, &tokenizer, &tasks, device)?,
+        after: accuracy(&trained, &tokenizer, [&tasks, &direct], device)?,
         child: trained.write_model_dir(&out.join("model"), StoreDtype::F32, model)?,
         eval_tasks: tasks.len(),
         before,
@@ -205,16 +260,16 @@ pub fn sft_model(
     })
 }
 
-/// Trains the model at `model` with GRPO on `tasks` into `out`.
+/// Trains the model at `model` with GRPO on the tasks of `prompts` into `out`.
 pub fn rl_model(
     model: &Path,
     out: &Path,
-    tasks: &TaskSet,
+    prompts: &[PromptSet],
     options: &RlOptions,
     eval: &ChatEval,
     device: &Device,
 ) -> Result<ChatStageReport<RlReport>, PosttrainError> {
-    let tasks = tasks.tasks()?;
+    let tasks = PromptSet::asked(prompts)?;
     run_chat_stage("rl", model, out, eval, device, |start, tokenizer| {
         let (trained, report) = rl(start, &tasks, tokenizer, options, &out.join("train"), device)?;
         let stopped = (!report.finished).then_some(report.steps);
@@ -224,20 +279,21 @@ pub fn rl_model(
 
 fn write_switch_change(
     f: &mut std::fmt::Formatter<'_>,
-    before: Option<&[AccuracySummary; 2]>,
-    after: &[AccuracySummary; 2],
+    before: Option<&SwitchSummary>,
+    after: &SwitchSummary,
 ) -> std::fmt::Result {
-    for (k, (label, a)) in ["on", "off"].iter().zip(after).enumerate() {
-        let (acc_before, fmt_before) = match before {
-            Some(b) => (
-                format!("{:5.1}% -> ", 100.0 * b[k].accuracy),
-                format!("{:5.1}% -> ", 100.0 * b[k].format_ok),
+    let earlier = before.map(SwitchSummary::labelled);
+    for (k, (label, a)) in after.labelled().into_iter().enumerate() {
+        let (acc_before, fmt_before) = match earlier.as_ref().and_then(|e| e.get(k)) {
+            Some((_, b)) => (
+                format!("{:5.1}% -> ", 100.0 * b.accuracy),
+                format!("{:5.1}% -> ", 100.0 * b.format_ok),
             ),
             None => (String::new(), String::new()),
         };
         writeln!(
             f,
-            "  thinking {label:<3}  accuracy {acc_before}{:5.1}%   format ok {fmt_before}{:5.1}%",
+            "  thinking {label:<15}  accuracy {acc_before}{:5.1}%   format ok {fmt_before}{:5.1}%",
             100.0 * a.accuracy,
             100.0 * a.format_ok
         )?;

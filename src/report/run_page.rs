@@ -88,9 +88,13 @@ fn summary_section(html: &mut String, page: &RunPage) {
         }
         html.push_str("</tr>\n");
     }
+    html.push_str("</table>\n");
+    if let Some(fusion) = &page.summary.fusion {
+        let _ = writeln!(html, "<p>{}.</p>", escape(&fusion.to_string()));
+    }
     let _ = writeln!(
         html,
-        "</table><p>Accuracy on {} held-out tasks (greedy). Request time measured, interleaved, median: {}. KV bytes per token of context in bf16. KL to the parent: per token on held-out windows of the built-in world; SFT and GRPO move the child away from the parent on purpose (they teach it the chat format and the switch).</p>",
+        "<p>Accuracy on {} held-out tasks of each kind (greedy): multi-step arithmetic with thinking on and off, one-step sums with thinking off (where answering directly is right); format: think tags present iff thinking is on, over all replies. Request time measured, interleaved, median: {}. KV bytes per token of context in bf16. KL to the parent, per token: on held-out pretraining windows of the built-in world, and on chats (the parent's own greedy replies to held-out prompts of both kinds, thinking on and off), the text post-training is about.</p>",
         page.summary.eval_tasks,
         escape(&page.summary.request)
     );

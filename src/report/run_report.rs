@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use super::pareto::{ParetoFront, ReportError};
 use super::run_page::{Curve, RunPage, write_run_page};
-use super::summary::{ModelRow, Summary};
+use super::summary::{FusionSummary, ModelRow, Summary};
 use crate::assemble::AssembleReport;
 use crate::checkpoint::{Checkpoint, ModelSummary};
 use crate::cost::measure::{request_runner, time_interleaved};
 use crate::cost::{Precision, ProfileReport, model_kv_bytes_per_token};
-use crate::eval::{AccuracySummary, TaskSet, switch_accuracy};
+use crate::eval::{ChatKl, ParentChats, SwitchSummary, TaskSet, switch_accuracy};
 use crate::fusion::FuseReport;
 use crate::library::BuildReport;
 use crate::model::Llama;
@@ -27,12 +27,15 @@ use crate::search::SearchReport;
 use crate::source::WindowSpec;
 use crate::tokenizer::Tokenizer;
 use crate::train::{StepLog, read_history};
+use crate::world::{Task, Thinking};
 
 /// How the run's models are compared.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunEval {
-    /// Held-out tasks every model answers, thinking on and off.
+    /// Held-out multi-step tasks every model answers, thinking on and off.
     pub tasks: TaskSet,
+    /// Held-out one-step tasks every model answers with thinking off.
+    pub direct: Option<TaskSet>,
     /// Held-out windows KL to the parent is measured on.
     pub windows: WindowSpec,
     /// Interleaved rounds of whole requests (prompt 128, 128 generated, batch 1).
@@ -51,6 +54,9 @@ pub struct RunInputs<'a> {
     pub assembled: &'a AssembleReport,
     pub fused: &'a FuseReport,
     pub distilled: &'a DistillStageReport,
+    /// The unfused child distilled the same way (when the child was fused): what fusion costs
+    /// after distillation.
+    pub distilled_unfused: Option<&'a DistillStageReport>,
     pub tuned: &'a ChatStageReport<SftReport>,
     pub reinforced: &'a ChatStageReport<RlReport>,
     pub exported: &'a ModelSummary,
@@ -125,16 +131,29 @@ pub fn write_run_report(
     Ok(ReportPage { page, summary, notes })
 }
 
-/// The parent and the child as assembled, distilled and post-trained, side by side.
+/// Prompts of each task kind the parent answers with each switch for the KL on chats.
+const CHAT_KL_PROMPTS: usize = 200;
+
+/// The parent and the child as assembled, fused, distilled and post-trained, side by side.
 pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Result<Summary, RunReportError> {
     let tokenizer = Tokenizer::read(&run.parent.model_dir.join(crate::checkpoint::TOKENIZER_FILE))?;
     let tasks = eval.tasks.tasks()?;
-    let labelled = [
+    let direct = eval
+        .direct
+        .as_ref()
+        .map(TaskSet::tasks)
+        .transpose()?
+        .unwrap_or_default();
+    let fused = !run.fused.runs.is_empty();
+    let mut labelled = vec![
         ("parent", &run.parent.model_dir),
         ("child, assembled", &run.assembled.child.model),
-        ("child, distilled", &run.distilled.child.model),
-        ("child, after SFT + GRPO", &run.reinforced.child.model),
     ];
+    if fused {
+        labelled.push(("child, fused", &run.fused.child.model));
+    }
+    labelled.push(("child, distilled", &run.distilled.child.model));
+    labelled.push(("child, after SFT + GRPO", &run.reinforced.child.model));
     let checkpoints = labelled
         .iter()
         .map(|(_, dir)| Ok(Checkpoint::read(dir)?.0))
@@ -144,22 +163,24 @@ pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Resul
         .map(|c| c.build(device))
         .collect::<Result<Vec<_>, _>>()?;
     let timings = time_requests(&built, eval.request_rounds)?;
-    let reference = Reference::new(
-        &built[0],
-        &eval.windows.windows(&built[0], &run.parent.model_dir)?.held_out,
-    )?;
-    let measured = |model: &Llama| -> Result<[AccuracySummary; 2], RunReportError> {
-        let [on, off] = switch_accuracy(model, &tokenizer, &tasks)?;
-        Ok([AccuracySummary::from(&on), AccuracySummary::from(&off)])
-    };
-    let accuracies = [
-        [run.parent.thinking_on.clone(), run.parent.thinking_off.clone()],
-        measured(&built[1])?,
-        measured(&built[2])?,
-        run.reinforced.after.clone(),
-    ];
+    let parent = &built[0];
+    let reference = Reference::new(parent, &eval.windows.windows(parent, &run.parent.model_dir)?.held_out)?;
+    let prompts: Vec<Task> = [&tasks, &direct]
+        .iter()
+        .flat_map(|set| set.iter().take(CHAT_KL_PROMPTS).cloned())
+        .collect();
+    let chats =
+        [Thinking::On, Thinking::Off].map(|thinking| ParentChats::generate(parent, &tokenizer, &prompts, thinking));
+    let [chats_on, chats_off] = chats;
+    let (chats_on, chats_off) = (chats_on?, chats_off?);
+    let last = built.len() - 1;
     let mut rows = Vec::new();
     for (k, ((label, _), checkpoint)) in labelled.iter().zip(&checkpoints).enumerate() {
+        let accuracy = match k {
+            0 => run.parent.accuracy.clone(),
+            k if k == last => run.reinforced.after.clone(),
+            k => SwitchSummary::from(&switch_accuracy(&built[k], &tokenizer, &tasks, &direct)?),
+        };
         rows.push(ModelRow {
             model: label.to_string(),
             layers: checkpoint.config.num_layers(),
@@ -168,15 +189,37 @@ pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Resul
             request_ms: timings[k],
             speedup: timings[0] / timings[k],
             kl_to_parent: reference.score_model(&built[k])?.kl_div,
-            accuracy_on: accuracies[k][0].accuracy,
-            accuracy_off: accuracies[k][1].accuracy,
+            kl_chats: ChatKl {
+                on: chats_on.kl(parent, &built[k])?,
+                off: chats_off.kl(parent, &built[k])?,
+            },
+            accuracy_on: accuracy.on.accuracy,
+            accuracy_off: accuracy.off.accuracy,
+            accuracy_off_direct: accuracy.off_direct.as_ref().map(|a| a.accuracy),
+            format_ok: accuracy.format_ok(),
         });
     }
+    let fusion = match (fused, run.distilled_unfused) {
+        (true, Some(unfused)) => Some(FusionSummary {
+            layers_before: rows[1].layers,
+            layers_after: rows[2].layers,
+            speedup: timings[1] / timings[2],
+            kl_before_distillation: [rows[1].kl_to_parent, rows[2].kl_to_parent],
+            kl_after_distillation: [
+                reference
+                    .score_model(&Checkpoint::read(&unfused.child.model)?.0.build(device)?)?
+                    .kl_div,
+                rows[3].kl_to_parent,
+            ],
+        }),
+        _ => None,
+    };
     let (batch, prompt, generated) = REQUEST;
     Ok(Summary {
         rows,
         eval_tasks: tasks.len(),
         request: format!("prompt {prompt} + {generated} generated tokens, batch {batch}, this machine's CPU"),
+        fusion,
     })
 }
 
@@ -354,15 +397,18 @@ pub fn notes(run: &RunInputs) -> Vec<String> {
     notes
 }
 
-fn chat_note(stage: &str, seconds: f64, after: &[AccuracySummary; 2], max_kl: Option<f64>) -> String {
+fn chat_note(stage: &str, seconds: f64, after: &SwitchSummary, max_kl: Option<f64>) -> String {
     let kl = max_kl.map_or(String::new(), |kl| {
         format!("; largest KL to its start {kl:.4} per token")
     });
+    let accuracies: Vec<String> = after
+        .labelled()
+        .iter()
+        .map(|(label, a)| format!("{label} {:.1}%", 100.0 * a.accuracy))
+        .collect();
     format!(
-        "{stage} ({seconds:.0} s): accuracy thinking on {:.1}%, off {:.1}%, answer format {:.1}% / {:.1}%{kl}.",
-        100.0 * after[0].accuracy,
-        100.0 * after[1].accuracy,
-        100.0 * after[0].format_ok,
-        100.0 * after[1].format_ok
+        "{stage} ({seconds:.0} s): accuracy thinking {}; answer format {:.1}%{kl}.",
+        accuracies.join(", "),
+        100.0 * after.format_ok()
     )
 }

@@ -363,7 +363,7 @@ impl ConstraintFile {
                 "memory_gib_with_kv_capacity".into(),
                 tokens,
                 gib,
-                format!("{tokens} cached tokens fit in {gib:.1} GiB"),
+                format!("{tokens} cached tokens fit in {gib} GiB"),
                 outside,
             ));
         }

@@ -5,6 +5,7 @@
 
 pub mod arithmetic;
 pub mod chat;
+pub mod one_step;
 pub mod stories;
 pub mod tokenizer;
 
@@ -19,6 +20,21 @@ pub const HELD_OUT_EVERY: u64 = 10;
 
 /// The seed of the built-in world the default parent is trained on, and its held-out tasks.
 pub const DEFAULT_SEED: u64 = 1;
+
+/// Multi-step tasks per one-step task in the chat mixes ([`World::task_mix`]): most of the
+/// training on what thinking is for.
+pub const CHAINS_PER_ONE_STEP: usize = 4;
+
+/// The built-in world's kinds of verifiable task.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Multi-step arithmetic chains: thinking helps ([`arithmetic`]).
+    #[default]
+    Chains,
+    /// One-step sums: nothing to think through ([`one_step`]).
+    OneStep,
+}
 
 /// A seeded generator of the built-in world.
 #[derive(Clone, Copy, Debug)]
@@ -58,14 +74,25 @@ impl World {
         self.draw(1, split, count, String::clone, stories::story)
     }
 
+    /// Multi-step arithmetic: the tasks thinking helps with.
     pub fn tasks(&self, split: Split, count: usize) -> Vec<Task> {
-        self.draw(
-            2,
-            split,
-            count,
-            |t: &Task| t.question.clone(),
-            |rng| arithmetic::Chain::random(rng).to_task(),
-        )
+        self.tasks_of(TaskKind::Chains, split, count)
+    }
+
+    /// The tasks of a chat mix (training documents, distillation windows, SFT chats): `chains`
+    /// multi-step tasks of `split`, then one one-step task per [`CHAINS_PER_ONE_STEP`] of them.
+    pub fn task_mix(&self, split: Split, chains: usize) -> Vec<Task> {
+        let mut tasks = self.tasks(split, chains);
+        tasks.extend(self.tasks_of(TaskKind::OneStep, split, chains / CHAINS_PER_ONE_STEP));
+        tasks
+    }
+
+    pub fn tasks_of(&self, kind: TaskKind, split: Split, count: usize) -> Vec<Task> {
+        let key = |t: &Task| t.question.clone();
+        match kind {
+            TaskKind::Chains => self.draw(2, split, count, key, |rng| arithmetic::Chain::random(rng).to_task()),
+            TaskKind::OneStep => self.draw(3, split, count, key, |rng| one_step::OneStep::random(rng).to_task()),
+        }
     }
 }
 
@@ -78,6 +105,8 @@ mod tests {
         let world = World::new(11);
         let train = world.tasks(Split::Train, 3000);
         let held_out = world.tasks(Split::HeldOut, 300);
+        let one_step = world.tasks_of(TaskKind::OneStep, Split::Train, 300);
+        assert!(one_step.iter().all(|t| !t.thinking.contains(',')));
         assert_eq!(train, World::new(11).tasks(Split::Train, 3000));
         assert_ne!(train[..50], World::new(12).tasks(Split::Train, 50)[..]);
         let train_questions: std::collections::HashSet<_> = train.iter().map(|t| &t.question).collect();

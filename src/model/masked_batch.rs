@@ -1,11 +1,11 @@
-//! Next-token batches of variable-length sequences for SFT and RL: rows padded at the end to a
-//! common length (a causal model's earlier positions never see the padding) with a mask that
-//! counts only the chosen target tokens. Knows models only through their forward pass.
+//! Next-token batches of variable-length sequences (SFT, RL, KL on chats): rows padded at the
+//! end to a common length (a causal model's earlier positions never see the padding) with a
+//! mask that counts only the chosen target tokens. Knows models only through their forward pass.
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
-use crate::model::{ForwardError, Llama};
+use super::{ForwardError, Llama};
 
 /// Inputs, shifted targets and a 0/1 mask over the targets, each `[rows, longest - 1]`.
 pub struct MaskedBatch {
