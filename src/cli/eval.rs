@@ -45,7 +45,8 @@ pub struct NllArgs {
 pub struct AccuracyArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// `builtin` (held-out tasks of the built-in world) or a JSONL file of {"question", "answer"}.
+    /// `builtin` (held-out multi-step tasks of the built-in world), `builtin-one-step` (its
+    /// one-step sums) or a JSONL file of {"question", "answer"}.
     #[arg(long, default_value = TaskSet::BUILTIN)]
     tasks: String,
     /// How many built-in tasks.

@@ -136,7 +136,7 @@ pub struct ChatRunArgs {
     /// Seed of the built-in world (training data and held-out tasks).
     #[arg(long, default_value_t = tessera::world::DEFAULT_SEED)]
     world_seed: u64,
-    /// `builtin` (held-out tasks of the built-in world) or a JSONL task file.
+    /// `builtin` (held-out multi-step tasks of the built-in world) or a JSONL task file.
     #[arg(long, default_value = TaskSet::BUILTIN)]
     eval_tasks: String,
     /// One-step tasks answered with thinking off: `builtin-one-step` (the built-in world's),
@@ -235,8 +235,9 @@ pub struct RlArgs {
     /// `--model` is usually SFT's output.
     #[command(flatten)]
     run: ChatRunArgs,
-    /// `builtin` (the built-in world's training tasks) or a JSONL task file: `{"question", "answer"}`
-    /// per line; a GSM8K-style answer carries the number after `####`.
+    /// `builtin` (the built-in world's multi-step training tasks), `builtin-one-step` or a JSONL
+    /// task file: `{"question", "answer"}` per line; a GSM8K-style answer carries the number
+    /// after `####`.
     #[arg(long, default_value = TaskSet::BUILTIN)]
     tasks: String,
     /// How many built-in tasks of each kind to survey (the solved ones are dropped).
