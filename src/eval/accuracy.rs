@@ -88,7 +88,7 @@ pub fn read_task_file(path: &Path) -> Result<Vec<Task>, AccuracyError> {
 /// Each prompt followed by its greedy continuation of at most `max_new_tokens` (fewer where the
 /// model's context ends), ending at a stop token; prompts of equal length are decoded together
 /// in batches of `batch_size`.
-pub fn greedy_continuations(
+fn greedy_continuations(
     model: &Llama,
     prompts: &[Vec<u32>],
     max_new_tokens: usize,
@@ -120,6 +120,40 @@ pub fn greedy_continuations(
     Ok(rows)
 }
 
+/// A prompt followed by a model's reply to it.
+pub struct Exchange {
+    pub tokens: Vec<u32>,
+    /// Where the reply begins.
+    pub prompt_len: usize,
+}
+
+/// `tasks` asked with the switch set to `thinking`, in the chat format of `tokenizer`, each
+/// with `model`'s greedy reply (see [`greedy_continuations`]).
+pub fn ask_greedy(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    tasks: &[Task],
+    thinking: Thinking,
+    max_new_tokens: usize,
+    batch_size: usize,
+) -> Result<Vec<Exchange>, AccuracyError> {
+    let format = ChatFormat::of(tokenizer)?;
+    let prompts = tasks
+        .iter()
+        .map(|task| format.prompt(task, thinking))
+        .collect::<Result<Vec<_>, _>>()?;
+    let stop = format.stop_tokens(model.config().eos_token_id);
+    let rows = greedy_continuations(model, &prompts, max_new_tokens, batch_size, &stop)?;
+    Ok(prompts
+        .iter()
+        .zip(rows)
+        .map(|(prompt, tokens)| Exchange {
+            tokens,
+            prompt_len: prompt.len(),
+        })
+        .collect())
+}
+
 /// Greedy replies of `model` to `tasks` with the switch set to `thinking`, each up to
 /// `max_new_tokens` long, scored by the verifier.
 pub fn task_accuracy(
@@ -130,17 +164,9 @@ pub fn task_accuracy(
     max_new_tokens: usize,
     batch_size: usize,
 ) -> Result<AccuracyReport, AccuracyError> {
-    let format = ChatFormat::of(tokenizer)?;
-    let prompts = tasks
+    let replies = ask_greedy(model, tokenizer, tasks, thinking, max_new_tokens, batch_size)?
         .iter()
-        .map(|task| format.prompt(task, thinking))
-        .collect::<Result<Vec<_>, _>>()?;
-    let stop = format.stop_tokens(model.config().eos_token_id);
-    let rows = greedy_continuations(model, &prompts, max_new_tokens, batch_size, &stop)?;
-    let replies = rows
-        .iter()
-        .zip(&prompts)
-        .map(|(row, prompt)| tokenizer.decode(&row[prompt.len()..]))
+        .map(|exchange| tokenizer.decode(&exchange.tokens[exchange.prompt_len..]))
         .collect::<Result<Vec<_>, _>>()?;
     let answers: Vec<Answer> = tasks
         .iter()

@@ -6,11 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::accuracy::{AccuracyError, SWITCH_REPLY_TOKENS, greedy_continuations};
+use super::accuracy::{AccuracyError, SWITCH_REPLY_TOKENS, ask_greedy};
 use crate::model::weights::to_host_vec;
 use crate::model::{Llama, MaskedBatch};
 use crate::tokenizer::Tokenizer;
-use crate::world::{ChatFormat, Task, Thinking};
+use crate::world::{Task, Thinking};
 
 /// Rows scored per forward pass.
 const BATCH: usize = 32;
@@ -30,18 +30,11 @@ impl ParentChats {
         tasks: &[Task],
         thinking: Thinking,
     ) -> Result<Self, AccuracyError> {
-        let format = ChatFormat::of(tokenizer)?;
-        let prompts = tasks
-            .iter()
-            .map(|task| format.prompt(task, thinking))
-            .collect::<Result<Vec<_>, _>>()?;
-        let stop = format.stop_tokens(parent.config().eos_token_id);
-        let rows = greedy_continuations(parent, &prompts, SWITCH_REPLY_TOKENS, 64, &stop)?
+        let rows = ask_greedy(parent, tokenizer, tasks, thinking, SWITCH_REPLY_TOKENS, 64)?
             .into_iter()
-            .zip(&prompts)
-            .map(|(row, prompt)| {
-                let reply: Vec<bool> = (0..row.len()).map(|i| i >= prompt.len()).collect();
-                (row, reply)
+            .map(|exchange| {
+                let reply: Vec<bool> = (0..exchange.tokens.len()).map(|i| i >= exchange.prompt_len).collect();
+                (exchange.tokens, reply)
             })
             .collect();
         Ok(Self { thinking, rows })

@@ -10,8 +10,8 @@ pub mod task_set;
 pub mod verify;
 
 pub use accuracy::{
-    AccuracyError, AccuracyReport, AccuracySummary, SWITCH_REPLY_TOKENS, SwitchAccuracy, SwitchSummary,
-    greedy_continuations, read_task_file, switch_accuracy, task_accuracy,
+    AccuracyError, AccuracyReport, AccuracySummary, Exchange, SWITCH_REPLY_TOKENS, SwitchAccuracy, SwitchSummary,
+    ask_greedy, read_task_file, switch_accuracy, task_accuracy,
 };
 pub use chat_kl::{ChatKl, ParentChats};
 pub use consistency::{max_abs_diff, prefill_decode_max_diff};

@@ -45,6 +45,11 @@ impl TaskSet {
         }
     }
 
+    /// The tasks of `set`; none without a set.
+    pub fn tasks_if_any(set: Option<&TaskSet>) -> Result<Vec<Task>, AccuracyError> {
+        set.map_or(Ok(Vec::new()), TaskSet::tasks)
+    }
+
     pub fn tasks(&self) -> Result<Vec<Task>, AccuracyError> {
         match self {
             TaskSet::Builtin {

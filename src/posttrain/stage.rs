@@ -218,12 +218,7 @@ fn run_chat_stage<R: Serialize + DeserializeOwned>(
         Tokenizer::beside_model(model).ok_or_else(|| PosttrainError::NoTokenizer(model.to_path_buf()))?;
     let tokenizer = Tokenizer::read(&tokenizer_path)?;
     let tasks = eval.tasks.tasks()?;
-    let direct = eval
-        .direct
-        .as_ref()
-        .map(TaskSet::tasks)
-        .transpose()?
-        .unwrap_or_default();
+    let direct = TaskSet::tasks_if_any(eval.direct.as_ref())?;
     let before = eval
         .before
         .then(|| accuracy(&start, &tokenizer, [&tasks, &direct], device))

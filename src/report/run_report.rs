@@ -138,12 +138,7 @@ const CHAT_KL_PROMPTS: usize = 200;
 pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Result<Summary, RunReportError> {
     let tokenizer = Tokenizer::read(&run.parent.model_dir.join(crate::checkpoint::TOKENIZER_FILE))?;
     let tasks = eval.tasks.tasks()?;
-    let direct = eval
-        .direct
-        .as_ref()
-        .map(TaskSet::tasks)
-        .transpose()?
-        .unwrap_or_default();
+    let direct = TaskSet::tasks_if_any(eval.direct.as_ref())?;
     let fused = !run.fused.runs.is_empty();
     let mut labelled = vec![
         ("parent", &run.parent.model_dir),
