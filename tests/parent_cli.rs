@@ -47,7 +47,8 @@ fn tiny_parent_trains_resumes_and_is_evaluated() {
     assert_eq!(report["steps"], 4);
     assert!(report["held_out_nll"].as_f64().unwrap() > 0.0);
     assert!(report["unigram_entropy"].as_f64().unwrap() > 1.0);
-    assert_eq!(report["thinking_on"]["tasks"], 3);
+    assert_eq!(report["accuracy"]["on"]["tasks"], 3);
+    assert_eq!(report["accuracy"]["off_direct"]["tasks"], 3);
     for file in [
         "parent/config.json",
         "parent/model.safetensors",
