@@ -453,8 +453,15 @@ fn stage_functions_one_by_one_give_what_tessera_run_gives_and_what_it_gave_when_
         (assembled.child.layers, fused.child.layers)
     );
     assert!(page.summary.rows.iter().any(|r| r.model == "child, fused"));
+    // The unfused child is distilled the same way, beside the fused one.
     let unfused = distilled_unfused.as_ref().expect("the unfused child is distilled too");
-    assert!(unfused.distill.after.kl_div < unfused.distill.before.kl_div);
+    assert_eq!(unfused.distill.steps, distilled.distill.steps);
+    assert!(
+        unfused
+            .child
+            .model
+            .starts_with(dirs.distill().join(tessera::posttrain::UNFUSED_DIR))
+    );
 
     // Library, score and profile as Slurm array jobs, the rest here: the same summary.
     if let Some(env) = common::slurm::cluster("the pipeline through Slurm (tessera run --executor slurm)") {

@@ -17,7 +17,6 @@ const BATCH: usize = 32;
 
 /// The parent's greedy replies to a set of prompts, all asked with one switch setting.
 pub struct ParentChats {
-    pub thinking: Thinking,
     /// Prompt then reply (ending at a stop token), with whether each token is reply.
     rows: Vec<(Vec<u32>, Vec<bool>)>,
 }
@@ -37,7 +36,7 @@ impl ParentChats {
                 (exchange.tokens, reply)
             })
             .collect();
-        Ok(Self { thinking, rows })
+        Ok(Self { rows })
     }
 
     /// Mean KL(parent ‖ model) per reply token, nats.

@@ -197,7 +197,7 @@ pub struct ChatStageReport<R> {
 fn accuracy(
     model: &Checkpoint,
     tokenizer: &Tokenizer,
-    [tasks, direct]: [&[crate::world::Task]; 2],
+    [tasks, direct]: [&[Task]; 2],
     device: &Device,
 ) -> Result<SwitchSummary, PosttrainError> {
     Ok((&switch_accuracy(&model.build(device)?, tokenizer, tasks, direct)?).into())

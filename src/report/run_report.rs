@@ -164,10 +164,8 @@ pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Resul
         .iter()
         .flat_map(|set| set.iter().take(CHAT_KL_PROMPTS).cloned())
         .collect();
-    let chats =
-        [Thinking::On, Thinking::Off].map(|thinking| ParentChats::generate(parent, &tokenizer, &prompts, thinking));
-    let [chats_on, chats_off] = chats;
-    let (chats_on, chats_off) = (chats_on?, chats_off?);
+    let chats_on = ParentChats::generate(parent, &tokenizer, &prompts, Thinking::On)?;
+    let chats_off = ParentChats::generate(parent, &tokenizer, &prompts, Thinking::Off)?;
     let last = built.len() - 1;
     let mut rows = Vec::new();
     for (k, ((label, _), checkpoint)) in labelled.iter().zip(&checkpoints).enumerate() {
