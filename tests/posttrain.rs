@@ -226,6 +226,51 @@ fn kl_row_by_row(teacher: &Llama, student: &Llama, tokenizer: &Tokenizer, tasks:
     total / tokens as f64
 }
 
+#[test]
+fn a_distillation_that_will_not_fit_is_refused_before_either_model_is_loaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let parent = common::tiny_parent(tmp.path());
+    let out = tmp.path().join("distilled");
+    let distill = |limit: &str, batch: &str| {
+        common::tessera()
+            .env("TESSERA_MEMORY_LIMIT", limit)
+            .args(["distill", "--student"])
+            .arg(&parent)
+            .arg("--teacher")
+            .arg(&parent)
+            .args([
+                "--tokens",
+                "256",
+                "--batch-size",
+                batch,
+                "--seq-len",
+                "16",
+                "--windows",
+                "4",
+                "--out",
+            ])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let output = distill("64MiB", "4");
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    for part in [
+        "distillation would need about",
+        "activations of a step (64 tokens)",
+        "AdamW moments",
+        "only 0.06 GiB are available (TESSERA_MEMORY_LIMIT=64MiB)",
+        "--batch-size",
+    ] {
+        assert!(error.contains(part), "expected `{part}` in:\n{error}");
+    }
+    assert!(!out.exists(), "a refused distillation writes nothing");
+    // Under a limit above the estimate it runs.
+    let output = distill("1GiB", "4");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();

@@ -5,6 +5,7 @@
 
 pub mod chat_data;
 pub mod distill;
+pub mod footprint;
 pub mod grpo;
 pub mod rl;
 pub mod sft;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::chat_data::{ChatDataError, builtin_chats, read_chat_file};
 use super::distill::{DistillError, DistillOptions, DistillReport, distill, layer_matches};
+use super::footprint::{ADVICE as DISTILL_ADVICE, distill_estimate};
 use super::rl::{RlError, RlOptions, RlReport, rl};
 use super::sft::{SftError, SftOptions, SftReport, sft};
 use crate::checkpoint::{Checkpoint, CheckpointError, ModelSummary, StoreDtype, TOKENIZER_FILE};
@@ -36,6 +37,8 @@ pub enum PosttrainError {
     Rl(#[from] RlError),
     #[error(transparent)]
     Accuracy(#[from] AccuracyError),
+    #[error(transparent)]
+    Memory(#[from] crate::memory_budget::MemoryError),
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
@@ -78,6 +81,12 @@ pub fn distill_model(
     options: &DistillStageOptions,
     device: &Device,
 ) -> Result<DistillStageReport, PosttrainError> {
+    let estimate = distill_estimate(
+        &Checkpoint::read_config(&options.teacher)?,
+        &Checkpoint::read_config(student)?,
+        &options.train,
+    );
+    crate::memory_budget::check("distillation", &estimate, DISTILL_ADVICE)?;
     let (checkpoint, _) = Checkpoint::read(student)?;
     let teacher = Checkpoint::read(&options.teacher)?.0.build(device)?;
     layer_matches(&checkpoint, teacher.config())?;
