@@ -16,7 +16,7 @@ use tessera::posttrain::{
     rl_model, sft_model,
 };
 use tessera::source::TokenSource;
-use tessera::world::{Split, Thinking};
+use tessera::world::Split;
 
 #[derive(Subcommand)]
 pub enum FuseCommand {
@@ -155,14 +155,12 @@ impl ChatRunArgs {
     fn eval(&self) -> ChatEval {
         ChatEval {
             tasks: TaskSet::named(&self.eval_tasks, self.world_seed, Split::HeldOut, self.eval_count),
-            direct: (self.eval_direct_tasks != "none").then(|| {
-                TaskSet::named(
-                    &self.eval_direct_tasks,
-                    self.world_seed,
-                    Split::HeldOut,
-                    self.eval_count,
-                )
-            }),
+            direct: TaskSet::named_if_any(
+                &self.eval_direct_tasks,
+                self.world_seed,
+                Split::HeldOut,
+                self.eval_count,
+            ),
             before: true,
         }
     }
@@ -285,17 +283,12 @@ pub struct RlArgs {
 }
 
 pub fn rl(args: RlArgs, device: &Device) -> Result<()> {
-    let named = |spec: &str| TaskSet::named(spec, args.run.world_seed, Split::Train, args.count);
-    let mut prompts = vec![PromptSet {
-        tasks: named(&args.tasks),
-        modes: args.thinking.modes(),
-    }];
-    if args.direct_tasks != "none" {
-        prompts.push(PromptSet {
-            tasks: named(&args.direct_tasks),
-            modes: vec![Thinking::Off],
-        });
-    }
+    let seed = args.run.world_seed;
+    let prompts = PromptSet::with_direct(
+        TaskSet::named(&args.tasks, seed, Split::Train, args.count),
+        args.thinking.modes(),
+        TaskSet::named_if_any(&args.direct_tasks, seed, Split::Train, args.count),
+    );
     let options = RlOptions {
         rounds: args.rounds,
         updates_per_round: args.updates_per_round,

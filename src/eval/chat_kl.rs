@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::accuracy::{AccuracyError, SWITCH_REPLY_TOKENS, ask_greedy};
+use super::accuracy::{AccuracyError, Exchange, SWITCH_REPLY_TOKENS, ask_greedy};
 use crate::model::weights::to_host_vec;
 use crate::model::{Llama, MaskedBatch};
 use crate::tokenizer::Tokenizer;
@@ -17,8 +17,7 @@ const BATCH: usize = 32;
 
 /// The parent's greedy replies to a set of prompts, all asked with one switch setting.
 pub struct ParentChats {
-    /// Prompt then reply (ending at a stop token), with whether each token is reply.
-    rows: Vec<(Vec<u32>, Vec<bool>)>,
+    exchanges: Vec<Exchange>,
 }
 
 impl ParentChats {
@@ -29,31 +28,38 @@ impl ParentChats {
         tasks: &[Task],
         thinking: Thinking,
     ) -> Result<Self, AccuracyError> {
-        let rows = ask_greedy(parent, tokenizer, tasks, thinking, SWITCH_REPLY_TOKENS, 64)?
-            .into_iter()
-            .map(|exchange| {
-                let reply: Vec<bool> = (0..exchange.tokens.len()).map(|i| i >= exchange.prompt_len).collect();
-                (exchange.tokens, reply)
-            })
-            .collect();
-        Ok(Self { rows })
+        Ok(Self {
+            exchanges: ask_greedy(parent, tokenizer, tasks, thinking, SWITCH_REPLY_TOKENS, 64)?,
+        })
     }
 
-    /// Mean KL(parent ‖ model) per reply token, nats.
-    pub fn kl(&self, parent: &Llama, model: &Llama) -> Result<f64, AccuracyError> {
-        let (mut total, mut tokens) = (0.0, 0usize);
-        for chunk in self.rows.chunks(BATCH) {
-            let rows: Vec<(&[u32], &[bool])> = chunk.iter().map(|(t, r)| (t.as_slice(), r.as_slice())).collect();
+    /// Mean KL(parent ‖ model) per reply token, nats, for each of `models`; the parent's
+    /// distributions are computed once per batch for all of them.
+    pub fn kl(&self, parent: &Llama, models: &[Llama]) -> Result<Vec<f64>, AccuracyError> {
+        let mut totals = vec![0.0; models.len()];
+        let mut tokens = 0usize;
+        for chunk in self.exchanges.chunks(BATCH) {
+            let replies: Vec<Vec<bool>> = chunk
+                .iter()
+                .map(|e| (0..e.tokens.len()).map(|i| i >= e.prompt_len).collect())
+                .collect();
+            let rows: Vec<(&[u32], &[bool])> = chunk
+                .iter()
+                .zip(&replies)
+                .map(|(e, reply)| (e.tokens.as_slice(), reply.as_slice()))
+                .collect();
             let batch = MaskedBatch::new(&rows, parent.config().eos_token_id);
             let (p, _) = batch.log_probs(parent)?;
-            let (q, _) = batch.log_probs(model)?;
             let [rows, width, _] = p.dims();
-            let per_token = (p.clone().exp() * (p - q)).sum_dim(2).reshape([rows, width]);
-            let mask = batch.mask_tensor(&per_token.device());
-            total += f64::from(to_host_vec((per_token * mask).sum())[0]);
+            let mask = batch.mask_tensor(&p.device());
+            for (total, model) in totals.iter_mut().zip(models) {
+                let (q, _) = batch.log_probs(model)?;
+                let per_token = (p.clone().exp() * (p.clone() - q)).sum_dim(2).reshape([rows, width]);
+                *total += f64::from(to_host_vec((per_token * mask.clone()).sum())[0]);
+            }
             tokens += batch.counted();
         }
-        Ok(total / tokens.max(1) as f64)
+        Ok(totals.into_iter().map(|t| t / tokens.max(1) as f64).collect())
     }
 }
 

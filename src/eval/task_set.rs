@@ -28,6 +28,8 @@ impl TaskSet {
     pub const BUILTIN: &str = "builtin";
     /// The spec of the built-in world's one-step tasks.
     pub const BUILTIN_ONE_STEP: &str = "builtin-one-step";
+    /// The spec of no tasks, where a set is optional.
+    pub const NONE: &str = "none";
 
     /// `builtin` or `builtin-one-step` (the world of `seed`, `count` tasks of `split`) or a task
     /// file's path.
@@ -43,6 +45,11 @@ impl TaskSet {
             Self::BUILTIN_ONE_STEP => builtin(TaskKind::OneStep),
             _ => TaskSet::File { path: spec.into() },
         }
+    }
+
+    /// [`TaskSet::named`], or no set for [`TaskSet::NONE`].
+    pub fn named_if_any(spec: &str, seed: u64, split: Split, count: usize) -> Option<Self> {
+        (spec != Self::NONE).then(|| Self::named(spec, seed, split, count))
     }
 
     /// The tasks of `set`; none without a set.

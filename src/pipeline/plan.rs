@@ -211,16 +211,11 @@ impl Pipeline {
             count: self.rl.survey_tasks,
             task_kind,
         };
-        vec![
-            PromptSet {
-                tasks: tasks(TaskKind::Chains),
-                modes: vec![Thinking::On],
-            },
-            PromptSet {
-                tasks: tasks(TaskKind::OneStep),
-                modes: vec![Thinking::Off],
-            },
-        ]
+        PromptSet::with_direct(
+            tasks(TaskKind::Chains),
+            vec![Thinking::On],
+            Some(tasks(TaskKind::OneStep)),
+        )
     }
 
     pub fn rl_options(&self, progress: bool) -> RlOptions {

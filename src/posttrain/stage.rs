@@ -162,6 +162,17 @@ pub struct PromptSet {
 }
 
 impl PromptSet {
+    /// `tasks` asked with the switch settings of `modes`, and beside them, when given, `direct`
+    /// tasks asked with thinking off (where answering directly is right): both modes trained.
+    pub fn with_direct(tasks: TaskSet, modes: Vec<Thinking>, direct: Option<TaskSet>) -> Vec<PromptSet> {
+        let mut sets = vec![PromptSet { tasks, modes }];
+        sets.extend(direct.map(|tasks| PromptSet {
+            tasks,
+            modes: vec![Thinking::Off],
+        }));
+        sets
+    }
+
     /// Every task of every set with its switch setting.
     pub fn asked(sets: &[PromptSet]) -> Result<Vec<(Task, Thinking)>, PosttrainError> {
         let mut asked = Vec::new();

@@ -164,8 +164,8 @@ pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Resul
         .iter()
         .flat_map(|set| set.iter().take(CHAT_KL_PROMPTS).cloned())
         .collect();
-    let chats_on = ParentChats::generate(parent, &tokenizer, &prompts, Thinking::On)?;
-    let chats_off = ParentChats::generate(parent, &tokenizer, &prompts, Thinking::Off)?;
+    let kl_on = ParentChats::generate(parent, &tokenizer, &prompts, Thinking::On)?.kl(parent, &built)?;
+    let kl_off = ParentChats::generate(parent, &tokenizer, &prompts, Thinking::Off)?.kl(parent, &built)?;
     let last = built.len() - 1;
     let mut rows = Vec::new();
     for (k, ((label, _), checkpoint)) in labelled.iter().zip(&checkpoints).enumerate() {
@@ -183,8 +183,8 @@ pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Resul
             speedup: timings[0] / timings[k],
             kl_to_parent: reference.score_model(&built[k])?.kl_div,
             kl_chats: ChatKl {
-                on: chats_on.kl(parent, &built[k])?,
-                off: chats_off.kl(parent, &built[k])?,
+                on: kl_on[k],
+                off: kl_off[k],
             },
             accuracy_on: accuracy.on.accuracy,
             accuracy_off: accuracy.off.accuracy,
