@@ -6,7 +6,7 @@
 //! (norms and residuals, attention projections and scores, the SwiGLU's three products), the
 //! teacher's hidden states, and the logits in [`LOGIT_COPIES`] forms; and an allocator arena per
 //! further micro-batch thread. Measured peaks (resident set, `tessera distill`, 2 micro-batches)
-//! against this estimate: the default parent's fused 2× child, 16 × 64 tokens 210–214 MiB (0.25
+//! against this estimate: the default parent's fused 2× child, 16 × 64 tokens 210–214 MiB (0.26
 //! GiB), 64 × 64 tokens 352 MiB (0.39 GiB); SmolLM2-135M into itself, 16 × 64 tokens 5.10 GiB
 //! (6.05 GiB). Knows model configurations only.
 
