@@ -1,8 +1,9 @@
-//! The default parent: a small GQA Llama trained from scratch on the built-in world, so that
-//! the whole pipeline runs on a fresh machine with no download. Writes the world's token shards,
-//! trains with the shared engine (resuming an interrupted run in the same output directory),
-//! exports an HF checkpoint with its tokenizer, and reports held-out NLL against the corpus's
-//! unigram entropy and task accuracy with thinking on and off.
+//! The parent stage. The default parent: a small GQA Llama trained from scratch on the built-in
+//! world, so that the whole pipeline runs on a fresh machine with no download. Writes the
+//! world's token shards, trains with the shared engine (resuming an interrupted run in the same
+//! output directory), exports an HF checkpoint with its tokenizer, and reports held-out NLL
+//! against the corpus's unigram entropy and task accuracy with thinking on and off. A pretrained
+//! parent (`adopt_parent`) is measured the same way and left where it is.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -19,8 +20,9 @@ use serde_json::json;
 
 use crate::checkpoint::{Checkpoint, ExportOptions};
 use crate::data::{ShardWriter, TokenWindows};
-use crate::eval::{SwitchAccuracy, SwitchSummary, mean_nll, switch_accuracy, unigram_entropy};
+use crate::eval::{SwitchAccuracy, SwitchSummary, TaskSet, mean_nll, switch_accuracy, unigram_entropy};
 use crate::model::{AttentionConfig, BlockConfig, FfnConfig, Llama, ModelConfig, build_model, random_weights};
+use crate::source::WindowSpec;
 use crate::tokenizer::Tokenizer;
 use crate::train::{RunControl, TrainConfig, lm_micro_batch, train};
 use crate::world::tokenizer::{BOS, EOS, VOCAB_SIZE, token_id, write_tokenizer};
@@ -90,20 +92,27 @@ impl Default for ParentOptions {
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct ParentReport {
     pub model_dir: PathBuf,
-    /// The training checkpoints (and their loss history).
-    pub train_dir: PathBuf,
     pub params: usize,
     pub layers: usize,
+    /// How the parent was trained; none for a parent read from a checkpoint.
+    #[serde(flatten)]
+    pub training: Option<ParentTraining>,
+    pub held_out_nll: f64,
+    pub held_out_tokens: usize,
+    pub unigram_entropy: f64,
+    pub accuracy: SwitchSummary,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct ParentTraining {
+    /// The training checkpoints (and their loss history).
+    pub train_dir: PathBuf,
     pub steps: usize,
     pub resumed_from: Option<usize>,
     pub train_tokens: u64,
     pub train_seconds: f64,
     pub median_tokens_per_s: f64,
     pub final_train_loss: f64,
-    pub held_out_nll: f64,
-    pub held_out_tokens: usize,
-    pub unigram_entropy: f64,
-    pub accuracy: SwitchSummary,
 }
 
 /// Writes the world's training documents (shuffled chats and stories) and held-out stories as
@@ -230,24 +239,68 @@ pub fn train_parent(out: &Path, options: &ParentOptions, device: &Device) -> Res
     let rates: Vec<f64> = outcome.history.iter().map(|h| h.tokens_per_s).collect();
     let report = ParentReport {
         model_dir,
-        train_dir: out.join("train"),
         params: config.num_params(),
         layers: options.layers,
-        steps: outcome.steps_done,
-        resumed_from: outcome.resumed_from,
-        train_tokens: outcome.tokens_seen,
-        train_seconds,
-        median_tokens_per_s: crate::stats::median(&rates),
-        final_train_loss: outcome.history.last().map_or(f64::NAN, |h| h.loss),
+        training: Some(ParentTraining {
+            train_dir: out.join("train"),
+            steps: outcome.steps_done,
+            resumed_from: outcome.resumed_from,
+            train_tokens: outcome.tokens_seen,
+            train_seconds,
+            median_tokens_per_s: crate::stats::median(&rates),
+            final_train_loss: outcome.history.last().map_or(f64::NAN, |h| h.loss),
+        }),
         held_out_nll,
         held_out_tokens,
         unigram_entropy: entropy,
         accuracy: (&accuracy).into(),
     };
+    write_report(out, report)
+}
+
+fn write_report(out: &Path, report: ParentReport) -> Result<ParentReport> {
     let report_path = out.join("parent_report.json");
     std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", report_path.display()))?;
     Ok(report)
+}
+
+/// How a parent read from a checkpoint is measured: NLL on held-out windows of its own text,
+/// the switch's accuracy on held-out tasks (multi-step with thinking on and off, one-step off).
+#[derive(Clone, Debug, Serialize)]
+pub struct ParentEval {
+    pub windows: WindowSpec,
+    pub tasks: TaskSet,
+    pub direct: Option<TaskSet>,
+}
+
+/// A pretrained parent (a checkpoint directory, GGUF or llama2.c file) taken as it is: measured
+/// like a trained one, its report written into `out`; the model stays where it is.
+pub fn adopt_parent(checkpoint: &Path, out: &Path, eval: &ParentEval, device: &Device) -> Result<ParentReport> {
+    let model = crate::checkpoint::load_model(checkpoint, device)?;
+    let tokenizer_path = Tokenizer::beside_model(checkpoint)
+        .with_context(|| format!("{}: the parent carries no tokenizer", checkpoint.display()))?;
+    let tokenizer = Tokenizer::read(&tokenizer_path)?;
+    let windows = eval.windows.windows(&model, checkpoint)?.held_out;
+    let nll = mean_nll(&model, &windows)?;
+    let tasks = eval.tasks.tasks()?;
+    let direct = TaskSet::tasks_if_any(eval.direct.as_ref())?;
+    let accuracy = switch_accuracy(&model, &tokenizer, &tasks, &direct)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let config = model.config();
+    write_report(
+        out,
+        ParentReport {
+            model_dir: checkpoint.to_path_buf(),
+            params: config.num_params(),
+            layers: config.num_layers(),
+            training: None,
+            held_out_nll: nll.mean_nll,
+            held_out_tokens: nll.tokens,
+            unigram_entropy: unigram_entropy(&windows),
+            accuracy: (&accuracy).into(),
+        },
+    )
 }
 
 impl std::fmt::Display for ParentReport {
@@ -259,11 +312,14 @@ impl std::fmt::Display for ParentReport {
             self.params,
             self.model_dir.display()
         )?;
-        writeln!(
-            f,
-            "trained {} steps, {} tokens in {:.0} s (median {:.0} tokens/s), final train loss {:.4}",
-            self.steps, self.train_tokens, self.train_seconds, self.median_tokens_per_s, self.final_train_loss
-        )?;
+        match &self.training {
+            Some(t) => writeln!(
+                f,
+                "trained {} steps, {} tokens in {:.0} s (median {:.0} tokens/s), final train loss {:.4}",
+                t.steps, t.train_tokens, t.train_seconds, t.median_tokens_per_s, t.final_train_loss
+            )?,
+            None => writeln!(f, "pretrained (read from its checkpoint, not trained here)")?,
+        }
         writeln!(
             f,
             "held-out NLL {:.4} nats/token over {} tokens (unigram entropy {:.4})",

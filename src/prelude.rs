@@ -20,7 +20,7 @@ pub use crate::fusion::{
 };
 pub use crate::library::{BuildOptions, BuildReport, ChildChoice, Library, Stage, block_name, build_library};
 pub use crate::model::{AttentionConfig, BlockConfig, FfnConfig, Llama};
-pub use crate::parent::{ParentOptions, ParentReport, train_parent};
+pub use crate::parent::{ParentEval, ParentOptions, ParentReport, adopt_parent, train_parent};
 pub use crate::pipeline::{Pipeline, RunDirs, RunOptions, run_pipeline};
 pub use crate::plot::write_dependency_heatmap;
 pub use crate::posttrain::{

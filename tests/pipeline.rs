@@ -288,6 +288,30 @@ fn bad_pipeline_files_are_refused_naming_file_and_field() {
         ),
         (good_search.to_string(), vec!["bad.toml", "missing field `run`"]),
         (
+            format!("[run]\nname = \"x\"\n[parent]\ncheckpoint = \"REPO/Cargo.toml\"\nsteps = 5\n{good_search}"),
+            vec!["bad.toml", "`parent.checkpoint`", "not trained here: remove `parent.steps`"],
+        ),
+        (
+            format!("[run]\nname = \"x\"\n[parent]\ncheckpoint = \"no-such-model.gguf\"\n{good_search}"),
+            vec!["bad.toml", "`parent.checkpoint`", "no-such-model.gguf does not exist"],
+        ),
+        (
+            format!("[run]\nname = \"x\"\n{good_search}[data]\ntext = \"missing.txt\"\n"),
+            vec!["bad.toml", "`data.text`", "missing.txt is not a file"],
+        ),
+        (
+            format!("[run]\nname = \"x\"\n{good_search}[export]\ngguf = \"q4_k\"\n"),
+            vec!["bad.toml", "`export.gguf`", "`q4_k`"],
+        ),
+        (
+            format!("[run]\nname = \"x\"\n{good_search}[distill]\nlr = -1e-4\n"),
+            vec!["bad.toml", "`distill.lr`", "above 0, got -0.0001"],
+        ),
+        (
+            format!("[run]\nname = \"x\"\n{good_search}[eval]\nwindows = 0\n"),
+            vec!["bad.toml", "`eval.windows`", "at least 1"],
+        ),
+        (
             "[run]\nname = \"x\"\n[library]\nspace = \"REPO/search_spaces/small.toml\"\n[search]\n\
              constraints = \"REPO/constraints/h100-throughput-2x.toml\"\nmeasure_rounds = 9\n"
                 .to_string(),
@@ -300,6 +324,36 @@ fn bad_pipeline_files_are_refused_naming_file_and_field() {
             assert!(error.contains(part), "expected `{part}` in:\n{error}\nfor:\n{text}");
         }
     }
+}
+
+#[test]
+fn the_smollm2_pipeline_file_reads_a_pretrained_parent_and_real_text() {
+    use tessera::checkpoint::ExportDtype;
+    use tessera::pipeline::{ParentSource, Pipeline};
+    use tessera::source::TokenSource;
+    let Some(data) = common::shared_data("the SmolLM2 pipeline file") else {
+        return;
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/smollm2.toml");
+    let p = Pipeline::read(&path).unwrap();
+    let ParentSource::Checkpoint(parent) = &p.parent_source else {
+        panic!("SmolLM2 is read, not trained: {:?}", p.parent_source);
+    };
+    assert_eq!(
+        parent.canonicalize().unwrap(),
+        data.join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+            .canonicalize()
+            .unwrap()
+    );
+    let TokenSource::Text { path: text } = p.data() else {
+        panic!("the stages read WikiText-2, not the built-in world: {}", p.data());
+    };
+    assert!(text.ends_with("wikitext-2/valid.txt"));
+    let TokenSource::Text { path: held_out } = p.eval_windows().data else {
+        panic!("the table measures on WikiText-2's test split");
+    };
+    assert!(held_out.ends_with("wikitext-2/test.txt"));
+    assert_eq!(p.export_gguf, Some(ExportDtype::Q8_0));
 }
 
 /// The pipeline of the equivalence test: tiny, with block costs from the H100 roofline (no
@@ -437,6 +491,7 @@ fn stage_functions_one_by_one_give_what_tessera_run_gives_and_what_it_gave_when_
         tuned: &tuned,
         reinforced: &reinforced,
         exported: &exported,
+        exported_gguf: None,
         stages: &[],
     };
     let page = write_run_report(&dir.path().join("by-hand-report"), &run, &p.run_eval(), &device).unwrap();
@@ -461,6 +516,29 @@ fn stage_functions_one_by_one_give_what_tessera_run_gives_and_what_it_gave_when_
             .child
             .model
             .starts_with(dirs.distill().join(tessera::posttrain::UNFUSED_DIR))
+    );
+
+    // The trained parent read back from its checkpoint (as `[parent] checkpoint` does) measures
+    // what training measured: the same task accuracy, and on the report's windows the NLL the
+    // table shows (mean_nll there, the scorer's log-softmax here).
+    let adopted = adopt_parent(
+        &parent.model_dir,
+        &dir.path().join("adopted"),
+        &p.parent_eval(),
+        &device,
+    )
+    .unwrap();
+    assert!(adopted.training.is_none());
+    assert_eq!(
+        serde_json::to_value(&adopted.accuracy).unwrap(),
+        serde_json::to_value(&parent.accuracy).unwrap()
+    );
+    let parent_row = &page.summary.rows[0];
+    assert!(
+        (adopted.held_out_nll - parent_row.held_out_nll).abs() <= 1e-5 * parent_row.held_out_nll,
+        "adopted parent NLL {} against the table's {}",
+        adopted.held_out_nll,
+        parent_row.held_out_nll
     );
 
     // Library, score and profile as Slurm array jobs, the rest here: the same summary.

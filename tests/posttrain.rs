@@ -273,6 +273,66 @@ fn a_distillation_that_will_not_fit_is_refused_before_either_model_is_loaded() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
+#[test]
+fn sft_and_grpo_that_will_not_fit_are_refused_before_the_model_is_built() {
+    let tmp = tempfile::tempdir().unwrap();
+    let parent = common::tiny_parent(tmp.path());
+    let run = |limit: &str, stage: &[&str], out: &Path| {
+        common::tessera()
+            .env("TESSERA_MEMORY_LIMIT", limit)
+            .args(stage)
+            .arg("--model")
+            .arg(&parent)
+            .args(["--eval-count", "2", "--out"])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let sft = ["sft", "--stage", "on:2", "--batch-size", "4"];
+    let rl = [
+        "rl",
+        "--rounds",
+        "1",
+        "--count",
+        "8",
+        "--prompts-per-round",
+        "2",
+        "--group-size",
+        "2",
+        "--max-tokens",
+        "8",
+    ];
+    for (stage, expected) in [
+        (
+            &sft[..],
+            [
+                "SFT would need about",
+                "activations of a step (4 chats of up to",
+                "--batch-size",
+            ],
+        ),
+        (
+            &rl[..],
+            ["GRPO would need about", "reference model (f32)", "--max-tokens"],
+        ),
+    ] {
+        let out = tmp.path().join(stage[0]);
+        let output = run("64MiB", stage, &out);
+        assert!(!output.status.success());
+        let error = String::from_utf8_lossy(&output.stderr);
+        for part in expected
+            .iter()
+            .chain(&["only 0.06 GiB are available (TESSERA_MEMORY_LIMIT=64MiB)"])
+        {
+            assert!(error.contains(part), "expected `{part}` in:\n{error}");
+        }
+        assert!(!out.join("model").exists(), "a refused {} writes no model", stage[0]);
+        // Under a limit above the estimate it runs.
+        let output = run("2GiB", stage, &out);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::checkpoint::ExportDtype;
 use crate::cluster::SlurmOptions;
 use crate::config_file::toml_location;
 use crate::cost::Target;
@@ -18,6 +19,9 @@ use crate::posttrain::{
 };
 use crate::score::ScoreOptions;
 use crate::search::{ConstraintFile, Measure, Sweep};
+
+/// Held-out windows the report measures NLL and KL on unless `eval.windows` says otherwise.
+pub const DEFAULT_EVAL_WINDOWS: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -43,6 +47,8 @@ struct RawFile {
     run: RawRun,
     #[serde(default)]
     parent: RawParent,
+    #[serde(default)]
+    data: RawData,
     library: RawLibrary,
     #[serde(default)]
     score: RawScore,
@@ -58,6 +64,8 @@ struct RawFile {
     #[serde(default)]
     rl: RawRl,
     #[serde(default)]
+    export: RawExport,
+    #[serde(default)]
     eval: RawEval,
     #[serde(default)]
     slurm: SlurmOptions,
@@ -72,6 +80,7 @@ struct RawRun {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawParent {
+    checkpoint: Option<PathBuf>,
     layers: Option<usize>,
     steps: Option<usize>,
     batch_size: Option<usize>,
@@ -79,6 +88,18 @@ struct RawParent {
     train_tasks: Option<usize>,
     train_stories: Option<usize>,
     eval_stories: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawData {
+    text: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExport {
+    gguf: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +144,7 @@ struct RawFuse {
 struct RawDistill {
     tokens: Option<usize>,
     loss: Option<DistillLoss>,
+    lr: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +152,7 @@ struct RawDistill {
 struct RawSft {
     stages: Option<Vec<String>>,
     batch_size: Option<usize>,
+    lr: Option<f64>,
     seed: Option<u64>,
 }
 
@@ -147,6 +170,8 @@ struct RawRl {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEval {
+    text: Option<PathBuf>,
+    windows: Option<usize>,
     tasks: Option<usize>,
     request_rounds: Option<usize>,
 }
@@ -190,12 +215,25 @@ pub struct RlSettings {
     pub survey_tasks: usize,
 }
 
+/// Where the parent comes from.
+#[derive(Clone, Debug)]
+pub enum ParentSource {
+    /// Trained here on the built-in world, as `Pipeline::parent` says.
+    Train,
+    /// A pretrained checkpoint (directory, GGUF or llama2.c file), taken as it is.
+    Checkpoint(PathBuf),
+}
+
 #[derive(Clone, Debug)]
 pub struct EvalSettings {
     /// Held-out tasks every model's accuracy is measured on.
     pub tasks: usize,
     /// Interleaved rounds when timing the final child against the parent.
     pub request_rounds: usize,
+    /// The text whose held-out windows the report measures NLL and KL on (default: `data`).
+    pub text: Option<PathBuf>,
+    /// How many of its held-out windows.
+    pub windows: usize,
 }
 
 /// A checked pipeline: every stage's settings, resolved.
@@ -203,7 +241,12 @@ pub struct EvalSettings {
 pub struct Pipeline {
     pub path: PathBuf,
     pub name: String,
+    pub parent_source: ParentSource,
+    /// The built-in world's seed, the number of held-out tasks and, when the parent is trained
+    /// here, how.
     pub parent: ParentOptions,
+    /// The text BLD, scoring, fusion and distillation read (default: the built-in world).
+    pub text: Option<PathBuf>,
     pub library: LibrarySettings,
     pub score_windows: usize,
     pub profile: ProfileSettings,
@@ -213,6 +256,8 @@ pub struct Pipeline {
     pub sft: SftOptions,
     pub rl: RlSettings,
     pub eval: EvalSettings,
+    /// Besides the DeciLM export, a GGUF file of this tensor type.
+    pub export_gguf: Option<ExportDtype>,
     /// How library, score and profile tasks are asked of Slurm when the run goes through it.
     pub slurm: SlurmOptions,
 }
@@ -253,9 +298,26 @@ impl Pipeline {
             ));
         }
         let parent = check.parent(&raw.parent, &raw.eval)?;
+        let parent_source = match &raw.parent.checkpoint {
+            Some(checkpoint) => check.pretrained_parent(&raw.parent, checkpoint)?,
+            None => ParentSource::Train,
+        };
         Ok(Pipeline {
             path: path.to_path_buf(),
             name,
+            parent_source,
+            text: raw
+                .data
+                .text
+                .as_ref()
+                .map(|t| check.existing("data.text", t))
+                .transpose()?,
+            export_gguf: raw
+                .export
+                .gguf
+                .as_ref()
+                .map(|t| t.parse().map_err(|e| check.field("export.gguf", format!("`{t}`: {e}"))))
+                .transpose()?,
             library: LibrarySettings {
                 space: check.existing("library.space", &raw.library.space)?,
                 tokens: check.positive("library.tokens", raw.library.tokens, BldSettings::default().tokens)?,
@@ -270,6 +332,7 @@ impl Pipeline {
             distill: DistillOptions {
                 tokens: check.positive("distill.tokens", raw.distill.tokens, DistillOptions::default().tokens)?,
                 loss: raw.distill.loss.unwrap_or(DistillOptions::default().loss),
+                peak_lr: check.rate("distill.lr", raw.distill.lr, DistillOptions::default().peak_lr)?,
                 ..DistillOptions::default()
             },
             sft: check.sft(&raw.sft)?,
@@ -277,6 +340,13 @@ impl Pipeline {
             eval: EvalSettings {
                 tasks: parent.eval_tasks,
                 request_rounds: check.positive("eval.request_rounds", raw.eval.request_rounds, 15)?,
+                text: raw
+                    .eval
+                    .text
+                    .as_ref()
+                    .map(|t| check.existing("eval.text", t))
+                    .transpose()?,
+                windows: check.positive("eval.windows", raw.eval.windows, DEFAULT_EVAL_WINDOWS)?,
             },
             slurm: check.slurm(raw.slurm)?,
             parent,
@@ -306,6 +376,17 @@ impl Checker<'_> {
         }
     }
 
+    /// A learning rate: finite and above zero.
+    fn rate(&self, field: &'static str, value: Option<f64>, default: f64) -> Result<f64, PipelineError> {
+        match value {
+            Some(v) if !(v.is_finite() && v > 0.0) => {
+                Err(self.field(field, format!("a learning rate must be above 0, got {v}")))
+            }
+            Some(v) => Ok(v),
+            None => Ok(default),
+        }
+    }
+
     fn split_evenly(&self, field: &'static str, value: usize, micro_batches: usize) -> Result<(), PipelineError> {
         if value.is_multiple_of(micro_batches) {
             Ok(())
@@ -317,13 +398,41 @@ impl Checker<'_> {
         }
     }
 
+    fn resolve(&self, relative: &Path) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new(".")).join(relative)
+    }
+
     /// A file named relative to the pipeline file.
     fn existing(&self, field: &'static str, relative: &Path) -> Result<PathBuf, PipelineError> {
-        let resolved = self.path.parent().unwrap_or(Path::new(".")).join(relative);
+        let resolved = self.resolve(relative);
         if resolved.is_file() {
             Ok(resolved)
         } else {
             Err(self.field(field, format!("{} is not a file", resolved.display())))
+        }
+    }
+
+    /// `parent.checkpoint`: a file or directory that exists, and no training field beside it.
+    fn pretrained_parent(&self, raw: &RawParent, checkpoint: &Path) -> Result<ParentSource, PipelineError> {
+        let training = [
+            ("layers", raw.layers.is_some()),
+            ("steps", raw.steps.is_some()),
+            ("batch_size", raw.batch_size.is_some()),
+            ("train_tasks", raw.train_tasks.is_some()),
+            ("train_stories", raw.train_stories.is_some()),
+            ("eval_stories", raw.eval_stories.is_some()),
+        ];
+        if let Some((name, _)) = training.iter().find(|(_, set)| *set) {
+            return Err(self.field(
+                "parent.checkpoint",
+                format!("a pretrained parent is not trained here: remove `parent.{name}`"),
+            ));
+        }
+        let resolved = self.resolve(checkpoint);
+        if resolved.exists() {
+            Ok(ParentSource::Checkpoint(resolved))
+        } else {
+            Err(self.field("parent.checkpoint", format!("{} does not exist", resolved.display())))
         }
     }
 
@@ -421,6 +530,7 @@ impl Checker<'_> {
         Ok(SftOptions {
             stages,
             batch_size,
+            peak_lr: self.rate("sft.lr", raw.lr, defaults.peak_lr)?,
             seed: raw.seed.unwrap_or(defaults.seed),
             ..defaults
         })

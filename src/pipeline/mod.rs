@@ -7,7 +7,7 @@ pub mod plan;
 pub mod run;
 pub mod stamp;
 
-pub use file::{Pipeline, PipelineError};
+pub use file::{ParentSource, Pipeline, PipelineError};
 pub use plan::RunDirs;
 pub use run::{RunOptions, RunReport, STAGES, run_pipeline};
 pub use stamp::{Outcome, StageLog};

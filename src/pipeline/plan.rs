@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::file::{Pipeline, PipelineError};
+use super::file::{ParentSource, Pipeline, PipelineError};
 use crate::assemble::AssembleOptions;
 use crate::checkpoint::{ExportDtype, ExportFormat, ExportRequest};
 use crate::cost::ProfileOptions;
 use crate::eval::TaskSet;
 use crate::fusion::{FuseOptions, RunChoice};
 use crate::library::BuildOptions;
+use crate::parent::ParentEval;
 use crate::posttrain::{
     ChatEval, ChatSource, DEFAULT_SFT_TASKS, DEFAULT_TRAIN_WINDOWS, DistillOptions, DistillStageOptions, PromptSet,
     RlOptions, SftOptions,
@@ -24,8 +25,8 @@ use crate::search::{SearchSpec, SolverKind};
 use crate::source::{TokenSource, WindowSpec};
 use crate::world::{Split, TaskKind, Thinking};
 
-/// Held-out windows distillation and the final comparison measure KL on.
-const KL_WINDOWS: usize = 32;
+/// Held-out windows distillation measures KL on.
+const DISTILL_KL_WINDOWS: usize = 32;
 
 /// Where each stage of a run writes: one folder per stage under the run's folder.
 #[derive(Clone, Debug)]
@@ -70,22 +71,52 @@ impl RunDirs {
     pub fn export(&self) -> PathBuf {
         self.root.join("export")
     }
+    pub fn gguf(&self) -> PathBuf {
+        self.root.join("gguf").join("child.gguf")
+    }
 }
 
 impl Pipeline {
-    /// The built-in world of the parent's seed: the text every later stage reads.
+    /// The text every stage after the parent reads: `data.text`, else the built-in world of the
+    /// parent's seed.
     pub fn data(&self) -> TokenSource {
-        TokenSource::Builtin { seed: self.parent.seed }
+        match &self.text {
+            Some(path) => TokenSource::Text { path: path.clone() },
+            None => TokenSource::Builtin { seed: self.parent.seed },
+        }
     }
 
-    /// `count` held-out windows of the distillation's length from the built-in world.
+    /// `count` held-out windows of the distillation's length from [`Self::data`].
     pub fn windows(&self, count: usize) -> WindowSpec {
+        self.windows_of(self.data(), count)
+    }
+
+    fn windows_of(&self, data: TokenSource, count: usize) -> WindowSpec {
         WindowSpec {
-            data: self.data(),
+            data,
             tokenizer: None,
             seq_len: self.distill.seq_len,
             held_out: count,
             train: DEFAULT_TRAIN_WINDOWS,
+        }
+    }
+
+    /// The held-out windows the report measures every model's NLL and KL on: `eval.text`'s,
+    /// else [`Self::data`]'s.
+    pub fn eval_windows(&self) -> WindowSpec {
+        let data = match &self.eval.text {
+            Some(path) => TokenSource::Text { path: path.clone() },
+            None => self.data(),
+        };
+        self.windows_of(data, self.eval.windows)
+    }
+
+    /// How a pretrained parent is measured (a trained one is measured by its training).
+    pub fn parent_eval(&self) -> ParentEval {
+        ParentEval {
+            windows: self.eval_windows(),
+            tasks: self.eval_tasks(TaskKind::Chains),
+            direct: Some(self.eval_tasks(TaskKind::OneStep)),
         }
     }
 
@@ -161,7 +192,7 @@ impl Pipeline {
     pub fn distill_options(&self, teacher: &Path, progress: bool) -> DistillStageOptions {
         DistillStageOptions {
             teacher: teacher.to_path_buf(),
-            data: self.windows(KL_WINDOWS),
+            data: self.windows(DISTILL_KL_WINDOWS),
             train: DistillOptions {
                 control: self.distill.control.with_progress(progress),
                 ..self.distill.clone()
@@ -234,11 +265,26 @@ impl Pipeline {
         }
     }
 
+    /// The GGUF export `export.gguf` asks for beside the DeciLM one, and where it goes.
+    pub fn gguf_export(&self, dirs: &RunDirs) -> Option<(ExportRequest, PathBuf)> {
+        self.export_gguf.map(|dtype| {
+            (
+                ExportRequest {
+                    format: ExportFormat::Gguf,
+                    dtype,
+                    max_shard_bytes: None,
+                    untie: false,
+                },
+                dirs.gguf(),
+            )
+        })
+    }
+
     pub fn run_eval(&self) -> RunEval {
         RunEval {
             tasks: self.eval_tasks(TaskKind::Chains),
             direct: Some(self.eval_tasks(TaskKind::OneStep)),
-            windows: self.windows(KL_WINDOWS),
+            windows: self.eval_windows(),
             request_rounds: self.eval.request_rounds,
         }
     }
@@ -254,7 +300,10 @@ impl Pipeline {
         };
         let profile = self.profile_options(false);
         Ok(match stage {
-            "parent" => json!({ "options": self.parent_options(false) }),
+            "parent" => match &self.parent_source {
+                ParentSource::Train => json!({ "options": self.parent_options(false) }),
+                ParentSource::Checkpoint(path) => json!({ "checkpoint": path, "eval": self.parent_eval() }),
+            },
             "library" => {
                 json!({ "parent": id("parent"), "space": text(&self.library.space)?, "tokens": self.library.tokens })
             }
@@ -285,7 +334,7 @@ impl Pipeline {
             "rl" => {
                 json!({ "sft": id("sft"), "options": self.rl.options, "tasks": self.rl_prompts(), "eval": self.chat_eval() })
             }
-            "export" => json!({ "rl": id("rl"), "dtype": "bf16" }),
+            "export" => json!({ "rl": id("rl"), "dtype": "bf16", "gguf": self.export_gguf.map(|d| d.to_string()) }),
             "report" => json!({ "export": id("export"), "eval": self.run_eval() }),
             other => unreachable!("no stage `{other}`"),
         })

@@ -5,20 +5,20 @@
 //! says (here, or as Slurm array jobs that the run waits for). Outputs go to `<runs>/<name>/` (one folder per stage) and
 //! the report to `<reports>/<name>/`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use burn::prelude::Device;
 use serde::Serialize;
 
-use super::file::Pipeline;
+use super::file::{ParentSource, Pipeline};
 use super::plan::RunDirs;
 use super::stamp::{Outcome, StageLog, Stages};
 use crate::assemble::assemble_child;
 use crate::checkpoint::export_model;
 use crate::cluster::Executor;
 use crate::fusion::fuse_model;
-use crate::parent::train_parent;
+use crate::parent::{adopt_parent, train_parent};
 use crate::posttrain::{distill_fused, rl_model, sft_model};
 use crate::report::{RunInputs, Summary, pareto_front, write_run_report};
 use crate::search::search_library;
@@ -77,7 +77,10 @@ pub fn run_pipeline(p: &Pipeline, options: &RunOptions, device: &Device) -> Resu
     let parent = stage!(
         "parent",
         &[&dirs.parent()],
-        train_parent(&dirs.parent(), &p.parent_options(show), device)
+        match &p.parent_source {
+            ParentSource::Train => train_parent(&dirs.parent(), &p.parent_options(show), device),
+            ParentSource::Checkpoint(checkpoint) => adopt_parent(checkpoint, &dirs.parent(), &p.parent_eval(), device),
+        }
     );
     let executor = &options.executor;
     let library = stage!("library", &[&dirs.library()], {
@@ -136,11 +139,24 @@ pub fn run_pipeline(p: &Pipeline, options: &RunOptions, device: &Device) -> Resu
             device,
         )
     });
-    let exported = stage!("export", &[&dirs.export()], {
-        if dirs.export().exists() {
-            std::fs::remove_dir_all(dirs.export())?;
+    let gguf = p.gguf_export(&dirs);
+    let export_dirs: Vec<PathBuf> = std::iter::once(dirs.export())
+        .chain(gguf.as_ref().and_then(|(_, file)| file.parent().map(PathBuf::from)))
+        .collect();
+    let work_dirs: Vec<&Path> = export_dirs.iter().map(PathBuf::as_path).collect();
+    let (exported, exported_gguf) = stage!("export", &work_dirs, {
+        for dir in export_dirs.iter().filter(|d| d.exists()) {
+            std::fs::remove_dir_all(dir)?;
         }
-        export_model(&reinforced.child.model, &p.export_request(), &dirs.export())
+        let decilm = export_model(&reinforced.child.model, &p.export_request(), &dirs.export())?;
+        let gguf = match &gguf {
+            Some((request, file)) => {
+                std::fs::create_dir_all(&export_dirs[1])?;
+                Some(export_model(&reinforced.child.model, request, file)?)
+            }
+            None => None,
+        };
+        anyhow::Ok((decilm, gguf))
     });
     let stage_rows: Vec<(String, f64)> = stages.log.iter().map(|l| (l.stage.clone(), l.work_seconds)).collect();
     let run = RunInputs {
@@ -158,6 +174,7 @@ pub fn run_pipeline(p: &Pipeline, options: &RunOptions, device: &Device) -> Resu
         tuned: &tuned,
         reinforced: &reinforced,
         exported: &exported,
+        exported_gguf: exported_gguf.as_ref(),
         stages: &stage_rows,
     };
     let page = stage!(

@@ -19,9 +19,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::chat_data::ChatDataError;
+use super::footprint::{RL_ADVICE, rl_estimate};
 use super::grpo::{GrpoSettings, group_advantages, grpo_loss};
 use crate::checkpoint::Checkpoint;
 use crate::eval::answer_correct;
+use crate::memory_budget::MemoryError;
 use crate::model::weights::to_host_vec;
 use crate::model::{ForwardError, Llama, MaskedBatch, Sampling, WeightError, generate_batch};
 use crate::tokenizer::{Tokenizer, TokenizerError};
@@ -97,6 +99,8 @@ pub enum RlError {
         "all {prompts} prompts are already solved (pass rate ≥ {threshold}) by the starting model: nothing left to learn from; give harder tasks or raise the threshold"
     )]
     AllSolved { prompts: usize, threshold: f64 },
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
 }
 
 /// What the verifier makes of one reply.
@@ -585,6 +589,8 @@ pub fn rl(
         return Err(RlError::Settings("there are no tasks to learn from".into()));
     }
     let prompts = encode_prompts(tasks, &format)?;
+    let longest_prompt = prompts.iter().map(|p| p.tokens.len()).max().unwrap_or(0);
+    crate::memory_budget::check("GRPO", &rl_estimate(&model.config, options, longest_prompt), RL_ADVICE)?;
     let reference = model.build(device)?;
     let model_fingerprint = model.fingerprint();
     // The survey depends on the model, the prompts and how replies are sampled, not on training.

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::chat_data::ChatDataError;
+use super::footprint::{SFT_ADVICE, sft_estimate};
 use crate::checkpoint::Checkpoint;
+use crate::memory_budget::MemoryError;
 use crate::model::{MaskedBatch, WeightError};
 use crate::tokenizer::{TokenizedChat, Tokenizer};
 use crate::train::{MicroBatch, RunControl, StepLog, TrainConfig, TrainError, cross_entropy, train};
@@ -120,6 +122,8 @@ pub enum SftError {
     Weights(#[from] WeightError),
     #[error("invalid SFT settings: {0}")]
     Settings(String),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -288,6 +292,21 @@ pub fn sft(
     check_options(options)?;
     let format = ChatFormat::of(tokenizer).map_err(ChatDataError::from)?;
     let tokenized = tokenize_chats(chats, &format, model)?;
+    let longest = tokenized.iter().map(|(_, t)| t.tokens.len()).max().unwrap_or(0);
+    let chat_bytes: usize = chats
+        .iter()
+        .flat_map(|c| &c.turns)
+        .map(|(user, assistant)| user.len() + assistant.len())
+        .sum::<usize>()
+        + tokenized.iter().map(|(_, t)| t.tokens.len() * 5).sum::<usize>();
+    let estimate = sft_estimate(
+        &model.config,
+        options.batch_size,
+        options.micro_batches,
+        longest,
+        chat_bytes as u64,
+    );
+    crate::memory_budget::check("SFT", &estimate, SFT_ADVICE)?;
     let mut current = model.clone();
     let mut stages = Vec::new();
     let mut steps_before = 0;

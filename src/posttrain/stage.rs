@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::chat_data::{ChatDataError, builtin_chats, read_chat_file};
 use super::distill::{DistillError, DistillOptions, DistillReport, distill, layer_matches};
-use super::footprint::{ADVICE as DISTILL_ADVICE, distill_estimate};
+use super::footprint::{DISTILL_ADVICE, distill_estimate};
 use super::rl::{RlError, RlOptions, RlReport, rl};
 use super::sft::{SftError, SftOptions, SftReport, sft};
 use crate::checkpoint::{Checkpoint, CheckpointError, ModelSummary, StoreDtype, TOKENIZER_FILE};

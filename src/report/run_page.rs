@@ -94,9 +94,10 @@ fn summary_section(html: &mut String, page: &RunPage) {
     }
     let _ = writeln!(
         html,
-        "<p>Accuracy on {} held-out tasks of each kind (greedy): multi-step arithmetic with thinking on and off, one-step sums with thinking off (where answering directly is right); format: think tags present iff thinking is on, over all replies. Request time measured, interleaved, median: {}. KV bytes per token of context in bf16. KL to the parent, per token: on held-out pretraining windows of the built-in world, and on chats (the parent's own greedy replies to held-out prompts of both kinds, thinking on and off), the text post-training is about.</p>",
+        "<p>Accuracy on {} held-out tasks of each kind (greedy): multi-step arithmetic with thinking on and off, one-step sums with thinking off (where answering directly is right); format: think tags present iff thinking is on, over all replies. Request time measured, interleaved, median: {}. KV bytes per token of context in bf16. NLL, and KL to the parent, per token: on {}; KL also on chats (the parent's own greedy replies to held-out prompts of both kinds, thinking on and off), the text post-training is about.</p>",
         page.summary.eval_tasks,
-        escape(&page.summary.request)
+        escape(&page.summary.request),
+        escape(&page.summary.windows)
     );
     html.push_str("<h2>What each stage found</h2>\n<ul>\n");
     for note in page.notes {

@@ -60,6 +60,8 @@ pub struct RunInputs<'a> {
     pub tuned: &'a ChatStageReport<SftReport>,
     pub reinforced: &'a ChatStageReport<RlReport>,
     pub exported: &'a ModelSummary,
+    /// The GGUF export, when one was asked for.
+    pub exported_gguf: Option<&'a ModelSummary>,
     /// Each stage and the seconds its work took.
     pub stages: &'a [(String, f64)],
 }
@@ -136,7 +138,10 @@ const CHAT_KL_PROMPTS: usize = 200;
 
 /// The parent and the child as assembled, fused, distilled and post-trained, side by side.
 pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Result<Summary, RunReportError> {
-    let tokenizer = Tokenizer::read(&run.parent.model_dir.join(crate::checkpoint::TOKENIZER_FILE))?;
+    let tokenizer = Tokenizer::read(
+        &Tokenizer::beside_model(&run.parent.model_dir)
+            .unwrap_or_else(|| run.parent.model_dir.join(crate::checkpoint::TOKENIZER_FILE)),
+    )?;
     let tasks = eval.tasks.tasks()?;
     let direct = TaskSet::tasks_if_any(eval.direct.as_ref())?;
     let fused = !run.fused.runs.is_empty();
@@ -159,7 +164,8 @@ pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Resul
         .collect::<Result<Vec<_>, _>>()?;
     let timings = time_requests(&built, eval.request_rounds)?;
     let parent = &built[0];
-    let reference = Reference::new(parent, &eval.windows.windows(parent, &run.parent.model_dir)?.held_out)?;
+    let held_out = eval.windows.windows(parent, &run.parent.model_dir)?.held_out;
+    let reference = Reference::new(parent, &held_out)?;
     let prompts: Vec<Task> = [&tasks, &direct]
         .iter()
         .flat_map(|set| set.iter().take(CHAT_KL_PROMPTS).cloned())
@@ -169,6 +175,7 @@ pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Resul
     let last = built.len() - 1;
     let mut rows = Vec::new();
     for (k, ((label, _), checkpoint)) in labelled.iter().zip(&checkpoints).enumerate() {
+        let scores = reference.score_model(&built[k])?;
         let accuracy = match k {
             0 => run.parent.accuracy.clone(),
             k if k == last => run.reinforced.after.clone(),
@@ -181,7 +188,8 @@ pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Resul
             kv_bytes_per_token: model_kv_bytes_per_token(&checkpoint.config, Precision::Bf16),
             request_ms: timings[k],
             speedup: timings[0] / timings[k],
-            kl_to_parent: reference.score_model(&built[k])?.kl_div,
+            held_out_nll: scores.lm_loss,
+            kl_to_parent: scores.kl_div,
             kl_chats: ChatKl {
                 on: kl_on[k],
                 off: kl_off[k],
@@ -212,6 +220,12 @@ pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Resul
         rows,
         eval_tasks: tasks.len(),
         request: format!("prompt {prompt} + {generated} generated tokens, batch {batch}, this machine's CPU"),
+        windows: format!(
+            "{} held-out windows of {} tokens from {}",
+            held_out.len(),
+            eval.windows.seq_len,
+            eval.windows.data
+        ),
         fusion,
     })
 }
@@ -230,9 +244,25 @@ fn loss_curve(history: &[StepLog]) -> Vec<(f64, f64)> {
     history.iter().map(|s| (s.step as f64, s.loss)).collect()
 }
 
-/// The training curves: parent, distillation, SFT stage by stage, GRPO reward and KL.
+fn curve(title: &str, y_label: &str, series: Vec<(String, Vec<(f64, f64)>)>) -> Curve {
+    Curve {
+        title: title.into(),
+        y_label: y_label.into(),
+        series,
+    }
+}
+
+/// The training curves: parent (when trained here), distillation, SFT stage by stage, GRPO
+/// reward and KL.
 fn curves(run: &RunInputs) -> Result<Vec<Curve>, RunReportError> {
-    let parent_history = read_history(&run.parent.train_dir)?;
+    let parent_curve = match &run.parent.training {
+        Some(training) => vec![curve(
+            "parent training loss",
+            "loss",
+            vec![("parent".into(), loss_curve(&read_history(&training.train_dir)?))],
+        )],
+        None => Vec::new(),
+    };
     let sft_stages = run
         .tuned
         .training
@@ -260,48 +290,43 @@ fn curves(run: &RunInputs) -> Result<Vec<Curve>, RunReportError> {
             .map(|s| (s.step as f64, value(s)))
             .collect()
     };
-    let curve = |title: &str, y_label: &str, series: Vec<(String, Vec<(f64, f64)>)>| Curve {
-        title: title.into(),
-        y_label: y_label.into(),
-        series,
-    };
-    Ok(vec![
-        curve(
-            "parent training loss",
-            "loss",
-            vec![("parent".into(), loss_curve(&parent_history))],
-        ),
-        curve(
-            "global distillation loss",
-            "loss",
-            vec![("distillation".into(), loss_curve(&run.distilled.distill.history))],
-        ),
-        curve("SFT loss (assistant tokens)", "loss", sft_stages),
-        curve(
-            "GRPO reward and pass rate per step",
-            "mean over the round's samples",
-            vec![
-                ("GRPO reward".into(), by_step(|s| s.reward)),
-                ("GRPO pass rate".into(), by_step(|s| s.accuracy)),
-            ],
-        ),
-        curve(
-            "GRPO KL to the starting model",
-            "KL per reply token (k3)",
-            vec![("GRPO KL to the start".into(), by_step(|s| s.kl))],
-        ),
-    ])
+    Ok(parent_curve
+        .into_iter()
+        .chain([
+            curve(
+                "global distillation loss",
+                "loss",
+                vec![("distillation".into(), loss_curve(&run.distilled.distill.history))],
+            ),
+            curve("SFT loss (assistant tokens)", "loss", sft_stages),
+            curve(
+                "GRPO reward and pass rate per step",
+                "mean over the round's samples",
+                vec![
+                    ("GRPO reward".into(), by_step(|s| s.reward)),
+                    ("GRPO pass rate".into(), by_step(|s| s.accuracy)),
+                ],
+            ),
+            curve(
+                "GRPO KL to the starting model",
+                "KL per reply token (k3)",
+                vec![("GRPO KL to the start".into(), by_step(|s| s.kl))],
+            ),
+        ])
+        .collect())
 }
 
 /// What each stage found, a sentence each (the report's and `tessera run`'s notes).
 pub fn notes(run: &RunInputs) -> Vec<String> {
     let p = run.parent;
+    let origin = match &p.training {
+        Some(t) => format!("{} steps in {:.0} s", t.steps, t.train_seconds),
+        None => format!("pretrained, read from {}", p.model_dir.display()),
+    };
     let mut notes = vec![format!(
-        "Parent: {} layers, {:.2}M parameters, {} steps in {:.0} s; held-out NLL {:.4} nats/token against the corpus's unigram entropy {:.4}.",
+        "Parent: {} layers, {:.2}M parameters, {origin}; held-out NLL {:.4} nats/token against the corpus's unigram entropy {:.4}.",
         p.layers,
         p.params as f64 / 1e6,
-        p.steps,
-        p.train_seconds,
         p.held_out_nll,
         p.unigram_entropy
     )];
@@ -387,6 +412,13 @@ pub fn notes(run: &RunInputs) -> Vec<String> {
         run.exported.bytes as f64 / 1e6,
         run.exported.model.display()
     ));
+    if let Some(gguf) = run.exported_gguf {
+        notes.push(format!(
+            "Export: GGUF, {:.1} MB in {}.",
+            gguf.bytes as f64 / 1e6,
+            gguf.model.display()
+        ));
+    }
     notes
 }
 

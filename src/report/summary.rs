@@ -1,5 +1,5 @@
 //! The table a run ends with: the parent against the child as assembled, fused, distilled and
-//! finally trained — quality (KL to the parent on pretraining windows and on chats, task
+//! finally trained — quality (NLL and KL to the parent on held-out windows, KL on chats, task
 //! accuracy with thinking on and off, format compliance), measured request time and memory —
 //! and what fusion cost and bought. Holds figures; measures nothing.
 
@@ -18,7 +18,9 @@ pub struct ModelRow {
     pub request_ms: f64,
     /// Parent's request time over this model's.
     pub speedup: f64,
-    /// Mean KL(parent ‖ model) per token on held-out pretraining windows, nats.
+    /// Mean next-token NLL on the held-out windows, nats per token.
+    pub held_out_nll: f64,
+    /// Mean KL(parent ‖ model) per token on the held-out windows, nats.
     pub kl_to_parent: f64,
     /// Mean KL(parent ‖ model) per reply token on the parent's own replies to held-out prompts,
     /// thinking on and off.
@@ -54,18 +56,22 @@ pub struct Summary {
     pub eval_tasks: usize,
     /// What one timed request is.
     pub request: String,
+    /// The held-out windows behind the NLL and KL columns.
+    #[serde(default)]
+    pub windows: String,
     /// Present when the child was fused.
     pub fusion: Option<FusionSummary>,
 }
 
 impl Summary {
-    pub const HEADERS: [&'static str; 13] = [
+    pub const HEADERS: [&'static str; 14] = [
         "model",
         "layers",
         "params",
         "KV B/token",
         "request ms",
         "speedup",
+        "NLL windows",
         "KL windows",
         "KL chat on",
         "KL chat off",
@@ -76,7 +82,7 @@ impl Summary {
     ];
 
     /// Each row's cells, formatted as in [`Self::HEADERS`].
-    pub fn cells(&self) -> Vec<[String; 13]> {
+    pub fn cells(&self) -> Vec<[String; 14]> {
         let percent = |x: f64| format!("{:.1}%", 100.0 * x);
         self.rows
             .iter()
@@ -88,6 +94,7 @@ impl Summary {
                     r.kv_bytes_per_token.to_string(),
                     format!("{:.1}", r.request_ms),
                     format!("{:.2}x", r.speedup),
+                    format!("{:.4}", r.held_out_nll),
                     format!("{:.4}", r.kl_to_parent),
                     format!("{:.4}", r.kl_chats.on),
                     format!("{:.4}", r.kl_chats.off),
@@ -156,8 +163,8 @@ impl std::fmt::Display for Summary {
         }
         write!(
             f,
-            "  (accuracy on {} held-out tasks of each kind, greedy, thinking on and off (multi-step) and off (one-step); KL per token on pretraining windows and on the parent's replies; request: {})",
-            self.eval_tasks, self.request
+            "  (accuracy on {} held-out tasks of each kind, greedy, thinking on and off (multi-step) and off (one-step); NLL and KL per token on {}, KL also on the parent's replies; request: {})",
+            self.eval_tasks, self.windows, self.request
         )
     }
 }
