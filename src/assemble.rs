@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{ModelSummary, StoreDtype};
+use crate::checkpoint::{Checkpoint, ModelSummary, StoreDtype};
 use crate::library::{Library, LibraryError, block_name};
+use crate::memory_budget::{Estimate, MemoryError};
+use crate::model::ModelConfig;
 use crate::search::{SearchError, SolutionRef};
 
 #[derive(Clone, Debug)]
@@ -24,6 +26,8 @@ pub struct AssembleOptions {
 pub enum AssembleError {
     #[error(transparent)]
     Search(#[from] SearchError),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
     #[error("{solution} ({label}): {cause}")]
     Library {
         solution: String,
@@ -42,7 +46,23 @@ pub struct AssembleReport {
     pub parent_params: usize,
 }
 
-/// Assembles the child `options.solution` names into `out`.
+/// The peak of assembling a child of a parent of `parent` shape, known before either is built:
+/// the parent as f32, the child (never larger than its parent) as f32 and as the bytes written.
+/// Measured: SmolLM2-135M's 89M-parameter child 1.17 GiB, against 1.63 GiB.
+pub fn assemble_estimate(parent: &ModelConfig) -> Estimate {
+    let f32_bytes = 4 * parent.num_params() as u64;
+    Estimate::new().with("the parent (f32)", f32_bytes).with(
+        "the child (f32, at most the parent's size), and its file's bytes",
+        2 * f32_bytes,
+    )
+}
+
+/// What to change when assembling does not fit.
+pub const ASSEMBLE_ADVICE: &str =
+    "more memory: parent and child are held whole as f32 while the child is written (assembly does not stream yet)";
+
+/// Assembles the child `options.solution` names into `out`; refused before the parent is read
+/// when it will not fit in memory.
 pub fn assemble_child(out: &Path, options: &AssembleOptions) -> Result<AssembleReport, AssembleError> {
     let saved = options.solution.read()?;
     let solution = options.solution.to_string();
@@ -52,9 +72,11 @@ pub fn assemble_child(out: &Path, options: &AssembleOptions) -> Result<AssembleR
         cause: Box::new(cause),
     };
     let library = Library::open(&options.library).map_err(fail)?;
+    let source = options.parent.as_ref().unwrap_or(&library.manifest.parent.source);
+    let parent_config = Checkpoint::read_config(source).map_err(|e| fail(e.into()))?;
+    crate::memory_budget::check("assemble", &assemble_estimate(&parent_config), ASSEMBLE_ADVICE)?;
     let parent = library.parent(options.parent.as_deref()).map_err(fail)?;
     let child = library.assemble_spans(&parent, &saved.solution.choice).map_err(fail)?;
-    let source = options.parent.as_ref().unwrap_or(&library.manifest.parent.source);
     let written = child
         .write_model_dir(out, StoreDtype::F32, source)
         .map_err(|e| fail(e.into()))?;

@@ -119,6 +119,55 @@ fn fused_runs_are_scored_profiled_searched_and_assembled_as_multi_layer_candidat
     let names: Vec<String> = child.config.blocks.iter().map(block_name).collect();
     let chosen: Vec<&str> = best.choice.names();
     assert_eq!(names, chosen);
+
+    // Under a memory limit below their estimates, assembling and exporting are refused before
+    // either reads a weight, and write nothing.
+    let refused = dir.path().join("refused");
+    let solution = format!("{}#0", path.display());
+    let commands: [(Vec<&std::ffi::OsStr>, &str); 2] = [
+        (
+            vec![
+                "assemble".as_ref(),
+                "--library".as_ref(),
+                lib.as_os_str(),
+                "--solution".as_ref(),
+                solution.as_ref(),
+            ],
+            "assemble would need about",
+        ),
+        (
+            vec![
+                "export".as_ref(),
+                "--model".as_ref(),
+                out.as_os_str(),
+                "--format".as_ref(),
+                "decilm".as_ref(),
+                "--dtype".as_ref(),
+                "bf16".as_ref(),
+            ],
+            "export would need about",
+        ),
+    ];
+    for (args, expected) in commands {
+        let run = common::tessera()
+            .env("TESSERA_MEMORY_LIMIT", "16MiB")
+            .args(&args)
+            .arg("--out")
+            .arg(&refused)
+            .output()
+            .unwrap();
+        assert!(!run.status.success());
+        let error = String::from_utf8_lossy(&run.stderr);
+        for part in [
+            expected,
+            "as f32",
+            "only 0.02 GiB are available (TESSERA_MEMORY_LIMIT=16MiB)",
+            "more memory",
+        ] {
+            assert!(error.contains(part), "expected `{part}` in:\n{error}");
+        }
+        assert!(!refused.exists(), "a refused {:?} writes nothing", args[0]);
+    }
 }
 
 fn assemble_error(lib: &Path, solution: &str, out: &Path) -> String {

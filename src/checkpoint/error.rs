@@ -7,6 +7,9 @@ use crate::model::weights::WeightError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
+    /// Boxed: a refusal's breakdown would make every checkpoint result large.
+    #[error(transparent)]
+    Memory(Box<crate::memory_budget::MemoryError>),
     #[error("{}: {cause}", path.display())]
     Io { path: PathBuf, cause: std::io::Error },
     /// The bytes are not a valid file of the expected kind (truncated, bad header, dtype …).
@@ -50,5 +53,11 @@ impl CheckpointError {
             field: field.into(),
             problem: problem.into(),
         }
+    }
+}
+
+impl From<crate::memory_budget::MemoryError> for CheckpointError {
+    fn from(error: crate::memory_budget::MemoryError) -> Self {
+        CheckpointError::Memory(Box::new(error))
     }
 }
