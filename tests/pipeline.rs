@@ -354,6 +354,9 @@ fn the_smollm2_pipeline_file_reads_a_pretrained_parent_and_real_text() {
     };
     assert!(held_out.ends_with("wikitext-2/test.txt"));
     assert_eq!(p.export_gguf, Some(ExportDtype::Q8_0));
+    // GRPO asks multi-step tasks with thinking on only (the child solves no one-step sum).
+    assert!(!p.rl.direct_tasks);
+    assert_eq!(p.rl_prompts().len(), 1);
 }
 
 /// The pipeline of the equivalence test: tiny, with block costs from the H100 roofline (no

@@ -161,6 +161,7 @@ struct RawSft {
 struct RawRl {
     rounds: Option<usize>,
     survey_tasks: Option<usize>,
+    direct_tasks: Option<bool>,
     prompts_per_round: Option<usize>,
     group_size: Option<usize>,
     max_new_tokens: Option<usize>,
@@ -213,6 +214,9 @@ pub struct RlSettings {
     pub options: RlOptions,
     /// Training tasks surveyed for pass rates (RL keeps the unsolved ones).
     pub survey_tasks: usize,
+    /// Also one-step tasks asked with thinking off (default), beside the multi-step ones asked
+    /// with it on.
+    pub direct_tasks: bool,
 }
 
 /// Where the parent comes from.
@@ -558,6 +562,7 @@ impl Checker<'_> {
                 ..defaults
             },
             survey_tasks: self.positive("rl.survey_tasks", raw.survey_tasks, DEFAULT_RL_TASKS)?,
+            direct_tasks: raw.direct_tasks.unwrap_or(true),
         })
     }
 }

@@ -234,7 +234,8 @@ impl Pipeline {
     }
 
     /// The training tasks GRPO surveys (and keeps the unsolved ones of): multi-step tasks with
-    /// thinking on, one-step tasks with it off, so that both modes are trained.
+    /// thinking on and, unless `rl.direct_tasks = false`, one-step tasks with it off, so that
+    /// both modes are trained.
     pub fn rl_prompts(&self) -> Vec<PromptSet> {
         let tasks = |task_kind| TaskSet::Builtin {
             seed: self.parent.seed,
@@ -245,7 +246,7 @@ impl Pipeline {
         PromptSet::with_direct(
             tasks(TaskKind::Chains),
             vec![Thinking::On],
-            Some(tasks(TaskKind::OneStep)),
+            self.rl.direct_tasks.then(|| tasks(TaskKind::OneStep)),
         )
     }
 
