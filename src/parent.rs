@@ -26,7 +26,7 @@ use crate::source::WindowSpec;
 use crate::tokenizer::Tokenizer;
 use crate::train::{RunControl, TrainConfig, lm_micro_batch, train};
 use crate::world::tokenizer::{BOS, EOS, VOCAB_SIZE, token_id, write_tokenizer};
-use crate::world::{Split, TaskKind, Thinking, World};
+use crate::world::{Split, Task, TaskKind, Thinking, World};
 
 /// The default parent's shape: 8 layers, d_model 128, 4 query heads sharing 2 KV heads, SwiGLU
 /// 384 wide, tied embeddings, on the world's byte-level vocabulary.
@@ -164,11 +164,23 @@ pub fn evaluate_parent(
 ) -> Result<(f64, usize, f64, SwitchAccuracy)> {
     let mut windows = TokenWindows::open(held_out)?;
     let sequences = windows.consecutive(options.seq_len + 1, usize::MAX)?;
-    let nll = mean_nll(model, &sequences)?;
     let tasks = world.tasks(Split::HeldOut, options.eval_tasks);
     let direct = world.tasks_of(TaskKind::OneStep, Split::HeldOut, options.eval_tasks);
-    let accuracy = switch_accuracy(model, tokenizer, &tasks, &direct)?;
-    Ok((nll.mean_nll, nll.tokens, unigram_entropy(&sequences), accuracy))
+    measure(model, tokenizer, &sequences, &tasks, &direct)
+}
+
+/// What a parent is judged by, trained here or not: mean NLL (and tokens) on `sequences`, their
+/// unigram entropy, and the switch's accuracy on `tasks` and the one-step `direct` ones.
+fn measure(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    sequences: &[Vec<u32>],
+    tasks: &[Task],
+    direct: &[Task],
+) -> Result<(f64, usize, f64, SwitchAccuracy)> {
+    let nll = mean_nll(model, sequences)?;
+    let accuracy = switch_accuracy(model, tokenizer, tasks, direct)?;
+    Ok((nll.mean_nll, nll.tokens, unigram_entropy(sequences), accuracy))
 }
 
 /// Trains (or resumes) the default parent into `out` and evaluates it.
@@ -282,10 +294,9 @@ pub fn adopt_parent(checkpoint: &Path, out: &Path, eval: &ParentEval, device: &D
         .with_context(|| format!("{}: the parent carries no tokenizer", checkpoint.display()))?;
     let tokenizer = Tokenizer::read(&tokenizer_path)?;
     let windows = eval.windows.windows(&model, checkpoint)?.held_out;
-    let nll = mean_nll(&model, &windows)?;
     let tasks = eval.tasks.tasks()?;
     let direct = TaskSet::tasks_if_any(eval.direct.as_ref())?;
-    let accuracy = switch_accuracy(&model, &tokenizer, &tasks, &direct)?;
+    let (held_out_nll, held_out_tokens, entropy, accuracy) = measure(&model, &tokenizer, &windows, &tasks, &direct)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let config = model.config();
     write_report(
@@ -295,9 +306,9 @@ pub fn adopt_parent(checkpoint: &Path, out: &Path, eval: &ParentEval, device: &D
             params: config.num_params(),
             layers: config.num_layers(),
             training: None,
-            held_out_nll: nll.mean_nll,
-            held_out_tokens: nll.tokens,
-            unigram_entropy: unigram_entropy(&windows),
+            held_out_nll,
+            held_out_tokens,
+            unigram_entropy: entropy,
             accuracy: (&accuracy).into(),
         },
     )

@@ -298,7 +298,10 @@ pub fn sft(
         .flat_map(|c| &c.turns)
         .map(|(user, assistant)| user.len() + assistant.len())
         .sum::<usize>()
-        + tokenized.iter().map(|(_, t)| t.tokens.len() * 5).sum::<usize>();
+        + tokenized
+            .iter()
+            .map(|(_, t)| t.tokens.len() * (size_of::<u32>() + size_of::<bool>()))
+            .sum::<usize>();
     let estimate = sft_estimate(
         &model.config,
         options.batch_size,
