@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests: where the real data lives, tiny fixtures, what two
-//! libraries must share to be equal, and a real Slurm (`slurm`).
+//! libraries must share to be equal, a real Slurm (`slurm`), and the recorded figures of a
+//! library, its scores and an assembled child (`figures`).
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod figures;
 pub mod slurm;
 
 use std::path::{Path, PathBuf};
