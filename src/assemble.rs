@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, ModelSummary, StoreDtype};
+use crate::checkpoint::{Checkpoint, ModelSummary, StoreDtype, TensorSource};
 use crate::library::{Library, LibraryError, block_name};
 use crate::memory_budget::{Estimate, MemoryError};
 use crate::model::ModelConfig;
+use crate::model::weights::expected_tensors;
 use crate::search::{SearchError, SolutionRef};
 
 #[derive(Clone, Debug)]
@@ -20,6 +21,8 @@ pub struct AssembleOptions {
     pub solution: SolutionRef,
     /// The parent, when it moved since the library was built.
     pub parent: Option<PathBuf>,
+    /// How the child's tensors are stored (f32 for the stages after assembly to train it).
+    pub dtype: StoreDtype,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,20 +49,29 @@ pub struct AssembleReport {
     pub parent_params: usize,
 }
 
-/// The peak of assembling a child of a parent of `parent` shape, known before either is built:
-/// the parent as f32, the child (never larger than its parent) as f32 and as the bytes written.
-/// Measured: SmolLM2-135M's 89M-parameter child 1.17 GiB, against 1.63 GiB.
-pub fn assemble_estimate(parent: &ModelConfig) -> Estimate {
-    let f32_bytes = 4 * parent.num_params() as u64;
-    Estimate::new().with("the parent (f32)", f32_bytes).with(
-        "the child (f32, at most the parent's size), and its file's bytes",
-        2 * f32_bytes,
+/// The peak of assembling a child of a parent of `parent` shape, known before either is read:
+/// the child is written one tensor at a time, the block of one span at a time, so the larger of
+/// the widest span's tensors (its parent layers, the block made from them, and the block's file
+/// as read) and the largest tensor written (as f32 and as its bytes).
+pub fn assemble_estimate(parent: &ModelConfig, widest_span: usize) -> Estimate {
+    let largest_layer = parent.blocks.iter().map(|b| parent.block_params(b)).max().unwrap_or(0) as u64;
+    let largest_tensor = expected_tensors(parent)
+        .iter()
+        .map(|(_, shape)| shape.iter().product::<usize>() as u64)
+        .max()
+        .unwrap_or(0);
+    let span = 4 * largest_layer * (widest_span as u64 + 2);
+    Estimate::new().with(
+        format!(
+            "the larger of one span's parent layers ({widest_span}), its block and the block's file (f32), and the \
+             largest tensor (f32, and as written)"
+        ),
+        span.max(2 * 4 * largest_tensor),
     )
 }
 
 /// What to change when assembling does not fit.
-pub const ASSEMBLE_ADVICE: &str =
-    "more memory: parent and child are held whole as f32 while the child is written (assembly does not stream yet)";
+pub const ASSEMBLE_ADVICE: &str = "more memory: one span's block and one tensor at a time is the least assembly holds";
 
 /// Assembles the child `options.solution` names into `out`; refused before the parent is read
 /// when it will not fit in memory.
@@ -74,17 +86,22 @@ pub fn assemble_child(out: &Path, options: &AssembleOptions) -> Result<AssembleR
     let library = Library::open(&options.library).map_err(fail)?;
     let source = options.parent.as_ref().unwrap_or(&library.manifest.parent.source);
     let parent_config = Checkpoint::read_config(source).map_err(|e| fail(e.into()))?;
-    crate::memory_budget::check("assemble", &assemble_estimate(&parent_config), ASSEMBLE_ADVICE)?;
-    let parent = library.parent(options.parent.as_deref()).map_err(fail)?;
-    let child = library.assemble_spans(&parent, &saved.solution.choice).map_err(fail)?;
+    let widest_span = saved.solution.choice.iter().map(|(s, _)| s.layers()).max().unwrap_or(1);
+    crate::memory_budget::check(
+        "assemble",
+        &assemble_estimate(&parent_config, widest_span),
+        ASSEMBLE_ADVICE,
+    )?;
+    let parent = library.stored_parent(options.parent.as_deref()).map_err(fail)?;
+    let child = library.assemble_stored(&parent, &saved.solution.choice).map_err(fail)?;
     let written = child
-        .write_model_dir(out, StoreDtype::F32, source)
+        .write_model_dir(out, options.dtype, source)
         .map_err(|e| fail(e.into()))?;
     Ok(AssembleReport {
         solution: format!("{solution} ({})", saved.label),
-        blocks: child.config.blocks.iter().map(block_name).collect(),
+        blocks: child.config().blocks.iter().map(block_name).collect(),
         child: written,
-        parent_params: parent.config.num_params(),
+        parent_params: parent_config.num_params(),
     })
 }
 

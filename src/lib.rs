@@ -46,7 +46,7 @@
 //! let found = search_library(library, &spec, Some(Path::new("work/solutions.json")), &device)?;
 //! println!("{found}");
 //! let solution: SolutionRef = "work/solutions.json".parse()?;
-//! let child = assemble_child(Path::new("work/child"), &AssembleOptions { library: library.into(), solution, parent: None })?;
+//! let child = assemble_child(Path::new("work/child"), &AssembleOptions { library: library.into(), solution, parent: None, dtype: StoreDtype::F32 })?;
 //! println!("{child}");
 //! # Ok(())
 //! # }

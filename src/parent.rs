@@ -18,6 +18,7 @@ use rand::seq::SliceRandom;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::checkpoint::TensorSource;
 use crate::checkpoint::{Checkpoint, ExportOptions};
 use crate::data::{ShardWriter, TokenWindows};
 use crate::eval::{SwitchAccuracy, SwitchSummary, TaskSet, mean_nll, switch_accuracy, unigram_entropy};

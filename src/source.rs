@@ -11,6 +11,9 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
+use burn::prelude::Device;
+
+use crate::checkpoint::StoredCheckpoint;
 use crate::data::{DataError, Split, TokenWindows, read_documents, split_of};
 use crate::model::{ForwardError, Llama, Sampling, generate_batch};
 use crate::tokenizer::{Tokenizer, TokenizerError};
@@ -41,6 +44,10 @@ pub enum SourceError {
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
     Forward(#[from] ForwardError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Weights(#[from] crate::model::WeightError),
     #[error("{}: {problem}", path.display())]
     Unusable { path: PathBuf, problem: String },
     #[error("the built-in world's data needs a model on its {VOCAB_SIZE}-token vocabulary; this one has {0}")]
@@ -184,10 +191,40 @@ impl TokenSource {
         train: usize,
         held_out: usize,
     ) -> Result<Windows, SourceError> {
-        let vocab = model.config().vocab_size;
+        let sample = |count| sampled_windows(model, count, seq_len, train, held_out);
+        self.windows_with(model.config().vocab_size, sample, tokenizer, seq_len, train, held_out)
+    }
+
+    /// The same windows for a stored parent, which is built whole only to sample from it.
+    pub fn stored_windows(
+        &self,
+        parent: &StoredCheckpoint,
+        device: &Device,
+        tokenizer: Option<&Tokenizer>,
+        seq_len: usize,
+        train: usize,
+        held_out: usize,
+    ) -> Result<Windows, SourceError> {
+        let sample = |count| {
+            let model = parent.load()?.build(device)?;
+            sampled_windows(&model, count, seq_len, train, held_out)
+        };
+        self.windows_with(parent.config().vocab_size, sample, tokenizer, seq_len, train, held_out)
+    }
+
+    /// The windows for a parent of `vocab` tokens; `sample(count)` samples them from the parent.
+    fn windows_with(
+        &self,
+        vocab: usize,
+        sample: impl FnOnce(usize) -> Result<Windows, SourceError>,
+        tokenizer: Option<&Tokenizer>,
+        seq_len: usize,
+        train: usize,
+        held_out: usize,
+    ) -> Result<Windows, SourceError> {
         let windows = match self {
             TokenSource::Builtin { seed } => builtin_windows(*seed, vocab, seq_len, train, held_out)?,
-            TokenSource::ParentSamples { count } => sampled_windows(model, *count, seq_len, train, held_out)?,
+            TokenSource::ParentSamples { count } => sample(*count)?,
             TokenSource::Shards { path } => shard_windows(path, vocab, seq_len, train, held_out)?,
             TokenSource::Text { path } => {
                 let tokenizer = tokenizer.ok_or_else(|| SourceError::NoTokenizer {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
+use tessera::checkpoint::TensorSource;
 use tessera::checkpoint::{Checkpoint, ExportOptions, Llama2cVersion};
 use tessera::model::{ModelConfig, random_weights};
 

@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 
 use burn::prelude::Device;
+use tessera::checkpoint::TensorSource;
 use tessera::checkpoint::{Checkpoint, LayerSpan};
 use tessera::cost::{Precision, ProfileOptions, Scenario, profile_library};
 use tessera::library::{ChildChoice, Library, block_name};
@@ -33,7 +34,16 @@ fn fused_runs_are_scored_profiled_searched_and_assembled_as_multi_layer_candidat
     // The parent's attention at layer 0, one KV head, or none; the two parent FFNs side by side.
     assert_eq!(fused.len(), 3, "{fused:?}");
 
-    let scoring = Scoring::new(&library, None, &TokenSource::Builtin { seed: 3 }, None, 4, &device).unwrap();
+    let scoring = Scoring::new(
+        &library,
+        None,
+        &TokenSource::Builtin { seed: 3 },
+        None,
+        4,
+        None,
+        &device,
+    )
+    .unwrap();
     let rows = scoring
         .score(&library, &candidates, tessera::library::Stage::Trained, false)
         .unwrap();
@@ -160,7 +170,7 @@ fn fused_runs_are_scored_profiled_searched_and_assembled_as_multi_layer_candidat
         let error = String::from_utf8_lossy(&run.stderr);
         for part in [
             expected,
-            "as f32",
+            "largest tensor",
             "only 0.02 GiB are available (TESSERA_MEMORY_LIMIT=16MiB)",
             "more memory",
         ] {

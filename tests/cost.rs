@@ -24,6 +24,7 @@ fn parent_blocks_score_zero_and_prefix_reuse_changes_nothing() {
         &TokenSource::Builtin { seed: 3 },
         None,
         6,
+        None,
         &Device::flex(),
     )
     .unwrap();

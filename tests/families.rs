@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::Device;
 use serde_json::Value;
 use tessera::checkpoint::Checkpoint;
+use tessera::checkpoint::TensorSource;
 use tessera::eval::mean_nll;
 use tessera::model::config::{AttentionBias, Family, RopeScaling};
 
@@ -175,6 +176,7 @@ fn every_stage_runs_on_parents_with_the_new_pieces() {
                 library: lib.clone(),
                 solution: solutions.display().to_string().parse().unwrap(),
                 parent: None,
+                dtype: tessera::checkpoint::StoreDtype::F32,
             },
         )
         .unwrap();

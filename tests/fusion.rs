@@ -6,6 +6,7 @@ mod common;
 use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tessera::checkpoint::TensorSource;
 use tessera::checkpoint::{Checkpoint, ExportOptions, LayerSpan};
 use tessera::fusion::{
     DependencyMatrix, FusionError, choose_runs, dependency_matrix, eligible_runs, fuse_runs, parse_runs,

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::Device;
 use serde_json::Value;
+use tessera::checkpoint::TensorSource;
 use tessera::checkpoint::gguf::{GgmlType, GgufFile, GgufWriter, MetaValue};
 use tessera::checkpoint::gguf_model::GgufModel;
 use tessera::checkpoint::{

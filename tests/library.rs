@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use burn::prelude::*;
-use tessera::checkpoint::{Checkpoint, read_tensor_file};
+use tessera::checkpoint::{Checkpoint, StoreDtype, StoredCheckpoint, StreamedParent, read_tensor_file};
 use tessera::library::activations::{ActivationWalk, calibration};
 use tessera::library::bld::ItemNet;
 use tessera::library::init::{channel_contributions, initial_weights, prune_ffn};
@@ -48,10 +48,16 @@ fn kv_heads_pooled_in_groups_of_one_reproduce_the_parent_block() {
     let config = &checkpoint.config;
     let device = Device::flex();
     let model = checkpoint.build(&device).unwrap();
+    let stored = StoredCheckpoint::open(&parent_dir).unwrap();
+    let streamed = StreamedParent::new(&stored, &device);
     let windows: Vec<Vec<u32>> = (0..4)
         .map(|w| (0..32).map(|t| (w * 31 + t * 7) % 260).collect())
         .collect();
-    let acts = ActivationWalk::new(&model, &windows).unwrap().current();
+    let cache = tempfile::tempdir().unwrap();
+    let acts = ActivationWalk::new(&streamed, &windows, cache.path(), StoreDtype::F32)
+        .unwrap()
+        .current(&model.layers[0])
+        .unwrap();
     let parent = layer_tensors(&checkpoint.weights, 0);
     // The parent's own KV heads (groups of one parent head) and one KV head per query head
     // (each parent head repeated): both are the parent's attention exactly.
@@ -62,13 +68,19 @@ fn kv_heads_pooled_in_groups_of_one_reproduce_the_parent_block() {
             &config.blocks[0],
             &item,
             &parent,
-            &calibration(&model.layers[0], &acts, 256),
+            &calibration(&model.layers[0], &acts, 256, &device).unwrap(),
             LinearInit::Product,
         )
         .unwrap();
         let net = ItemNet::new(config, &config.blocks[0], item, &parent, &device).unwrap();
-        let out = net.forward(&net.own_block(config, &init).unwrap(), acts.x.clone());
-        let diff = (out - acts.y.clone()).abs().max().into_scalar::<f32>();
+        let out = net.forward(
+            &net.own_block(config, &init).unwrap(),
+            acts.x.range(0, 4, &device).unwrap(),
+        );
+        let diff = (out - acts.y.range(0, 4, &device).unwrap())
+            .abs()
+            .max()
+            .into_scalar::<f32>();
         assert!(diff <= 1e-5, "kv_heads {kv_heads}: max |Δ| = {diff}");
     }
 }
@@ -85,16 +97,24 @@ fn channel_contribution_pruning_beats_the_first_channels_on_stories260k() {
     // Text in the parent's own distribution: the five-story sample is too short to calibrate on.
     let source = TokenSource::ParentSamples { count: 256 };
     let windows = source.windows(&model, None, 128, 64, 32).unwrap();
+    let stored = StoredCheckpoint::open(&common::stories_bin(&data)).unwrap();
+    let streamed = StreamedParent::new(&stored, &device);
     // Calibrate on the training windows, compare on the held-out ones.
-    let mut train = ActivationWalk::new(&model, &windows.train).unwrap();
-    let mut held_out = ActivationWalk::new(&model, &windows.held_out).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let walk = |name: &str, split: &[Vec<u32>]| {
+        let dir = cache.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        ActivationWalk::new(&streamed, split, &dir, StoreDtype::F32).unwrap()
+    };
+    let (mut train, mut held_out) = (walk("train", &windows.train), walk("held-out", &windows.held_out));
     let width = 172;
     let mut report = Vec::new();
     for layer in 0..config.num_layers() {
-        let (t, h) = (train.current(), held_out.current());
+        let block = &model.layers[layer];
+        let (t, h) = (train.current(block).unwrap(), held_out.current(block).unwrap());
         let parent = layer_tensors(&checkpoint.weights, layer);
         let prefix = format!("model.layers.{layer}");
-        let stats = calibration(&model.layers[layer], &t, 2048);
+        let stats = calibration(block, &t, 2048, &device).unwrap();
         let scores = channel_contributions(
             stats.ffn_activation.as_ref().unwrap(),
             &parent[&format!("{prefix}.mlp.down_proj.weight")],
@@ -106,7 +126,7 @@ fn channel_contribution_pruning_beats_the_first_channels_on_stories260k() {
                 let mut weights = prune_ffn(&parent, &prefix, channels);
                 let norm = format!("{prefix}.post_attention_layernorm.weight");
                 weights.insert(norm.clone(), parent[&norm].clone());
-                net.evaluate(&net.own_block(config, &weights).unwrap(), &h)
+                net.evaluate(&net.own_block(config, &weights).unwrap(), &h).unwrap()
             };
             let mut by_contribution: Vec<usize> = (0..width).collect();
             by_contribution.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
@@ -119,8 +139,8 @@ fn channel_contribution_pruning_beats_the_first_channels_on_stories260k() {
             ));
             assert!(contribution < naive, "{}", report.join("\n"));
         }
-        train.advance(t);
-        held_out.advance(h);
+        train.advance(t).unwrap();
+        held_out.advance(h).unwrap();
     }
     eprintln!("{}", report.join("\n"));
 }
@@ -358,6 +378,26 @@ fn bld_lowers_the_held_out_error_of_every_item_not_started_at_its_optimum() {
     }
 }
 
+#[test]
+fn the_activation_cache_is_bf16_by_default_removed_after_the_build_and_part_of_its_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = common::tiny_parent(dir.path());
+    let out = dir.path().join("lib");
+    let mut settings = options(&parent, 256);
+    settings.selection = Selection::Layers { first: 0, last: 0 };
+    build_library(&out, &settings, &Device::flex()).unwrap();
+    let manifest = Library::open(&out).unwrap().manifest;
+    assert_eq!(manifest.settings.activation_cache, StoreDtype::Bf16);
+    assert!(
+        !out.join(tessera::library::build::ACTIVATIONS).exists(),
+        "the walk's files are removed after the build"
+    );
+    // The cache's dtype changes what items train on: continuing with another is refused.
+    settings.activation_cache = StoreDtype::F32;
+    let error = build_error(&settings, &out);
+    assert!(error.contains("activation_cache") && error.contains("bf16"), "{error}");
+}
+
 fn build_error(options: &BuildOptions, out: &Path) -> String {
     match build_library(out, options, &Device::flex()) {
         Ok(_) => panic!("the build should have failed"),
@@ -509,7 +549,7 @@ fn the_shipped_search_spaces_resolve() {
 #[test]
 fn a_build_that_will_not_fit_is_refused_before_the_parent_is_read() {
     let dir = tempfile::tempdir().unwrap();
-    let refused = |parent: &Path, space: &Path, limit: &str, out: &Path| {
+    let run = |parent: &Path, space: &Path, limit: &str, out: &Path, extra: &[&str]| {
         let output = common::tessera()
             .env("TESSERA_MEMORY_LIMIT", limit)
             .args(["library", "build", "--parent"])
@@ -518,11 +558,16 @@ fn a_build_that_will_not_fit_is_refused_before_the_parent_is_read() {
             .arg(space)
             .args(["--data", "builtin:2", "--layers", "30-31", "--out"])
             .arg(out)
+            .args(extra)
             .output()
             .unwrap();
         assert!(!output.status.success());
-        assert!(!out.exists(), "a refused build writes nothing");
         String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let refused = |parent: &Path, space: &Path, limit: &str, out: &Path, extra: &[&str]| {
+        let error = run(parent, space, limit, out, extra);
+        assert!(!out.exists(), "a refused build writes nothing");
+        error
     };
     // Llama-3.1-8B's published configuration without its 16 GB of weights: the estimate comes
     // from the configuration alone, so the refusal comes before any weight would be read.
@@ -530,28 +575,40 @@ fn a_build_that_will_not_fit_is_refused_before_the_parent_is_read() {
     let big = dir.path().join("llama-3.1-8b");
     std::fs::create_dir(&big).unwrap();
     std::fs::copy(repo.join("configs/llama-3.1-8b.json"), big.join("config.json")).unwrap();
-    let error = refused(
-        &big,
-        &repo.join("search_spaces/paper.toml"),
-        "6GiB",
-        &dir.path().join("big-lib"),
-    );
+    let paper = repo.join("search_spaces/paper.toml");
+    let error = refused(&big, &paper, "6GiB", &dir.path().join("big-lib"), &[]);
     for part in [
         "library build would need about",
-        "parent weights (f32, checkpoint and model) 59.",
+        "one parent layer's tensors (f32) 0.8",
+        "training (2 items at once, 4096 calibration tokens)",
         "only 6.00 GiB are available (TESSERA_MEMORY_LIMIT=6GiB)",
-        "--tokens",
         "--workers",
+        "--batch-windows",
     ] {
         assert!(error.contains(part), "expected `{part}` in:\n{error}");
     }
+    // Following the advice, it fits in 6 GiB: the layer-streamed build reads one layer at a
+    // time (here it then stops at the missing weights, after the estimate).
+    let small = [
+        "--workers",
+        "1",
+        "--batch-windows",
+        "2",
+        "--seq-len",
+        "64",
+        "--calibration-tokens",
+        "256",
+    ];
+    let error = run(&big, &paper, "6GiB", &dir.path().join("big-lib"), &small);
+    assert!(!error.contains("would need about"), "{error}");
+    assert!(error.contains("model.safetensors"), "{error}");
     // A parent that is read and would run: refused under a limit below its estimate, named.
     let parent = common::tiny_parent(dir.path());
-    let error = refused(&parent, &space(), "64MiB", &dir.path().join("small-lib"));
+    let error = refused(&parent, &space(), "64MiB", &dir.path().join("small-lib"), &[]);
     assert!(
         error.contains("only 0.06 GiB are available (TESSERA_MEMORY_LIMIT=64MiB)"),
         "{error}"
     );
-    let error = refused(&parent, &space(), "lots", &dir.path().join("bad-limit"));
+    let error = refused(&parent, &space(), "lots", &dir.path().join("bad-limit"), &[]);
     assert!(error.contains("TESSERA_MEMORY_LIMIT=`lots`"), "{error}");
 }

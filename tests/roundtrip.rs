@@ -5,6 +5,7 @@
 mod common;
 
 use burn::prelude::Device;
+use tessera::checkpoint::TensorSource;
 use tessera::checkpoint::gguf::GgmlType;
 use tessera::checkpoint::hf_config::parse_config;
 use tessera::checkpoint::{

@@ -656,7 +656,16 @@ fn a_real_library_is_scored_profiled_searched_and_its_child_timed() {
     let lib = common::tiny_library(dir.path(), 512);
     let library = Library::open(&lib).unwrap();
     let device = Device::flex();
-    let scoring = Scoring::new(&library, None, &TokenSource::Builtin { seed: 3 }, None, 4, &device).unwrap();
+    let scoring = Scoring::new(
+        &library,
+        None,
+        &TokenSource::Builtin { seed: 3 },
+        None,
+        4,
+        None,
+        &device,
+    )
+    .unwrap();
     let rows = scoring
         .score(&library, &library.candidates(), Stage::Trained, false)
         .unwrap();

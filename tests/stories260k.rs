@@ -6,6 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use burn::prelude::Device;
+use tessera::checkpoint::TensorSource;
 use tessera::checkpoint::{Checkpoint, ExportOptions, StoreDtype};
 use tessera::eval::{max_abs_diff, mean_nll};
 use tessera::model::weights::to_host_vec;

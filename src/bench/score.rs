@@ -31,7 +31,7 @@ pub fn bench_score(
         Some(source) => source.clone(),
         None => library.manifest.settings.data.parse()?,
     };
-    let scoring = Scoring::new(&library, None, &source, None, windows, device)?;
+    let scoring = Scoring::new(&library, None, &source, None, windows, None, device)?;
     let check = scoring.check_prefix_reuse(&library, &library.candidates())?;
     Ok(ScoreBench {
         windows: scoring.windows,

@@ -10,9 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use super::gguf::{GgmlType, GgufFile, MetaValue};
 use super::gguf_model::is_gguf;
-use super::{Checkpoint, CheckpointError, ExportOptions, LayerSpan, Llama2cVersion, StoreDtype};
+use super::source::Untied;
+use super::{
+    Checkpoint, CheckpointError, ExportOptions, LayerSpan, Llama2cVersion, StoreDtype, StoredCheckpoint, TensorSource,
+};
 use crate::memory_budget::Estimate;
 use crate::model::ModelConfig;
+use crate::model::weights::expected_tensors;
 use crate::tokenizer::chat_template;
 use crate::tokenizer::gguf::{entries_from_hf, gguf_entries, write_hf_files};
 
@@ -133,38 +137,37 @@ pub(crate) fn bytes_on_disk(path: &Path) -> Result<u64, CheckpointError> {
     Ok(total)
 }
 
-impl Checkpoint {
-    /// Writes the checkpoint as a DeciLM directory at `out` (replacing what was there) with the
-    /// tokenizer found beside `source`, when it has one.
-    pub fn write_model_dir(
-        &self,
-        out: &Path,
-        dtype: StoreDtype,
-        source: &Path,
-    ) -> Result<ModelSummary, CheckpointError> {
-        if out.exists() {
-            fs::remove_dir_all(out).map_err(CheckpointError::io(out))?;
-        }
-        self.write_decilm(
-            out,
-            ExportOptions {
-                dtype,
-                ..ExportOptions::default()
-            },
-        )?;
-        copy_tokenizer(source, out)?;
-        self.summary(out)
+/// Writes `model` as a DeciLM directory at `out` (replacing what was there) with the tokenizer
+/// found beside `source`, when it has one.
+pub(crate) fn write_model_dir(
+    model: &impl TensorSource,
+    out: &Path,
+    dtype: StoreDtype,
+    source: &Path,
+) -> Result<ModelSummary, CheckpointError> {
+    if out.exists() {
+        fs::remove_dir_all(out).map_err(CheckpointError::io(out))?;
     }
+    model.write_decilm(
+        out,
+        ExportOptions {
+            dtype,
+            ..ExportOptions::default()
+        },
+    )?;
+    copy_tokenizer(source, out)?;
+    summary(model, out)
+}
 
-    pub fn summary(&self, written: &Path) -> Result<ModelSummary, CheckpointError> {
-        Ok(ModelSummary {
-            model: written.to_path_buf(),
-            layers: self.config.num_layers(),
-            params: self.config.num_params(),
-            parent_layers: self.layer_spans(),
-            bytes: bytes_on_disk(written)?,
-        })
-    }
+/// What was written at `written`.
+pub(crate) fn summary(model: &impl TensorSource, written: &Path) -> Result<ModelSummary, CheckpointError> {
+    Ok(ModelSummary {
+        model: written.to_path_buf(),
+        layers: model.config().num_layers(),
+        params: model.config().num_params(),
+        parent_layers: model.layer_spans(),
+        bytes: bytes_on_disk(written)?,
+    })
 }
 
 /// Gives `out` the tokenizer of `source`: `tokenizer.json`, `tokenizer_config.json` and
@@ -200,7 +203,7 @@ fn copy_tokenizer(source: &Path, out: &Path) -> Result<(), CheckpointError> {
 /// The `tokenizer.*` entries a GGUF export of the model at `source` carries: a GGUF model's own
 /// (or those its directory kept from one), else made from its `tokenizer.json`; none without a
 /// tokenizer.
-fn gguf_tokenizer(source: &Path, checkpoint: &Checkpoint) -> Result<Vec<(String, MetaValue)>, CheckpointError> {
+fn gguf_tokenizer(source: &Path, config: &ModelConfig) -> Result<Vec<(String, MetaValue)>, CheckpointError> {
     let kept = source.join(GGUF_TOKENIZER_FILE);
     let gguf = if is_gguf(source) {
         Some(source)
@@ -214,33 +217,35 @@ fn gguf_tokenizer(source: &Path, checkpoint: &Checkpoint) -> Result<Vec<(String,
     if !json.is_file() {
         return Ok(Vec::new());
     }
-    let c = &checkpoint.config;
+    let c = config;
     entries_from_hf(&json, c.vocab_size, c.bos_token_id, c.eos_token_id).map_err(|e| CheckpointError::Unsupported {
         path: json.clone(),
         problem: e.to_string(),
     })
 }
 
-/// The peak of exporting a model of `config` as `dtype`, known before it is read: the
-/// checkpoint as f32 twice (the tensors and what they were made from) and the output in its
-/// dtype. Measured: SmolLM2's 89M-parameter child, bf16 DeciLM 734 MiB and q8_0 GGUF 748 MiB,
-/// against 0.96 and 0.88 GiB.
+/// The peak of exporting a model of `config` as `dtype`, known before it is read: the model is
+/// read and written one tensor at a time, so the largest tensor as f32 twice (as read, and as
+/// reordered or copied on its way out) and once in the output dtype.
 pub fn export_estimate(config: &ModelConfig, dtype: ExportDtype) -> Estimate {
-    let params = config.num_params() as u64;
+    let largest = expected_tensors(config)
+        .iter()
+        .map(|(_, shape)| shape.iter().product::<usize>() as u64)
+        .max()
+        .unwrap_or(0);
     let output = match dtype {
-        ExportDtype::F32 => 4 * params,
-        ExportDtype::F16 | ExportDtype::Bf16 => 2 * params,
+        ExportDtype::F32 => 4 * largest,
+        ExportDtype::F16 | ExportDtype::Bf16 => 2 * largest,
         // 32 weights in 34 bytes: 32 int8 and an f16 scale.
-        ExportDtype::Q8_0 => params * 34 / 32,
+        ExportDtype::Q8_0 => largest * 34 / 32,
     };
     Estimate::new()
-        .with("the model as f32, and what it was read from", 2 * 4 * params)
-        .with(format!("the output ({dtype})"), output)
+        .with("the largest tensor as f32, read and reordered", 2 * 4 * largest)
+        .with(format!("the largest tensor in the output ({dtype})"), output)
 }
 
 /// What to change when an export does not fit.
-pub const EXPORT_ADVICE: &str =
-    "more memory: the model is held whole as f32 while it is written (exports do not stream yet)";
+pub const EXPORT_ADVICE: &str = "more memory: one tensor at a time is the least an export holds";
 
 /// The export stage: reads the model at `model` and writes it at `out` as `request` asks (a
 /// directory for HF / DeciLM, with the tokenizer; a `.bin` file for llama2.c; a `.gguf` file,
@@ -248,10 +253,20 @@ pub const EXPORT_ADVICE: &str =
 pub fn export_model(model: &Path, request: &ExportRequest, out: &Path) -> Result<ModelSummary, CheckpointError> {
     let estimate = export_estimate(&Checkpoint::read_config(model)?, request.dtype);
     crate::memory_budget::check("export", &estimate, EXPORT_ADVICE)?;
-    let (mut checkpoint, _) = Checkpoint::read(model)?;
+    let stored = StoredCheckpoint::open(model)?;
     if request.untie {
-        checkpoint = checkpoint.untied();
+        write_export(&Untied::new(&stored), model, request, out)
+    } else {
+        write_export(&stored, model, request, out)
     }
+}
+
+fn write_export(
+    checkpoint: &impl TensorSource,
+    model: &Path,
+    request: &ExportRequest,
+    out: &Path,
+) -> Result<ModelSummary, CheckpointError> {
     let options = || {
         let dtype = request
             .dtype
@@ -274,12 +289,12 @@ pub fn export_model(model: &Path, request: &ExportRequest, out: &Path) -> Result
         ExportFormat::Llama2c => checkpoint.write_llama2c(out, Llama2cVersion::Legacy)?,
         ExportFormat::Llama2cV1 => checkpoint.write_llama2c(out, Llama2cVersion::V1)?,
         ExportFormat::Gguf => {
-            let tokenizer = gguf_tokenizer(model, &checkpoint)?;
+            let tokenizer = gguf_tokenizer(model, checkpoint.config())?;
             checkpoint.write_gguf(out, request.dtype.ggml_type(), &tokenizer)?
         }
     }
     if out.is_dir() {
         copy_tokenizer(model, out)?;
     }
-    checkpoint.summary(out)
+    summary(checkpoint, out)
 }

@@ -10,7 +10,10 @@ pub mod hf_config;
 pub mod llama2c;
 pub mod random_parent;
 pub mod safetensors_dir;
+pub mod source;
 pub mod splice;
+pub mod stored;
+pub mod streamed;
 
 use std::fs;
 use std::path::Path;
@@ -25,9 +28,12 @@ pub use hf_config::ConfigFlavor;
 pub use llama2c::Llama2cVersion;
 pub use random_parent::{RandomParentOptions, write_random_parent};
 pub use safetensors_dir::{StoreDtype, read_tensor_file, write_tensor_file};
-pub use splice::{LayerSpan, Replacement, SpliceError};
+pub use source::TensorSource;
+pub use splice::{LayerOrigin, LayerSpan, Replacement, SpliceError, SplicePlan, layer_of, plan_splice};
+pub use stored::StoredCheckpoint;
+pub use streamed::{StreamError, StreamedParent};
 
-use crate::model::weights::{HostValues, TensorMap, check_weights};
+use crate::model::weights::{HostTensor, HostValues, TensorMap};
 use crate::model::{Llama, ModelConfig, build_model, model_weights};
 
 /// Where a checkpoint came from.
@@ -49,6 +55,36 @@ pub struct Checkpoint {
     pub parent_layers: Option<Vec<LayerSpan>>,
 }
 
+/// A checkpoint's fingerprint, fed the config and then each tensor in name order: one
+/// definition whether the tensors are in memory or read one at a time.
+pub(crate) struct Fingerprint(u64);
+
+impl Fingerprint {
+    pub(crate) fn new(config: &ModelConfig) -> Self {
+        let mut hash = Self(0xcbf2_9ce4_8422_2325);
+        hash.feed(serde_json::to_string(config).expect("config serialises").as_bytes());
+        hash
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    pub(crate) fn tensor(&mut self, name: &str, tensor: &HostTensor) {
+        self.feed(name.as_bytes());
+        for &d in tensor.shape() {
+            self.feed(&(d as u64).to_le_bytes());
+        }
+        self.feed(bytemuck::cast_slice(tensor.values()));
+    }
+
+    pub(crate) fn finish(self) -> String {
+        format!("{:016x}", self.0)
+    }
+}
+
 /// How tensors are stored on export.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExportOptions {
@@ -59,45 +95,11 @@ pub struct ExportOptions {
 
 impl Checkpoint {
     /// Reads a checkpoint directory (HF or DeciLM), a GGUF model file or a llama2.c `.bin` file,
-    /// and checks its tensors against its config.
+    /// and checks its tensors against its config: the whole model in memory as f32
+    /// ([`StoredCheckpoint`] reads it tensor by tensor instead).
     pub fn read(path: &Path) -> Result<(Self, SourceFormat), CheckpointError> {
-        let (checkpoint, format) = if path.is_dir() {
-            let config_path = path.join("config.json");
-            let text = fs::read_to_string(&config_path).map_err(CheckpointError::io(&config_path))?;
-            let (config, flavor) = hf_config::parse_config(&config_path, &text)?;
-            let parent_layers = hf_config::parse_parent_layers(&config_path, &text, config.num_layers())?;
-            let weights = safetensors_dir::read_tensors(path)?;
-            let format = match flavor {
-                ConfigFlavor::Hf(_) => SourceFormat::Hf,
-                ConfigFlavor::DeciLm => SourceFormat::DeciLm,
-            };
-            (
-                Self {
-                    config,
-                    weights,
-                    parent_layers,
-                },
-                format,
-            )
-        } else if gguf_model::is_gguf(path) {
-            let model = gguf_model::GgufModel::open(path)?;
-            (model.to_checkpoint()?, SourceFormat::Gguf)
-        } else {
-            let (config, weights) = llama2c::read(path)?;
-            (
-                Self {
-                    config,
-                    weights,
-                    parent_layers: None,
-                },
-                SourceFormat::Llama2c,
-            )
-        };
-        check_weights(&checkpoint.config, &checkpoint.weights).map_err(|cause| CheckpointError::Weights {
-            path: path.to_path_buf(),
-            cause,
-        })?;
-        Ok((checkpoint, format))
+        let stored = StoredCheckpoint::open(path)?;
+        Ok((stored.load()?, stored.format()))
     }
 
     /// The configuration of the checkpoint at `path` without reading its weights (what a stage
@@ -116,25 +118,11 @@ impl Checkpoint {
 
     /// FNV-1a over the config and every tensor (names, shapes, bytes), as 16 hex digits.
     pub fn fingerprint(&self) -> String {
-        let mut hash = 0xcbf2_9ce4_8422_2325u64;
-        let mut feed = |bytes: &[u8]| {
-            for &b in bytes {
-                hash = (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-            }
-        };
-        feed(
-            serde_json::to_string(&self.config)
-                .expect("config serialises")
-                .as_bytes(),
-        );
+        let mut hash = Fingerprint::new(&self.config);
         for (name, tensor) in &self.weights {
-            feed(name.as_bytes());
-            for &d in tensor.shape() {
-                feed(&(d as u64).to_le_bytes());
-            }
-            feed(bytemuck::cast_slice(tensor.values()));
+            hash.tensor(name, tensor);
         }
-        format!("{hash:016x}")
+        hash.finish()
     }
 
     pub fn from_model(model: &Llama) -> Self {
@@ -157,61 +145,6 @@ impl Checkpoint {
             self.config.tie_word_embeddings = false;
         }
         self
-    }
-
-    /// Writes the directory of the parent's HF family (`LlamaForCausalLM`, `MistralForCausalLM`,
-    /// `Qwen2ForCausalLM`, `Qwen3ForCausalLM`); the child must be homogeneous.
-    pub fn write_hf(&self, dir: &Path, options: ExportOptions) -> Result<(), CheckpointError> {
-        let config = hf_config::family_config_json(&self.config, options.dtype.torch_name()).ok_or_else(|| {
-            CheckpointError::Unsupported {
-                path: dir.to_path_buf(),
-                problem: format!(
-                    "an HF {:?} config needs every layer to be GQA + SwiGLU of one size (and the family's own \
-                     biases and norms); export as DeciLM instead",
-                    self.config.family
-                ),
-            }
-        })?;
-        self.write_dir(dir, &config, options)
-    }
-
-    /// Writes a DeciLM / `nemotron-nas` directory (any child).
-    pub fn write_decilm(&self, dir: &Path, options: ExportOptions) -> Result<(), CheckpointError> {
-        self.write_dir(
-            dir,
-            &hf_config::decilm_config_json(&self.config, options.dtype.torch_name()),
-            options,
-        )
-    }
-
-    /// Writes a GGUF model file: llama.cpp's `llama`, `qwen2` or `qwen3` architecture for a
-    /// homogeneous model of that family, `deci` for a heterogeneous one; matrices in
-    /// `matrix_type` (F32, F16, BF16 or Q8_0), with the `tokenizer.*` entries given.
-    pub fn write_gguf(
-        &self,
-        path: &Path,
-        matrix_type: gguf::GgmlType,
-        tokenizer: &[(String, gguf::MetaValue)],
-    ) -> Result<(), CheckpointError> {
-        gguf_model::write_gguf(self, path, matrix_type, tokenizer)
-    }
-
-    pub fn write_llama2c(&self, path: &Path, version: Llama2cVersion) -> Result<(), CheckpointError> {
-        llama2c::write(path, &self.config, &self.weights, version)
-    }
-
-    fn write_dir(&self, dir: &Path, config: &serde_json::Value, options: ExportOptions) -> Result<(), CheckpointError> {
-        let mut config = config.clone();
-        if let Some(spans) = &self.parent_layers {
-            config[hf_config::PARENT_LAYERS_KEY] = serde_json::to_value(spans).expect("spans serialise");
-        }
-        safetensors_dir::write_checkpoint_dir(
-            dir,
-            &config,
-            &safetensors_dir::pending_from_map(&self.weights),
-            options.dtype,
-            options.max_shard_bytes,
-        )
     }
 }
 

@@ -101,6 +101,7 @@ pub fn write_random_parent(
             PendingTensor::new(name, shape, move |dtype, bytes| {
                 fill_random(init, options.seed, index, dtype, bytes);
                 bar.inc(1);
+                Ok(())
             })
         })
         .collect();

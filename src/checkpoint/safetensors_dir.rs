@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, TensorView, View};
+use safetensors::tensor::{Dtype, View};
 use safetensors::{SafeTensorError, SafeTensors};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -66,6 +66,24 @@ impl StoreDtype {
         }
     }
 
+    /// The values `bytes` hold in this dtype (a whole number of values).
+    pub fn decode(self, bytes: &[u8]) -> Vec<f32> {
+        match self {
+            StoreDtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            StoreDtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            StoreDtype::Bf16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        }
+    }
+
     /// Rounds values as storing and re-reading them would.
     pub fn round_trip(self, value: f32) -> f32 {
         match self {
@@ -76,26 +94,12 @@ impl StoreDtype {
     }
 }
 
-#[derive(Deserialize)]
-struct Index {
-    weight_map: BTreeMap<String, String>,
-}
-
-fn decode(path: &Path, name: &str, view: &TensorView<'_>) -> Result<HostTensor, CheckpointError> {
-    let bytes = view.data();
-    let data: Vec<f32> = match view.dtype() {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
+/// The values of tensor `name` stored as `dtype` in `bytes`, as f32.
+pub(crate) fn decode_values(path: &Path, name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>, CheckpointError> {
+    let stored = match dtype {
+        Dtype::F32 => StoreDtype::F32,
+        Dtype::F16 => StoreDtype::F16,
+        Dtype::BF16 => StoreDtype::Bf16,
         other => {
             return Err(CheckpointError::format(
                 path,
@@ -103,59 +107,29 @@ fn decode(path: &Path, name: &str, view: &TensorView<'_>) -> Result<HostTensor, 
             ));
         }
     };
-    Ok(host_tensor(view.shape().to_vec(), data))
+    Ok(stored.decode(bytes))
 }
 
-fn read_file(path: &Path, wanted: Option<&[&str]>, into: &mut TensorMap) -> Result<(), CheckpointError> {
+fn read_file(path: &Path, into: &mut TensorMap) -> Result<(), CheckpointError> {
     let bytes = fs::read(path).map_err(CheckpointError::io(path))?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| CheckpointError::format(path, format!("not a valid safetensors file: {e}")))?;
     for (name, view) in file.tensors() {
-        if wanted.is_none_or(|w| w.contains(&name.as_str())) {
-            let tensor = decode(path, &name, &view)?;
-            into.insert(name, tensor);
-        }
+        let values = decode_values(path, &name, view.dtype(), view.data())?;
+        into.insert(name, host_tensor(view.shape().to_vec(), values));
     }
     Ok(())
 }
 
 /// Reads every tensor of a checkpoint directory (single file or sharded).
 pub fn read_tensors(dir: &Path) -> Result<TensorMap, CheckpointError> {
-    let mut tensors = TensorMap::new();
-    let index_path = dir.join(INDEX_FILE);
-    if index_path.exists() {
-        let text = fs::read_to_string(&index_path).map_err(CheckpointError::io(&index_path))?;
-        let index: Index = serde_json::from_str(&text)
-            .map_err(|e| CheckpointError::format(&index_path, format!("invalid index: {e}")))?;
-        let mut by_shard: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (tensor, shard) in &index.weight_map {
-            by_shard.entry(shard.as_str()).or_default().push(tensor.as_str());
-        }
-        for (shard, names) in by_shard {
-            let shard_path = dir.join(shard);
-            read_file(&shard_path, Some(&names), &mut tensors)?;
-            if let Some(missing) = names.iter().find(|n| !tensors.contains_key(**n)) {
-                return Err(CheckpointError::format(
-                    &shard_path,
-                    format!("tensor `{missing}` listed in {INDEX_FILE} is not in this shard"),
-                ));
-            }
-        }
-    } else {
-        let path = dir.join(SINGLE_FILE);
-        if !path.exists() {
-            return Err(CheckpointError::format(
-                dir,
-                format!("neither {SINGLE_FILE} nor {INDEX_FILE} is present"),
-            ));
-        }
-        read_file(&path, None, &mut tensors)?;
-    }
-    Ok(tensors)
+    let store = super::stored::SafetensorsStore::open(dir)?;
+    store.tensors(store.names())
 }
 
-/// Writes a tensor's bytes in the store dtype into a buffer of exactly its size.
-type FillBytes<'a> = Box<dyn Fn(StoreDtype, &mut [u8]) + 'a>;
+/// Writes a tensor's bytes in the store dtype into a buffer of exactly its size (reading them
+/// may fail: a tensor read from disk).
+type FillBytes<'a> = Box<dyn Fn(StoreDtype, &mut [u8]) -> Result<(), CheckpointError> + 'a>;
 
 /// A tensor on its way into a file: its name and shape up front, its bytes made only when the
 /// writer reaches it (in the store dtype, into a buffer of exactly the tensor's size).
@@ -167,7 +141,11 @@ pub struct PendingTensor<'a> {
 
 impl<'a> PendingTensor<'a> {
     /// A tensor whose bytes `fill` writes when they are needed.
-    pub fn new(name: String, shape: Vec<usize>, fill: impl Fn(StoreDtype, &mut [u8]) + 'a) -> Self {
+    pub fn new(
+        name: String,
+        shape: Vec<usize>,
+        fill: impl Fn(StoreDtype, &mut [u8]) -> Result<(), CheckpointError> + 'a,
+    ) -> Self {
         Self {
             name,
             shape,
@@ -178,7 +156,8 @@ impl<'a> PendingTensor<'a> {
     /// A tensor already in memory as f32.
     pub fn from_host(name: &str, tensor: &'a HostTensor) -> Self {
         Self::new(name.to_string(), tensor.shape().to_vec(), |dtype, out| {
-            dtype.encode_into(tensor.values(), out)
+            dtype.encode_into(tensor.values(), out);
+            Ok(())
         })
     }
 
@@ -187,10 +166,12 @@ impl<'a> PendingTensor<'a> {
     }
 }
 
-/// A pending tensor as the safetensors serializer sees it.
+/// A pending tensor as the safetensors serializer sees it; the serializer cannot fail a
+/// tensor, so the first error making one is kept in `failed` (and the file discarded).
 struct Stored<'p, 'a> {
     tensor: &'p PendingTensor<'a>,
     dtype: StoreDtype,
+    failed: &'p std::cell::RefCell<Option<CheckpointError>>,
 }
 
 impl View for Stored<'_, '_> {
@@ -204,7 +185,11 @@ impl View for Stored<'_, '_> {
 
     fn data(&self) -> Cow<'_, [u8]> {
         let mut bytes = vec![0; self.data_len()];
-        (self.tensor.fill)(self.dtype, &mut bytes);
+        if self.failed.borrow().is_none()
+            && let Err(e) = (self.tensor.fill)(self.dtype, &mut bytes)
+        {
+            *self.failed.borrow_mut() = Some(e);
+        }
         Cow::Owned(bytes)
     }
 
@@ -306,16 +291,31 @@ fn write_file(
     dtype: StoreDtype,
     metadata: Option<HashMap<String, String>>,
 ) -> Result<(), CheckpointError> {
-    let stored = tensors
-        .iter()
-        .map(|&tensor| (tensor.name.as_str(), Stored { tensor, dtype }));
-    safetensors::serialize_to_file(stored, metadata, path).map_err(|e| match e {
+    let failed = std::cell::RefCell::new(None);
+    let stored = tensors.iter().map(|&tensor| {
+        (
+            tensor.name.as_str(),
+            Stored {
+                tensor,
+                dtype,
+                failed: &failed,
+            },
+        )
+    });
+    let written = safetensors::serialize_to_file(stored, metadata, path).map_err(|e| match e {
         SafeTensorError::IoError(cause) => CheckpointError::Io {
             path: path.to_path_buf(),
             cause,
         },
         other => CheckpointError::format(path, format!("cannot encode: {other}")),
-    })
+    });
+    if let Some(e) = failed.into_inner() {
+        // The file holds zeros where the tensor failed: useless, and removing it changes nothing
+        // for the caller if that fails too.
+        let _ = fs::remove_file(path);
+        return Err(e);
+    }
+    written
 }
 
 /// Writes `tensors` (f32) as one safetensors file at `path`, atomically: a reader sees the old
@@ -331,6 +331,6 @@ pub fn write_tensor_file(path: &Path, tensors: &TensorMap) -> Result<(), Checkpo
 /// Reads every tensor of one safetensors file.
 pub fn read_tensor_file(path: &Path) -> Result<TensorMap, CheckpointError> {
     let mut tensors = TensorMap::new();
-    read_file(path, None, &mut tensors)?;
+    read_file(path, &mut tensors)?;
     Ok(tensors)
 }

@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Checkpoint;
-use crate::model::{BlockConfig, TensorMap};
+use super::{Checkpoint, TensorSource};
+use crate::model::{BlockConfig, ModelConfig, TensorMap};
 
 /// The parent layers `first..=last` one layer of a child stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -72,75 +72,115 @@ fn layer_renamed(weights: &TensorMap, from: usize, to: usize) -> TensorMap {
         .collect()
 }
 
-impl Checkpoint {
-    /// The parent layers each layer stands for (one each, unless layers were fused).
-    pub fn layer_spans(&self) -> Vec<LayerSpan> {
-        self.parent_layers
-            .clone()
-            .unwrap_or_else(|| (0..self.config.num_layers()).map(LayerSpan::single).collect())
-    }
+/// Where one layer of a spliced checkpoint comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerOrigin {
+    /// That layer of the checkpoint spliced into.
+    Kept(usize),
+    /// That replacement (by index), whose tensors are named at its span's first layer.
+    Replaced(usize),
+}
 
+/// A splice worked out before any tensor is touched: the result's config, the parent layers
+/// its layers stand for (`None`: one each) and where each of its layers comes from.
+#[derive(Clone, Debug)]
+pub struct SplicePlan {
+    pub config: ModelConfig,
+    pub parent_layers: Option<Vec<LayerSpan>>,
+    pub layers: Vec<LayerOrigin>,
+}
+
+/// Plans putting each `(span, block)` of `replacements` where its span (in the layer numbers of
+/// the checkpoint of `config`, whose layers stand for `spans` of the parent) was.
+pub fn plan_splice(
+    config: &ModelConfig,
+    spans: &[LayerSpan],
+    replacements: &[(LayerSpan, BlockConfig)],
+) -> Result<SplicePlan, SpliceError> {
+    let layers = config.num_layers();
+    let mut sorted: Vec<(usize, &(LayerSpan, BlockConfig))> = replacements.iter().enumerate().collect();
+    sorted.sort_by_key(|(_, (span, _))| *span);
+    for (_, (span, _)) in &sorted {
+        if span.first > span.last {
+            return Err(SpliceError::Backwards(*span));
+        }
+        if span.last >= layers {
+            return Err(SpliceError::OutOfRange { span: *span, layers });
+        }
+    }
+    if let Some(pair) = sorted.windows(2).find(|p| p[1].1.0.first <= p[0].1.0.last) {
+        return Err(SpliceError::Overlap {
+            a: pair[0].1.0,
+            b: pair[1].1.0,
+        });
+    }
+    let mut blocks = Vec::new();
+    let mut parent_layers = Vec::new();
+    let mut origins = Vec::new();
+    let mut next = sorted.iter().peekable();
+    let mut layer = 0;
+    while layer < layers {
+        match next.next_if(|(_, (span, _))| span.first == layer) {
+            Some(&(index, &(span, block))) => {
+                origins.push(LayerOrigin::Replaced(index));
+                blocks.push(block);
+                parent_layers.push(LayerSpan {
+                    first: spans[span.first].first,
+                    last: spans[span.last].last,
+                });
+                layer = span.last + 1;
+            }
+            None => {
+                origins.push(LayerOrigin::Kept(layer));
+                blocks.push(config.blocks[layer]);
+                parent_layers.push(spans[layer]);
+                layer += 1;
+            }
+        }
+    }
+    let identity = parent_layers
+        .iter()
+        .enumerate()
+        .all(|(i, s)| *s == LayerSpan::single(i));
+    let mut config = config.clone();
+    config.blocks = blocks;
+    Ok(SplicePlan {
+        config,
+        parent_layers: (!identity).then_some(parent_layers),
+        layers: origins,
+    })
+}
+
+/// `name` split into its layer and the rest (`model.layers.3.mlp.up_proj.weight` → 3,
+/// `mlp.up_proj.weight`); `None` for a tensor outside the layers.
+pub fn layer_of(name: &str) -> Option<(usize, &str)> {
+    let rest = name.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    Some((layer.parse().ok()?, rest))
+}
+
+impl Checkpoint {
     /// This checkpoint with each replacement's span (in this checkpoint's layer numbers) taken
     /// by its block, and the layers renumbered.
     pub fn splice(&self, replacements: &[Replacement]) -> Result<Checkpoint, SpliceError> {
-        let layers = self.config.num_layers();
-        let mut sorted: Vec<&Replacement> = replacements.iter().collect();
-        sorted.sort_by_key(|r| r.span);
-        for r in &sorted {
-            if r.span.first > r.span.last {
-                return Err(SpliceError::Backwards(r.span));
-            }
-            if r.span.last >= layers {
-                return Err(SpliceError::OutOfRange { span: r.span, layers });
-            }
-        }
-        if let Some(pair) = sorted.windows(2).find(|p| p[1].span.first <= p[0].span.last) {
-            return Err(SpliceError::Overlap {
-                a: pair[0].span,
-                b: pair[1].span,
-            });
-        }
-        let spans = self.layer_spans();
+        let blocks: Vec<(LayerSpan, BlockConfig)> = replacements.iter().map(|r| (r.span, r.block)).collect();
+        let plan = plan_splice(&self.config, &self.layer_spans(), &blocks)?;
         let mut weights: TensorMap = self
             .weights
             .iter()
             .filter(|(name, _)| !name.starts_with("model.layers."))
             .map(|(n, t)| (n.clone(), t.clone()))
             .collect();
-        let mut blocks = Vec::new();
-        let mut parent_layers = Vec::new();
-        let mut next = sorted.iter().peekable();
-        let mut layer = 0;
-        while layer < layers {
-            let child = blocks.len();
-            match next.next_if(|r| r.span.first == layer) {
-                Some(r) => {
-                    weights.extend(layer_renamed(&r.weights, layer, child));
-                    blocks.push(r.block);
-                    parent_layers.push(LayerSpan {
-                        first: spans[r.span.first].first,
-                        last: spans[r.span.last].last,
-                    });
-                    layer = r.span.last + 1;
-                }
-                None => {
-                    weights.extend(layer_renamed(&self.weights, layer, child));
-                    blocks.push(self.config.blocks[layer]);
-                    parent_layers.push(spans[layer]);
-                    layer += 1;
-                }
-            }
+        for (child, origin) in plan.layers.iter().enumerate() {
+            weights.extend(match *origin {
+                LayerOrigin::Kept(layer) => layer_renamed(&self.weights, layer, child),
+                LayerOrigin::Replaced(i) => layer_renamed(&replacements[i].weights, replacements[i].span.first, child),
+            });
         }
-        let identity = parent_layers
-            .iter()
-            .enumerate()
-            .all(|(i, s)| *s == LayerSpan::single(i));
-        let mut config = self.config.clone();
-        config.blocks = blocks;
         Ok(Checkpoint {
-            config,
+            config: plan.config,
             weights,
-            parent_layers: (!identity).then_some(parent_layers),
+            parent_layers: plan.parent_layers,
         })
     }
 }

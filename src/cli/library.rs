@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use super::args::{ThinkingChoice, named};
 use super::print;
 use super::slurm::{SlurmArgs, run_stage};
+use tessera::checkpoint::StoreDtype;
 use tessera::cluster::StageWork;
 use tessera::cost::Target;
 use tessera::cost::{Precision, ProfileOptions};
@@ -105,6 +106,10 @@ pub struct BuildArgs {
     seed: u64,
     #[arg(long, default_value_t = LinearInit::default(), value_parser = named::<LinearInit>())]
     linear_init: LinearInit,
+    /// Tokens of the parent's activations that initialisation fits to (channel pruning,
+    /// least squares).
+    #[arg(long, default_value_t = BuildOptions::default().calibration_tokens)]
+    calibration_tokens: usize,
     /// Held-out windows for the normalised-MSE figures.
     #[arg(long, default_value_t = BuildOptions::default().held_out_windows)]
     held_out_windows: usize,
@@ -115,6 +120,9 @@ pub struct BuildArgs {
     /// resumes an item from its last one.
     #[arg(long, default_value_t = BuildOptions::default().checkpoint_every)]
     checkpoint_every: usize,
+    /// The dtype (f32, f16, bf16) of the parent's activations cached on disk for BLD.
+    #[arg(long, default_value_t = BuildOptions::default().activation_cache, value_parser = named::<StoreDtype>())]
+    activation_cache: StoreDtype,
     #[command(flatten)]
     slurm: SlurmArgs,
     #[arg(long)]
@@ -138,6 +146,7 @@ pub fn run(command: LibraryCommand, choice: DeviceChoice, device: &Device) -> Re
                 mode: args.mode,
                 seq_len: args.seq_len,
                 held_out_windows: args.held_out_windows,
+                calibration_tokens: args.calibration_tokens,
                 linear_init: args.linear_init,
                 bld: BldSettings {
                     tokens: args.tokens,
@@ -149,6 +158,7 @@ pub fn run(command: LibraryCommand, choice: DeviceChoice, device: &Device) -> Re
                 selection: args.selection.selection(),
                 workers: args.workers,
                 checkpoint_every: args.checkpoint_every,
+                activation_cache: args.activation_cache,
                 progress: !args.json,
                 ..BuildOptions::new(&args.parent, &args.space, args.data.parse()?)
             };

@@ -9,6 +9,7 @@ use clap::Args;
 use super::args::named;
 use super::print;
 use tessera::assemble::{AssembleOptions, assemble_child};
+use tessera::checkpoint::StoreDtype;
 use tessera::report::pareto_front;
 use tessera::search::{
     ConstraintFile, Measure, Objective, SearchSpec, SolutionRef, SolverKind, Sweep, parse_limits, search_library,
@@ -150,6 +151,9 @@ pub struct AssembleArgs {
     parent: Option<PathBuf>,
     #[arg(long)]
     out: PathBuf,
+    /// How the child's tensors are stored: f32, f16 or bf16.
+    #[arg(long, default_value_t = StoreDtype::F32, value_parser = named::<StoreDtype>())]
+    dtype: StoreDtype,
     #[arg(long)]
     json: bool,
 }
@@ -159,6 +163,7 @@ pub fn assemble(args: AssembleArgs) -> Result<()> {
         library: args.library,
         solution: args.solution,
         parent: args.parent,
+        dtype: args.dtype,
     };
     print(&assemble_child(&args.out, &options)?, args.json)
 }

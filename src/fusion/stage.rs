@@ -12,6 +12,7 @@ use super::FusionError;
 use super::analysis::{FusionAnalysis, analyze, write_analysis};
 use super::apply::fuse_runs;
 use super::runs::parse_runs;
+use crate::checkpoint::TensorSource;
 use crate::checkpoint::{Checkpoint, CheckpointError, LayerSpan, ModelSummary, StoreDtype};
 use crate::score::{Reference, Scores};
 use crate::source::{SourceError, WindowSpec};

@@ -11,7 +11,8 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::activations::LayerActivations;
+use super::LibraryError;
+use super::activations::{CachedActivations, LayerActivations};
 use super::variant::WorkItem;
 use crate::model::rope::Rope;
 use crate::model::{Block, BlockConfig, ModelConfig, TensorMap, WeightError, block_weights, build_block};
@@ -100,7 +101,7 @@ impl ItemNet {
 
     /// The parent activation the item reads: the stream after the parent's attention for an
     /// FFN variant alone, the block input otherwise.
-    fn input<'t>(&self, acts: &'t LayerActivations) -> &'t Tensor<3> {
+    fn input<'t>(&self, acts: &'t LayerActivations) -> &'t CachedActivations {
         if self.item.attention.is_none() {
             &acts.h
         } else {
@@ -120,17 +121,17 @@ impl ItemNet {
 
     /// Normalised MSE against the parent's block output over all of `acts`, as the ratio of
     /// the summed squared error to the summed squared target.
-    pub fn evaluate(&self, own: &Block, acts: &LayerActivations) -> f64 {
+    pub fn evaluate(&self, own: &Block, acts: &LayerActivations) -> Result<f64, LibraryError> {
         let n = acts.windows();
         let (mut error, mut reference) = (0.0f64, 0.0f64);
         for start in (0..n).step_by(16) {
             let len = 16.min(n - start);
-            let out = self.forward(own, self.input(acts).clone().narrow(0, start, len));
-            let target = acts.y.clone().narrow(0, start, len);
+            let out = self.forward(own, self.input(acts).range(start, len, &self.device)?);
+            let target = acts.y.range(start, len, &self.device)?;
             error += (out - target.clone()).powi_scalar(2).sum().into_scalar::<f32>() as f64;
             reference += target.powi_scalar(2).sum().into_scalar::<f32>() as f64;
         }
-        error / reference
+        Ok(error / reference)
     }
 
     /// Trains the item from `init` on `acts` and returns its trained tensors (the item must
@@ -146,7 +147,7 @@ impl ItemNet {
         checkpoints: Option<&std::path::Path>,
     ) -> Result<(TensorMap, BldOutcome), TrainError> {
         let own = self.own_block(config, init)?;
-        let seq = acts.x.dims()[1];
+        let seq = acts.x.seq();
         let steps = settings.tokens.div_ceil(settings.batch_windows * seq).max(1);
         let train_config = TrainConfig {
             workers: 1,
@@ -167,13 +168,17 @@ impl ItemNet {
             checkpoints,
             json!({ "item": self.item.key() }),
             |own: &Block, _, rng: &mut StdRng| {
-                let picks: Vec<i64> = (0..settings.batch_windows)
-                    .map(|_| rng.random_range(0..windows) as i64)
+                let picks: Vec<usize> = (0..settings.batch_windows)
+                    .map(|_| rng.random_range(0..windows))
                     .collect();
-                let index =
-                    Tensor::<1, Int>::from_data(TensorData::new(picks, [settings.batch_windows]), &input.device());
-                let x = input.clone().select(0, index.clone()).autodiff();
-                let y = acts.y.clone().select(0, index);
+                let read = |cache: &CachedActivations| {
+                    cache.select(&picks, &self.device).map_err(|cause| TrainError::Io {
+                        path: cache.path().to_path_buf(),
+                        cause,
+                    })
+                };
+                let x = read(input)?;
+                let y = read(&acts.y)?;
                 Ok(MicroBatch {
                     loss: normalized_mse(self.forward(own, x), y),
                     tokens: settings.batch_windows * seq,

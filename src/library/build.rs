@@ -23,17 +23,20 @@ use super::interchange::{ChildChoice, write_block_library};
 use super::manifest::{BuildSettings, ItemRecord, ItemState, Manifest, ParentInfo, SpaceInfo};
 use super::space::{LayerVariants, SearchSpace};
 use super::variant::{BldMode, Origin, WorkItem};
-use super::{Library, LibraryError, Stage, layer_tensors, lock};
-use crate::checkpoint::{Checkpoint, write_tensor_file};
+use super::{Library, LibraryError, Stage, lock};
+use crate::checkpoint::{StoreDtype, StoredCheckpoint, StreamedParent, write_tensor_file};
 use crate::fault::Fault;
-use crate::model::{BlockConfig, ModelConfig, TensorMap};
+use crate::model::{BlockConfig, ModelConfig, TensorMap, build_block};
 use crate::selection::Selection;
 use crate::source::TokenSource;
 use crate::tokenizer::Tokenizer;
 use crate::train::RunControl;
 use crate::train::state::first_difference;
 
-/// Training windows kept in memory per layer at most; a larger token budget cycles over them.
+/// The folder of a library where builds cache the parent's activations while they walk it.
+pub const ACTIVATIONS: &str = "activations";
+
+/// Training windows cached per layer at most; a larger token budget cycles over them.
 pub const MAX_TRAIN_WINDOWS: usize = 2048;
 
 /// The windows BLD trains on: the token budget in windows of `seq_len`, within
@@ -65,6 +68,9 @@ pub struct BuildOptions {
     /// Optimizer steps between an item's training checkpoints (0: none), from which a killed
     /// build resumes in the middle of the item.
     pub checkpoint_every: usize,
+    /// The dtype of the parent's activations cached on disk for training (the walk's own
+    /// stream stays f32).
+    pub activation_cache: StoreDtype,
     pub progress: bool,
 }
 
@@ -98,6 +104,7 @@ impl Default for BuildOptions {
             selection: Selection::All,
             workers: 0,
             checkpoint_every: 200,
+            activation_cache: StoreDtype::Bf16,
             progress: false,
         }
     }
@@ -192,13 +199,13 @@ pub fn pair_items(
 /// What a new build would record in its manifest (every item, none yet run).
 fn planned_manifest(
     options: &BuildOptions,
-    checkpoint: &Checkpoint,
+    checkpoint: &StoredCheckpoint,
     space: &SearchSpace,
     items: &[WorkItem],
     layers: Vec<LayerVariants>,
     pairs: Vec<WorkItem>,
-) -> Manifest {
-    let config = &checkpoint.config;
+) -> Result<Manifest, LibraryError> {
+    let config = checkpoint.config();
     let items = items
         .iter()
         .map(|item| {
@@ -209,11 +216,11 @@ fn planned_manifest(
         })
         .collect();
     let train_windows = train_windows(options);
-    Manifest {
+    Ok(Manifest {
         format: super::manifest::FORMAT.into(),
         parent: ParentInfo {
             source: options.parent.clone(),
-            fingerprint: checkpoint.fingerprint(),
+            fingerprint: checkpoint.fingerprint()?,
             config: config.clone(),
         },
         space: SpaceInfo {
@@ -232,9 +239,10 @@ fn planned_manifest(
             linear_init: options.linear_init,
             bld: options.bld.clone(),
             pairs,
+            activation_cache: options.activation_cache,
         },
         items,
-    }
+    })
 }
 
 /// The manifest to continue from: a new one, or the one in `dir` when it was built the same way
@@ -295,7 +303,8 @@ fn start_manifest(dir: &Path, planned: Manifest) -> Result<Manifest, LibraryErro
 /// this build) and the build's trainable items in canonical order, which a build's selection
 /// indexes.
 pub struct BuildPlan {
-    pub checkpoint: Checkpoint,
+    /// The parent, read layer by layer.
+    pub checkpoint: StoredCheckpoint,
     pub manifest: Manifest,
     pub trainable: Vec<WorkItem>,
 }
@@ -304,7 +313,7 @@ impl BuildPlan {
     /// The indices (into `trainable`) that `selection` picks.
     pub fn selected(&self, selection: &Selection) -> Result<Vec<usize>, LibraryError> {
         selection
-            .check(self.trainable.len(), self.checkpoint.config.num_layers())
+            .check(self.trainable.len(), self.checkpoint.config().num_layers())
             .map_err(|e| LibraryError::Settings(e.to_string()))?;
         Ok((0..self.trainable.len())
             .filter(|&i| selection.selects(i, self.trainable[i].layer))
@@ -326,8 +335,8 @@ pub fn plan_build(dir: &Path, options: &BuildOptions) -> Result<BuildPlan, Libra
     if options.mode != BldMode::Hybrid && !options.pairs.is_empty() {
         return Err(LibraryError::Settings("pairs belong to --mode hybrid".into()));
     }
-    let (checkpoint, _) = Checkpoint::read(&options.parent)?;
-    let config = &checkpoint.config;
+    let checkpoint = StoredCheckpoint::open(&options.parent)?;
+    let config = checkpoint.config();
     if options.seq_len == 0 || options.seq_len > config.max_position_embeddings {
         return Err(LibraryError::Settings(format!(
             "--seq-len {} must be between 1 and the parent's {} positions",
@@ -348,7 +357,7 @@ pub fn plan_build(dir: &Path, options: &BuildOptions) -> Result<BuildPlan, Libra
         .filter(|i| i.origin(&config.blocks[i.layer]) == Origin::Trained)
         .copied()
         .collect();
-    let planned = planned_manifest(options, &checkpoint, &space, &items, layers, pairs);
+    let planned = planned_manifest(options, &checkpoint, &space, &items, layers, pairs)?;
     let manifest = start_manifest(dir, planned)?;
     Ok(BuildPlan {
         checkpoint,
@@ -370,7 +379,7 @@ struct LayerContext<'a> {
 /// Builds (or resumes) a library in `dir`: trains the selected items that are not trained yet.
 pub fn build_library(dir: &Path, options: &BuildOptions, device: &Device) -> Result<BuildReport, LibraryError> {
     let started = std::time::Instant::now();
-    let config = Checkpoint::read_config(&options.parent)?;
+    let config = crate::checkpoint::Checkpoint::read_config(&options.parent)?;
     crate::memory_budget::check("library build", &build_estimate(&config, options), ADVICE)?;
     let plan = plan_build(dir, options)?;
     let selected: Vec<WorkItem> = plan
@@ -439,13 +448,17 @@ struct ItemRun<'a> {
 }
 
 impl ItemRun<'_> {
-    fn train_pending(&self, checkpoint: &Checkpoint, pending: &[WorkItem]) -> Result<(), LibraryError> {
-        let (settings, config) = {
+    fn train_pending(&self, checkpoint: &StoredCheckpoint, pending: &[WorkItem]) -> Result<(), LibraryError> {
+        let (settings, config, dir) = {
             let lib = self.library.lock().expect("library lock");
-            (lib.manifest.settings.clone(), lib.manifest.parent.config.clone())
+            (
+                lib.manifest.settings.clone(),
+                lib.manifest.parent.config.clone(),
+                lib.dir.clone(),
+            )
         };
         let options = self.options;
-        let model = checkpoint.build(self.device)?;
+        let parent = StreamedParent::new(checkpoint, self.device);
         let tokenizer_path = options
             .tokenizer
             .clone()
@@ -454,58 +467,94 @@ impl ItemRun<'_> {
             .map(|p| Tokenizer::read(&p))
             .transpose()
             .map_err(crate::source::SourceError::from)?;
-        let windows = options.data.windows(
-            &model,
+        let windows = options.data.stored_windows(
+            checkpoint,
+            self.device,
             tokenizer.as_ref(),
             settings.seq_len,
             settings.train_windows,
             settings.held_out_windows,
         )?;
-        let mut train_walk = ActivationWalk::new(&model, &windows.train)?;
-        let mut held_out_walk = ActivationWalk::new(&model, &windows.held_out)?;
+        // Each process walks in a folder of its own (builds may share the library).
+        let cache_root = dir.join(ACTIVATIONS);
+        std::fs::create_dir_all(&cache_root).map_err(LibraryError::io(&cache_root))?;
+        let cache = tempfile::Builder::new()
+            .prefix("walk-")
+            .tempdir_in(&cache_root)
+            .map_err(LibraryError::io(&cache_root))?;
+        let mut walks = Vec::new();
+        for (name, split) in [("train", &windows.train), ("held-out", &windows.held_out)] {
+            let folder = cache.path().join(name);
+            std::fs::create_dir(&folder).map_err(LibraryError::io(&folder))?;
+            walks.push(ActivationWalk::new(&parent, split, &folder, settings.activation_cache)?);
+        }
         let last_layer = pending.iter().map(|i| i.layer).max().unwrap_or(0);
         let bar = crate::progress::bar(options.progress, "BLD items", 0, pending.len());
         for layer in 0..=last_layer {
-            let train = train_walk.current();
-            let held_out = held_out_walk.current();
+            bar.set_message(format!("layer {layer}: parent"));
+            let tensors = checkpoint.layer(layer)?;
+            let block = build_block(&config, layer, &config.blocks[layer], &tensors, self.device)?;
+            let train = walks[0].current(&block)?;
+            let held_out = walks[1].current(&block)?;
             let here: Vec<WorkItem> = pending.iter().filter(|i| i.layer == layer).copied().collect();
             if !here.is_empty() {
                 bar.set_message(format!("layer {layer}"));
+                let calibration = calibration(&block, &train, settings.calibration_tokens, self.device)?;
+                drop(block);
                 let context = LayerContext {
                     config: &config,
                     parent_block: config.blocks[layer],
-                    parent: layer_tensors(&checkpoint.weights, layer),
-                    calibration: calibration(&model.layers[layer], &train, settings.calibration_tokens),
-                    train: train.clone(),
-                    held_out: held_out.clone(),
+                    parent: tensors,
+                    calibration,
+                    train,
+                    held_out,
                 };
-                // Sub-blocks first: a hybrid pair starts from its trained halves.
-                let (singles, pairs): (Vec<WorkItem>, Vec<WorkItem>) =
-                    here.iter().partition(|i| i.attention.is_none() || i.ffn.is_none());
-                for group in [singles, pairs] {
-                    // Items another process holds are left for last, then waited for.
-                    let mut deferred = Vec::new();
-                    for wait in [false, true] {
-                        let items = if wait {
-                            std::mem::take(&mut deferred)
-                        } else {
-                            group.clone()
-                        };
-                        let done = crate::parallel::map(options.workers, &items, |item| {
-                            let done = self.run_item(&context, &settings, item, wait)?;
-                            if done {
-                                bar.inc(1);
-                            }
-                            Ok::<_, LibraryError>(done)
-                        })?;
-                        deferred = items.iter().zip(done).filter(|(_, d)| !d).map(|(i, _)| *i).collect();
-                    }
-                }
+                self.train_layer(&context, &settings, &here, &bar)?;
+                walks[0].advance(context.train)?;
+                walks[1].advance(context.held_out)?;
+            } else {
+                walks[0].advance(train)?;
+                walks[1].advance(held_out)?;
             }
-            train_walk.advance(train);
-            held_out_walk.advance(held_out);
         }
+        drop(walks);
+        cache.close().map_err(LibraryError::io(&cache_root))?;
+        // Left when another process still walks, or after a killed build (then removed by hand).
+        let _ = std::fs::remove_dir(&cache_root);
         bar.finish_and_clear();
+        Ok(())
+    }
+
+    /// Trains one layer's items on parallel threads.
+    fn train_layer(
+        &self,
+        context: &LayerContext,
+        settings: &BuildSettings,
+        here: &[WorkItem],
+        bar: &indicatif::ProgressBar,
+    ) -> Result<(), LibraryError> {
+        // Sub-blocks first: a hybrid pair starts from its trained halves.
+        let (singles, pairs): (Vec<WorkItem>, Vec<WorkItem>) =
+            here.iter().partition(|i| i.attention.is_none() || i.ffn.is_none());
+        for group in [singles, pairs] {
+            // Items another process holds are left for last, then waited for.
+            let mut deferred = Vec::new();
+            for wait in [false, true] {
+                let items = if wait {
+                    std::mem::take(&mut deferred)
+                } else {
+                    group.clone()
+                };
+                let done = crate::parallel::map(self.options.workers, &items, |item| {
+                    let done = self.run_item(context, settings, item, wait)?;
+                    if done {
+                        bar.inc(1);
+                    }
+                    Ok::<_, LibraryError>(done)
+                })?;
+                deferred = items.iter().zip(done).filter(|(_, d)| !d).map(|(i, _)| *i).collect();
+            }
+        }
         Ok(())
     }
 
@@ -599,7 +648,7 @@ impl ItemRun<'_> {
         };
         let device = self.device;
         let evaluator = ItemNet::new(context.config, &context.parent_block, *item, &context.parent, device)?;
-        let nmse_init = evaluator.evaluate(&evaluator.own_block(context.config, &init)?, &context.held_out);
+        let nmse_init = evaluator.evaluate(&evaluator.own_block(context.config, &init)?, &context.held_out)?;
         self.update(item, |r| {
             r.state = ItemState::Training;
             r.nmse_init = Some(nmse_init);
@@ -632,7 +681,7 @@ impl ItemRun<'_> {
         if stall.is_some() {
             crate::fault::stall_forever();
         }
-        let nmse_trained = evaluator.evaluate(&evaluator.own_block(context.config, &trained)?, &context.held_out);
+        let nmse_trained = evaluator.evaluate(&evaluator.own_block(context.config, &trained)?, &context.held_out)?;
         write_tensor_file(&trained_path, &trained)?;
         self.update(item, |r| {
             r.state = ItemState::Trained;

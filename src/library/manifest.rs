@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::StoreDtype;
+
 use super::LibraryError;
 use super::bld::BldSettings;
 use super::init::LinearInit;
@@ -53,6 +55,14 @@ pub struct BuildSettings {
     /// Blocks trained together after the decoupled stage (hybrid mode), per layer.
     #[serde(default)]
     pub pairs: Vec<WorkItem>,
+    /// The dtype the parent's activations are cached in on disk for training (libraries built
+    /// before the cache existed held them in memory as f32).
+    #[serde(default = "f32_activations")]
+    pub activation_cache: StoreDtype,
+}
+
+fn f32_activations() -> StoreDtype {
+    StoreDtype::F32
 }
 
 /// In the order a build moves through them.

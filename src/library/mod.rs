@@ -32,7 +32,7 @@ pub use merge::merge_libraries;
 pub use space::{LayerVariants, SearchSpace, SpaceError};
 pub use variant::{BldMode, Origin, WorkItem, block_name};
 
-use crate::checkpoint::{Checkpoint, CheckpointError, read_tensor_file};
+use crate::checkpoint::{Checkpoint, CheckpointError, StoredCheckpoint, read_tensor_file};
 use crate::model::{AttentionConfig, BlockConfig, FfnConfig, TensorMap, block_tensors};
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,16 @@ pub enum LibraryError {
     },
     #[error("{0}")]
     Settings(String),
+}
+
+impl From<crate::checkpoint::StreamError> for LibraryError {
+    fn from(error: crate::checkpoint::StreamError) -> Self {
+        match error {
+            crate::checkpoint::StreamError::Checkpoint(e) => LibraryError::Checkpoint(e),
+            crate::checkpoint::StreamError::Forward(e) => LibraryError::Forward(e),
+            other @ crate::checkpoint::StreamError::NotKept { .. } => LibraryError::Settings(other.to_string()),
+        }
+    }
 }
 
 impl LibraryError {
@@ -153,9 +163,15 @@ impl Library {
     /// The parent checkpoint the library was built from, checked against its fingerprint.
     /// `path` overrides the recorded location (for a parent that moved).
     pub fn parent(&self, path: Option<&Path>) -> Result<Checkpoint, LibraryError> {
+        Ok(self.stored_parent(path)?.load()?)
+    }
+
+    /// The library's parent opened for reading layer by layer (from `path` when it moved),
+    /// checked by fingerprint.
+    pub fn stored_parent(&self, path: Option<&Path>) -> Result<StoredCheckpoint, LibraryError> {
         let source = path.unwrap_or(&self.manifest.parent.source);
-        let (checkpoint, _) = Checkpoint::read(source)?;
-        let found = checkpoint.fingerprint();
+        let checkpoint = StoredCheckpoint::open(source)?;
+        let found = checkpoint.fingerprint()?;
         if found != self.manifest.parent.fingerprint {
             return Err(LibraryError::Mismatch {
                 path: source.to_path_buf(),

@@ -33,6 +33,21 @@ pub struct Llama {
     pub config: ModelConfig,
 }
 
+/// The final norm and LM head on their own: what a pass that holds one layer at a time needs
+/// at its end.
+pub struct Head {
+    pub norm: RmsNorm,
+    /// `[hidden, vocab]`, laid out as [`Llama::head`] reads it (a transposed view when tied).
+    pub weight: Tensor<2>,
+}
+
+impl Head {
+    /// Logits of the last hidden state `x`, as [`Llama::head`] computes them.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        project(self.norm.forward(x), self.weight.clone())
+    }
+}
+
 /// Logits `[batch, seq, vocab]` and, when asked for, the residual stream: entry 0 is the
 /// embedding output and entry `i + 1` the output of layer `i` (before the final norm).
 #[derive(Debug)]

@@ -17,10 +17,10 @@ pub mod weights;
 pub use config::{AttentionConfig, BlockConfig, FfnConfig, ModelConfig};
 pub use generate::{Sampling, generate, generate_batch};
 pub use kv_cache::KvCache;
-pub use llama::Block;
+pub use llama::{Block, Head};
 pub use llama::{ForwardError, ForwardOutput, Llama};
 pub use masked_batch::MaskedBatch;
 pub use weights::{
-    HostTensor, HostValues, TensorInit, TensorMap, WeightError, block_tensors, block_weights, build_block, build_model,
-    from_burn, host_tensor, model_weights, random_weights, to_burn, transposed,
+    HostTensor, HostValues, TensorInit, TensorMap, WeightError, block_tensors, block_weights, build_block, build_head,
+    build_model, from_burn, host_tensor, model_weights, random_weights, to_burn, transposed,
 };

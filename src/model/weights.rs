@@ -15,7 +15,7 @@ use rand_distr::{Distribution, Normal};
 use super::attention::{Attention, GqaAttention};
 use super::config::{AttentionConfig, BlockConfig, FfnConfig, ModelConfig};
 use super::ffn::{Ffn, SwiGlu};
-use super::llama::{Block, Llama};
+use super::llama::{Block, Head, Llama};
 use super::rope::Rope;
 
 /// A dense f32 array on the host (ndarray), always kept in standard (row-major) layout.
@@ -156,20 +156,30 @@ pub fn check_weights(config: &ModelConfig, weights: &TensorMap) -> Result<(), We
 
 /// Checks that `weights` holds exactly the `expected` tensors (RoPE buffers aside).
 pub fn check_tensors(expected: &[(String, Vec<usize>)], weights: &TensorMap) -> Result<(), WeightError> {
+    let shapes = weights.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())).collect();
+    check_shapes(expected, &shapes)
+}
+
+/// Checks that the tensors `found` (names and shapes) are exactly the `expected` ones (RoPE
+/// buffers aside), before any value is read.
+pub fn check_shapes(
+    expected: &[(String, Vec<usize>)],
+    found: &BTreeMap<String, Vec<usize>>,
+) -> Result<(), WeightError> {
     for (name, shape) in expected {
-        let found = weights
+        let found = found
             .get(name)
             .ok_or_else(|| WeightError::Missing { name: name.clone() })?;
-        if found.shape() != shape.as_slice() {
+        if found != shape {
             return Err(WeightError::Shape {
                 name: name.clone(),
                 expected: shape.clone(),
-                found: found.shape().to_vec(),
+                found: found.clone(),
             });
         }
     }
     let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-    if let Some(name) = weights
+    if let Some(name) = found
         .keys()
         .find(|n| !known.contains(n.as_str()) && !n.ends_with("rotary_emb.inv_freq"))
     {
@@ -197,6 +207,26 @@ pub fn build_model(config: &ModelConfig, weights: &TensorMap, device: &Device) -
         rope: Rope::for_config(config),
         config: config.clone(),
     })
+}
+
+/// The final norm and LM head of a model with `config` from `weights`, which hold
+/// `model.norm.weight` and `lm_head.weight` (the embedding matrix when the head is tied).
+pub fn build_head(config: &ModelConfig, mut weights: TensorMap, device: &Device) -> Result<Head, WeightError> {
+    let mut take = |name: &str| {
+        weights
+            .remove(name)
+            .ok_or_else(|| WeightError::Missing { name: name.to_string() })
+    };
+    let norm = norm_module(config, &take("model.norm.weight")?, device);
+    // The `[vocab, hidden]` matrix moved to the device and read through a transposed view
+    // either way: no second copy of the largest tensor of most models.
+    let name = if config.tie_word_embeddings {
+        "model.embed_tokens.weight"
+    } else {
+        "lm_head.weight"
+    };
+    let weight = to_burn::<2>(take(name)?, device).transpose();
+    Ok(Head { norm, weight })
 }
 
 /// Builds `block` as layer `layer` of a model shaped like `config` from its tensors (named as in

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::file::{ParentSource, Pipeline, PipelineError};
 use crate::assemble::AssembleOptions;
-use crate::checkpoint::{ExportDtype, ExportFormat, ExportRequest};
+use crate::checkpoint::{ExportDtype, ExportFormat, ExportRequest, StoreDtype};
 use crate::cost::ProfileOptions;
 use crate::eval::TaskSet;
 use crate::fusion::{FuseOptions, RunChoice};
@@ -178,6 +178,7 @@ impl Pipeline {
                 .parse()
                 .expect("a path names a solution"),
             parent: None,
+            dtype: StoreDtype::F32,
         }
     }
 

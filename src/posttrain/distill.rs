@@ -13,6 +13,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::checkpoint::TensorSource;
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::model::{Llama, ModelConfig, WeightError};
 use crate::score::{Reference, Scores};

@@ -15,6 +15,7 @@ use super::distill::{DistillError, DistillOptions, DistillReport, distill, layer
 use super::footprint::{DISTILL_ADVICE, distill_estimate};
 use super::rl::{RlError, RlOptions, RlReport, rl};
 use super::sft::{SftError, SftOptions, SftReport, sft};
+use crate::checkpoint::TensorSource;
 use crate::checkpoint::{Checkpoint, CheckpointError, ModelSummary, StoreDtype, TOKENIZER_FILE};
 use crate::eval::{AccuracyError, SwitchSummary, TaskSet, switch_accuracy};
 use crate::source::{SourceError, WindowSpec};

@@ -13,6 +13,7 @@ use super::pareto::{ParetoFront, ReportError};
 use super::run_page::{Curve, RunPage, write_run_page};
 use super::summary::{FusionSummary, ModelRow, Summary};
 use crate::assemble::AssembleReport;
+use crate::checkpoint::TensorSource;
 use crate::checkpoint::{Checkpoint, ModelSummary};
 use crate::cost::measure::{request_runner, time_interleaved};
 use crate::cost::{Precision, ProfileReport, model_kv_bytes_per_token};

@@ -6,6 +6,7 @@
 pub mod footprint;
 pub mod replace;
 pub mod stage;
+pub mod walk;
 
 use std::path::Path;
 
@@ -18,7 +19,9 @@ pub use stage::{
     AccuracyRow, ItemScores, ScoreMetric, ScoreOptions, ScoreReport, compute_scores, record_score_report, score_library,
 };
 
-use crate::checkpoint::{Checkpoint, LayerSpan, Replacement};
+use std::collections::BTreeSet;
+
+use crate::checkpoint::{Checkpoint, LayerSpan, Replacement, StoredCheckpoint, StreamedParent};
 use crate::eval::task_accuracy;
 use crate::library::interchange::{block_library_path, read_block_library, set_span_value, write_block_library_map};
 use crate::library::{Library, LibraryError, Origin, Stage, block_name};
@@ -27,6 +30,7 @@ use crate::source::{SourceError, TokenSource};
 use crate::table::{Values, write_table};
 use crate::tokenizer::Tokenizer;
 use crate::world::{Task, Thinking};
+use walk::ParentStreams;
 
 /// One scored block: which layers it stands for, which variant, from which weights.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -48,30 +52,32 @@ pub fn window_len(library: &Library) -> usize {
 }
 
 /// The parent and its reference on held-out windows: everything a library's blocks are
-/// scored against.
+/// scored against. The parent stays stored; scoring loads it one layer at a time.
 pub struct Scoring {
-    pub parent: Checkpoint,
-    pub model: Llama,
+    pub parent: StoredCheckpoint,
     pub tokenizer: Option<Tokenizer>,
     pub reference: Reference,
+    streams: ParentStreams,
+    device: Device,
     pub windows: usize,
     pub tokens_per_window: usize,
 }
 
 impl Scoring {
-    /// Loads the library's parent (from `parent` when it moved; checked by fingerprint) and
-    /// runs it once on `windows` held-out windows of `source`, each as long as the library's
-    /// training windows.
+    /// Opens the library's parent (from `parent` when it moved; checked by fingerprint) and
+    /// walks it once on `windows` held-out windows of `source`, each as long as the library's
+    /// training windows, keeping its stream before the layers `starts` (every layer when
+    /// `None`): the only layers blocks can then be scored at.
     pub fn new(
         library: &Library,
         parent: Option<&Path>,
         source: &TokenSource,
         tokenizer: Option<&Path>,
         windows: usize,
+        starts: Option<&BTreeSet<usize>>,
         device: &Device,
     ) -> Result<Self, LibraryError> {
-        let checkpoint = library.parent(parent)?;
-        let model = checkpoint.build(device)?;
+        let stored = library.stored_parent(parent)?;
         let parent_path = parent.unwrap_or(&library.manifest.parent.source);
         let tokenizer = tokenizer
             .map(Path::to_path_buf)
@@ -81,14 +87,15 @@ impl Scoring {
             .map_err(SourceError::from)?;
         let seq_len = window_len(library);
         let held_out = source
-            .windows(&model, tokenizer.as_ref(), seq_len + 1, 0, windows)?
+            .stored_windows(&stored, device, tokenizer.as_ref(), seq_len + 1, 0, windows)?
             .held_out;
-        let reference = Reference::new(&model, &held_out)?;
+        let (reference, streams) = ParentStreams::walk(&StreamedParent::new(&stored, device), &held_out, starts)?;
         Ok(Self {
-            parent: checkpoint,
-            model,
+            parent: stored,
             tokenizer,
             reference,
+            streams,
+            device: device.clone(),
             windows: held_out.len(),
             tokens_per_window: seq_len,
         })
@@ -102,27 +109,40 @@ impl Scoring {
         stage: Stage,
         progress: bool,
     ) -> Result<Vec<ScoreRow>, LibraryError> {
-        let device: Device = self.model.device();
-        let config = &self.parent.config;
+        let config = self.parent.config();
         let bar = crate::progress::bar(progress, "scored blocks", 0, blocks.len());
-        let mut rows = Vec::with_capacity(blocks.len());
-        for &(span, block) in blocks {
-            let weights = library.span_weights(span, &block, &self.parent.weights, stage)?;
-            let built = build_block(config, span.first, &block, &weights, &device)?;
-            rows.push(ScoreRow {
+        let spans: Vec<LayerSpan> = blocks.iter().map(|(span, _)| *span).collect();
+        // The parent's tensors of the span last built: a span's variants come one after another.
+        let mut loaded: Option<(LayerSpan, TensorMap)> = None;
+        let build = |i: usize| {
+            let (span, block) = blocks[i];
+            if loaded.as_ref().is_none_or(|(s, _)| *s != span) {
+                loaded = None;
+                loaded = Some((span, self.parent.layers(span.first, span.last)?));
+            }
+            let parent = &loaded.as_ref().expect("loaded above").1;
+            let weights = library.span_weights(span, &block, parent, stage)?;
+            Ok::<_, LibraryError>(build_block(config, span.first, &block, &weights, &self.device)?)
+        };
+        let parent = StreamedParent::new(&self.parent, &self.device);
+        let scores = self
+            .streams
+            .score(&self.reference, &parent, &spans, build, || bar.inc(1))?;
+        bar.finish_and_clear();
+        Ok(blocks
+            .iter()
+            .zip(scores)
+            .map(|(&(span, block), scores)| ScoreRow {
                 span,
                 variant: block_name(&block),
                 stage,
-                scores: self.reference.score_block(&self.model, span, &built),
-            });
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-        Ok(rows)
+                scores,
+            })
+            .collect())
     }
 
     /// Task accuracy of the parent with each block in place (greedy answers, exact match),
-    /// in the order of `blocks`.
+    /// in the order of `blocks`. Builds each replaced model whole.
     pub fn accuracy(
         &self,
         library: &Library,
@@ -132,12 +152,12 @@ impl Scoring {
         progress: bool,
     ) -> Result<Vec<AccuracyRow>, ScoreError> {
         let tokenizer = self.tokenizer.as_ref().ok_or(ScoreError::NoTokenizer)?;
-        let device = self.model.device();
+        let parent = self.parent.load().map_err(LibraryError::from)?;
         let bar = crate::progress::bar(progress, "blocks answering tasks", 0, blocks.len());
         let mut out = Vec::with_capacity(blocks.len());
         for &(span, block) in blocks {
-            let weights = library.span_weights(span, &block, &self.parent.weights, Stage::Trained)?;
-            let child = replaced_model(&self.parent, span, &block, weights, &device)?;
+            let weights = library.span_weights(span, &block, &parent.weights, Stage::Trained)?;
+            let child = replaced_model(&parent, span, &block, weights, &self.device)?;
             let report = task_accuracy(&child, tokenizer, tasks, thinking, 96, 64)?;
             out.push(AccuracyRow {
                 span,
@@ -150,8 +170,8 @@ impl Scoring {
         Ok(out)
     }
 
-    /// Scores `blocks` with prefix reuse and again by running each replaced model whole, and
-    /// times both: the reuse must change nothing but the time.
+    /// Scores `blocks` from the parent's kept streams and again by running each replaced model
+    /// whole, and times both: the reuse must change nothing but the time.
     pub fn check_prefix_reuse(
         &self,
         library: &Library,
@@ -160,12 +180,12 @@ impl Scoring {
         let started = std::time::Instant::now();
         let reused = self.score(library, blocks, Stage::Trained, false)?;
         let reuse_seconds = started.elapsed().as_secs_f64();
-        let device = self.model.device();
+        let parent = self.parent.load()?;
         let mut full = Vec::with_capacity(blocks.len());
         let mut full_seconds = 0.0;
         for &(span, block) in blocks {
-            let weights = library.span_weights(span, &block, &self.parent.weights, Stage::Trained)?;
-            let child = replaced_model(&self.parent, span, &block, weights, &device)?;
+            let weights = library.span_weights(span, &block, &parent.weights, Stage::Trained)?;
+            let child = replaced_model(&parent, span, &block, weights, &self.device)?;
             let started = std::time::Instant::now();
             full.push(self.reference.score_model(&child)?);
             full_seconds += started.elapsed().as_secs_f64();

@@ -1,15 +1,14 @@
 //! Replace-1-block scoring (DESIGN §1.5): one block of the parent swapped for a variant, the
 //! rest unchanged, measured on held-out windows against the parent: KL divergence of the
 //! next-token distributions (parent ‖ child), LM loss, and the cosine distance of the final
-//! hidden states. The parent's hidden state before each layer is the same for every variant of
-//! that layer, so it is computed once and each variant runs only from its layer on.
+//! hidden states. [`Reference`] holds the parent's side for comparing whole models;
+//! `score::walk` runs single replaced blocks from the parent's cached stream instead.
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use serde::Serialize;
 
-use crate::checkpoint::LayerSpan;
-use crate::model::{Block, ForwardError, Llama};
+use crate::model::{ForwardError, Llama};
 
 /// How far a variant moves the model: all three measured from one forward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
@@ -24,8 +23,6 @@ pub struct Scores {
 
 /// The parent's side of every comparison on a set of windows.
 pub struct Reference {
-    /// `hidden[i]`: the residual stream entering layer `i`, `[windows, seq, hidden]`.
-    hidden: Vec<Tensor<3>>,
     /// The parent's last hidden state and next-token log-probabilities.
     last: Tensor<3>,
     log_probs: Tensor<3>,
@@ -42,23 +39,33 @@ impl Reference {
         let inputs = parent.tokens_tensor(&inputs)?;
         let mut out = parent.forward(inputs.clone(), None, true)?;
         let last = out.hidden_states.pop().expect("hidden states include the last layer");
-        Ok(Self {
-            hidden: out.hidden_states,
+        Ok(Self::from_parts(
             last,
-            log_probs: log_softmax(out.logits, 2),
-            targets: parent.tokens_tensor(&targets)?,
+            out.logits,
+            parent.tokens_tensor(&targets)?,
             inputs,
-        })
+        ))
     }
 
-    /// The residual stream entering `layer`.
-    pub fn hidden_before(&self, layer: usize) -> Tensor<3> {
-        self.hidden[layer].clone()
+    /// The reference of a parent whose last hidden state on `inputs` is `last` and whose
+    /// logits are `logits`; `targets` are the next tokens.
+    pub fn from_parts(last: Tensor<3>, logits: Tensor<3>, targets: Tensor<2, Int>, inputs: Tensor<2, Int>) -> Self {
+        Self {
+            last,
+            log_probs: log_softmax(logits, 2),
+            targets,
+            inputs,
+        }
     }
 
     /// Scores a model whose last hidden state is `last` and whose head is `head`'s.
     pub fn compare(&self, head: &Llama, last: Tensor<3>) -> Scores {
-        let log_q = log_softmax(head.head(last.clone()), 2);
+        self.compare_logits(head.head(last.clone()), last)
+    }
+
+    /// Scores a model whose last hidden state is `last` and whose logits are `logits`.
+    pub fn compare_logits(&self, logits: Tensor<3>, last: Tensor<3>) -> Scores {
+        let log_q = log_softmax(logits, 2);
         let [b, s, _] = log_q.dims();
         let tokens = (b * s) as f64;
         let p = self.log_probs.clone().exp();
@@ -79,15 +86,6 @@ impl Reference {
             lm_loss: nll,
             cosine_distance: 1.0 - cosine,
         }
-    }
-
-    /// The parent with its layers `span` replaced by `block`, run from the cached stream.
-    pub fn score_block(&self, parent: &Llama, span: LayerSpan, block: &Block) -> Scores {
-        let x = self.hidden_before(span.first);
-        let rope = parent.rope_tables(0, x.dims()[1]);
-        let x = block.forward(x, span.first, 0, &rope, None);
-        let last = parent.run_layers(x, span.last + 1..parent.layers.len());
-        self.compare(parent, last)
     }
 
     /// The same scores without reuse: `child` (a whole model) run from the tokens. Slower; it

@@ -10,13 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use super::footprint::{ADVICE as SCORE_ADVICE, score_estimate};
 use super::{ComparisonSummary, ItemComparison, ScoreError, ScoreRow, Scoring, compare_items, record_metrics};
-use super::{record_scores, window_len, write_item_table};
+use super::{item_blocks, record_scores, window_len, write_item_table};
 use crate::checkpoint::LayerSpan;
 use crate::eval::TaskSet;
 use crate::library::{Library, LibraryError, Stage};
 use crate::selection::Selection;
 use crate::source::TokenSource;
 use crate::world::Thinking;
+use std::collections::BTreeSet;
 
 /// What a block is scored by.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -107,8 +108,6 @@ pub fn score_library(dir: &Path, options: &ScoreOptions, device: &Device) -> Res
 /// merge records them all).
 pub fn compute_scores(dir: &Path, options: &ScoreOptions, device: &Device) -> Result<ScoreReport, ScoreError> {
     let library = Library::open(dir)?;
-    let estimate = score_estimate(&library.manifest.parent.config, window_len(&library), options);
-    crate::memory_budget::check("score", &estimate, SCORE_ADVICE).map_err(LibraryError::from)?;
     let source = match &options.data {
         Some(source) => source.clone(),
         None => library
@@ -118,14 +117,6 @@ pub fn compute_scores(dir: &Path, options: &ScoreOptions, device: &Device) -> Re
             .parse()
             .map_err(|e: crate::source::SourceError| LibraryError::from(e))?,
     };
-    let scoring = Scoring::new(
-        &library,
-        options.parent.as_deref(),
-        &source,
-        options.tokenizer.as_deref(),
-        options.windows,
-        device,
-    )?;
     let candidates = library.candidates();
     options
         .selection
@@ -137,6 +128,28 @@ pub fn compute_scores(dir: &Path, options: &ScoreOptions, device: &Device) -> Re
         .filter(|(i, (span, _))| options.selection.selects(*i, span.first))
         .map(|(_, c)| *c)
         .collect();
+    let items = if options.compare_items {
+        item_blocks(&library)
+    } else {
+        Vec::new()
+    };
+    let starts: BTreeSet<usize> = chosen.iter().chain(&items).map(|(span, _)| span.first).collect();
+    let estimate = score_estimate(
+        &library.manifest.parent.config,
+        window_len(&library),
+        starts.len(),
+        options,
+    );
+    crate::memory_budget::check("score", &estimate, SCORE_ADVICE).map_err(LibraryError::from)?;
+    let scoring = Scoring::new(
+        &library,
+        options.parent.as_deref(),
+        &source,
+        options.tokenizer.as_deref(),
+        options.windows,
+        Some(&starts),
+        device,
+    )?;
     let mut report = ScoreReport {
         library: dir.to_path_buf(),
         windows: scoring.windows,

@@ -10,7 +10,7 @@ use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tessera::assemble::{AssembleOptions, assemble_child};
-use tessera::checkpoint::load_model;
+use tessera::checkpoint::{StoreDtype, load_model};
 use tessera::library::interchange::span_key;
 use tessera::library::{BuildOptions, ChildChoice, ItemState, Origin, block_name, build_library};
 use tessera::score::{ScoreOptions, score_library};
@@ -409,6 +409,8 @@ impl Case {
         options.calibration_tokens = self.calibration_tokens;
         options.bld.tokens = self.bld_tokens;
         options.selection = self.layers.clone();
+        // The in-memory code the fixtures come from held the activations as f32.
+        options.activation_cache = StoreDtype::F32;
         let library = work.join("library");
         let built = build_library(&library, &options, device).unwrap();
         let items: BTreeMap<String, ItemFigures> = built
@@ -518,6 +520,7 @@ impl Case {
             library: library.to_path_buf(),
             solution: solutions.display().to_string().parse().unwrap(),
             parent: None,
+            dtype: StoreDtype::F32,
         };
         let assembled = assemble_child(&work.join("child"), &options).unwrap();
         let model = load_model(&assembled.child.model, device).unwrap();

@@ -10,6 +10,7 @@ pub mod slurm;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::Device;
+use tessera::checkpoint::TensorSource;
 use tessera::checkpoint::{Checkpoint, ExportOptions};
 use tessera::library::{BuildOptions, build_library};
 use tessera::model::{ModelConfig, random_weights};

@@ -157,6 +157,13 @@ impl GgufFile {
         })
     }
 
+    /// Hands the mapped pages of `data` (a tensor's bytes, already decoded) back to the kernel,
+    /// so that they leave this process's resident set; the file stays in the page cache.
+    pub fn release(&self, data: &[u8]) {
+        let offset = data.as_ptr() as usize - self.map.as_ptr() as usize;
+        crate::checkpoint::stored::release(&self.map, offset, data.len());
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

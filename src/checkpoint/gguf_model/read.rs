@@ -235,6 +235,7 @@ impl GgufModel {
     pub fn read_tensor(&self, hf: &str) -> Result<HostTensor, CheckpointError> {
         let stored = self.stored(hf)?;
         let tensor = host_tensor(stored.tensor.shape(), stored.tensor.to_f32()?);
+        self.file.release(stored.tensor.data());
         Ok(match stored.interleaved_heads {
             Some(heads) => permute_rope_rows(&tensor, heads, true),
             None => tensor,

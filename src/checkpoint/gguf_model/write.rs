@@ -16,9 +16,9 @@ use super::rope::scaling_to_gguf;
 use super::{GgufArch, ROPE_FREQS, ZERO_FFN_WIDTH, gguf_name};
 use crate::checkpoint::gguf::{GgmlType, GgufWriter, MetaArray, MetaValue};
 use crate::checkpoint::llama2c::permute_rope_rows;
-use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::checkpoint::{CheckpointError, TensorSource};
 use crate::model::config::{AttentionConfig, BlockConfig, Family, FfnConfig, ModelConfig};
-use crate::model::weights::{HostValues, check_weights, expected_tensors};
+use crate::model::weights::{HostValues, expected_tensors};
 
 /// How one layer's attention is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +84,7 @@ fn file_type(matrix_type: GgmlType) -> Option<u32> {
 /// BF16 or Q8_0) and the `tokenizer.*` entries given (none: `tokenizer.ggml.model = "none"`,
 /// which llama.cpp runs on token ids only).
 pub fn write_gguf(
-    checkpoint: &Checkpoint,
+    checkpoint: &impl TensorSource,
     path: &Path,
     matrix_type: GgmlType,
     tokenizer: &[(String, MetaValue)],
@@ -93,11 +93,7 @@ pub fn write_gguf(
         path: path.to_path_buf(),
         problem,
     };
-    let config = &checkpoint.config;
-    check_weights(config, &checkpoint.weights).map_err(|cause| CheckpointError::Weights {
-        path: path.to_path_buf(),
-        cause,
-    })?;
+    let config = checkpoint.config();
     let file_type = file_type(matrix_type)
         .ok_or_else(|| unsupported(format!("tessera writes F32, F16, BF16 or Q8_0, not {matrix_type}")))?;
     let (arch, layers) = plan(config).map_err(unsupported)?;
@@ -135,7 +131,7 @@ pub fn write_gguf(
         writer.add_metadata(k, v)?;
     }
 
-    let tensors = tensor_sources(checkpoint, arch, &layers, rope.freqs).map_err(unsupported)?;
+    let tensors = tensor_sources(checkpoint, path, arch, &layers, rope.freqs)?;
     for (name, shape, _) in &tensors {
         let ty = match (shape.len(), matrix_type) {
             (1, _) => GgmlType::F32,
@@ -152,10 +148,10 @@ pub fn write_gguf(
             Source::Zeros => vec![0.0; n],
             Source::Values(v) => v.clone(),
             Source::Weight { hf, interleave } => {
-                let tensor = &checkpoint.weights[hf];
+                let tensor = checkpoint.tensor(hf)?;
                 match interleave {
-                    Some(heads) => permute_rope_rows(tensor, *heads, false).values().to_vec(),
-                    None => tensor.values().to_vec(),
+                    Some(heads) => permute_rope_rows(&tensor, *heads, false).into_raw_vec_and_offset().0,
+                    None => tensor.into_raw_vec_and_offset().0,
                 }
             }
         })
@@ -310,12 +306,13 @@ fn plan(config: &ModelConfig) -> Result<(GgufArch, Vec<(AttentionOut, FfnOut)>),
 
 /// Every tensor to write, in the converter's order: (GGUF name, shape, source).
 fn tensor_sources(
-    checkpoint: &Checkpoint,
+    checkpoint: &impl TensorSource,
+    path: &Path,
     arch: GgufArch,
     layers: &[(AttentionOut, FfnOut)],
     rope_freqs: Option<Vec<f32>>,
-) -> Result<Vec<(String, Vec<usize>, Source)>, String> {
-    let config = &checkpoint.config;
+) -> Result<Vec<(String, Vec<usize>, Source)>, CheckpointError> {
+    let config = checkpoint.config();
     let h = config.hidden_size;
     let mut out = Vec::new();
     if let Some(values) = rope_freqs {
@@ -343,11 +340,14 @@ fn tensor_sources(
         };
         while let Some((hf, shape)) = expected.next_if(|(hf, _)| hf.starts_with(&prefix)) {
             if hf.ends_with("self_attn.linear_attn.bias") {
-                if checkpoint.weights[&hf].values().iter().any(|&v| v != 0.0) {
-                    return Err(format!(
-                        "layer {i}: the linear attention has a non-zero bias (W_o·b_v of a parent with value \
-                         biases), which llama.cpp's `deci` graph does not add"
-                    ));
+                if checkpoint.tensor(&hf)?.values().iter().any(|&v| v != 0.0) {
+                    return Err(CheckpointError::Unsupported {
+                        path: path.to_path_buf(),
+                        problem: format!(
+                            "layer {i}: the linear attention has a non-zero bias (W_o·b_v of a parent with value \
+                             biases), which llama.cpp's `deci` graph does not add"
+                        ),
+                    });
                 }
                 continue;
             }
@@ -387,6 +387,7 @@ fn weight(hf: String, interleave: Option<usize>) -> Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::Checkpoint;
     use crate::model::weights::random_weights;
 
     #[test]
@@ -422,7 +423,7 @@ mod tests {
             parent_layers: None,
         };
         let (arch, layers) = plan(&checkpoint.config).unwrap();
-        let names: Vec<String> = tensor_sources(&checkpoint, arch, &layers, None)
+        let names: Vec<String> = tensor_sources(&checkpoint, Path::new("test.gguf"), arch, &layers, None)
             .unwrap()
             .into_iter()
             .map(|(n, _, _)| n)
