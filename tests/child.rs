@@ -12,7 +12,7 @@ use tessera::checkpoint::{Checkpoint, LayerSpan};
 use tessera::cost::{Precision, ProfileOptions, Scenario, profile_library};
 use tessera::library::{ChildChoice, Library, block_name};
 use tessera::posttrain::{DistillError, DistillLoss, DistillOptions, distill, layer_matches};
-use tessera::score::{Reference, Scoring, record_scores};
+use tessera::score::{Reference, record_scores};
 use tessera::search::{Objective, SearchInput, SearchSpec, parse_limits, search};
 use tessera::source::TokenSource;
 use tessera::train::RunControl;
@@ -34,16 +34,7 @@ fn fused_runs_are_scored_profiled_searched_and_assembled_as_multi_layer_candidat
     // The parent's attention at layer 0, one KV head, or none; the two parent FFNs side by side.
     assert_eq!(fused.len(), 3, "{fused:?}");
 
-    let scoring = Scoring::new(
-        &library,
-        None,
-        &TokenSource::Builtin { seed: 3 },
-        None,
-        4,
-        None,
-        &device,
-    )
-    .unwrap();
+    let scoring = common::builtin_scoring(&library, 4);
     let rows = scoring
         .score(&library, &candidates, tessera::library::Stage::Trained, false)
         .unwrap();

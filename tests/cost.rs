@@ -11,23 +11,12 @@ use tessera::cost::{Precision, ProfileOptions, Scenario, measure_and_calibrate, 
 use tessera::library::Library;
 use tessera::model::BlockConfig;
 use tessera::parent::default_parent_config;
-use tessera::score::Scoring;
-use tessera::source::TokenSource;
 
 #[test]
 fn parent_blocks_score_zero_and_prefix_reuse_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let library = Library::open(&common::tiny_library(dir.path(), 1024)).unwrap();
-    let scoring = Scoring::new(
-        &library,
-        None,
-        &TokenSource::Builtin { seed: 3 },
-        None,
-        6,
-        None,
-        &Device::flex(),
-    )
-    .unwrap();
+    let scoring = common::builtin_scoring(&library, 6);
     let blocks = library.candidates();
     let rows = scoring
         .score(&library, &blocks, tessera::library::Stage::Trained, false)

@@ -648,24 +648,14 @@ fn a_real_library_is_scored_profiled_searched_and_its_child_timed() {
     use burn::prelude::Device;
     use tessera::cost::{Precision, ProfileOptions, Scenario, profile_library};
     use tessera::library::{Library, Stage};
-    use tessera::score::{Scoring, record_scores};
+    use tessera::score::record_scores;
     use tessera::search::check_on_cpu;
-    use tessera::source::TokenSource;
 
     let dir = tempfile::tempdir().unwrap();
     let lib = common::tiny_library(dir.path(), 512);
     let library = Library::open(&lib).unwrap();
     let device = Device::flex();
-    let scoring = Scoring::new(
-        &library,
-        None,
-        &TokenSource::Builtin { seed: 3 },
-        None,
-        4,
-        None,
-        &device,
-    )
-    .unwrap();
+    let scoring = common::builtin_scoring(&library, 4);
     let rows = scoring
         .score(&library, &library.candidates(), Stage::Trained, false)
         .unwrap();

@@ -6,6 +6,7 @@
 use burn::prelude::*;
 
 use super::{CheckpointError, StoredCheckpoint};
+use crate::model::llama::check_token_rows;
 use crate::model::rope::{Rope, RopeTables};
 use crate::model::{Block, ForwardError, Head, build_block, build_head, to_burn};
 
@@ -52,19 +53,7 @@ impl<'a> StreamedParent<'a> {
 
     /// The embeddings of `windows` (equal lengths): `[windows, seq, hidden]`.
     pub fn embed(&self, windows: &[Vec<u32>]) -> Result<Tensor<3>, StreamError> {
-        let vocab = self.stored.config().vocab_size;
-        if let Some(&token) = windows.iter().flatten().find(|&&t| t as usize >= vocab) {
-            return Err(ForwardError::TokenOutOfRange { token, vocab }.into());
-        }
-        let seq = windows.first().map_or(0, Vec::len);
-        if let Some((row, w)) = windows.iter().enumerate().find(|(_, w)| w.len() != seq) {
-            return Err(ForwardError::RaggedBatch {
-                row,
-                found: w.len(),
-                expected: seq,
-            }
-            .into());
-        }
+        let seq = check_token_rows(windows, self.stored.config().vocab_size)?;
         let ids: Vec<usize> = windows.iter().flatten().map(|&t| t as usize).collect();
         let rows = self.stored.rows("model.embed_tokens.weight", &ids)?;
         let hidden = rows.shape()[1];

@@ -104,6 +104,23 @@ impl Block {
     }
 }
 
+/// Checks token id rows for a model of `vocab` tokens: every id in the vocabulary, every row
+/// as long as the first; their length.
+pub fn check_token_rows(rows: &[Vec<u32>], vocab: usize) -> Result<usize, ForwardError> {
+    if let Some(&token) = rows.iter().flatten().find(|&&t| t as usize >= vocab) {
+        return Err(ForwardError::TokenOutOfRange { token, vocab });
+    }
+    let seq = rows.first().map_or(0, Vec::len);
+    if let Some((row, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != seq) {
+        return Err(ForwardError::RaggedBatch {
+            row,
+            found: r.len(),
+            expected: seq,
+        });
+    }
+    Ok(seq)
+}
+
 impl Llama {
     pub fn config(&self) -> &ModelConfig {
         &self.config
@@ -115,18 +132,7 @@ impl Llama {
 
     /// Turns token id rows into an input tensor, checking every id against the vocabulary.
     pub fn tokens_tensor(&self, rows: &[Vec<u32>]) -> Result<Tensor<2, Int>, ForwardError> {
-        let vocab = self.config().vocab_size;
-        if let Some(&token) = rows.iter().flatten().find(|&&t| t as usize >= vocab) {
-            return Err(ForwardError::TokenOutOfRange { token, vocab });
-        }
-        let seq = rows.first().map_or(0, Vec::len);
-        if let Some((row, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != seq) {
-            return Err(ForwardError::RaggedBatch {
-                row,
-                found: r.len(),
-                expected: seq,
-            });
-        }
+        let seq = check_token_rows(rows, self.config().vocab_size)?;
         let flat: Vec<i64> = rows.iter().flatten().map(|&t| t as i64).collect();
         Ok(Tensor::from_data(
             TensorData::new(flat, [rows.len(), seq]),

@@ -66,6 +66,22 @@ pub fn tiny_library(dir: &Path, tokens: usize) -> PathBuf {
     tiny_library_in(dir, tokens, "small.toml")
 }
 
+/// `library`'s parent walked on `windows` held-out windows of the built-in world (seed 3),
+/// keeping its stream before every layer.
+pub fn builtin_scoring(library: &tessera::library::Library, windows: usize) -> tessera::score::Scoring {
+    let source = tessera::source::TokenSource::Builtin { seed: 3 };
+    tessera::score::Scoring::new(
+        library,
+        None,
+        &source,
+        None,
+        windows,
+        None,
+        &burn::prelude::Device::flex(),
+    )
+    .unwrap()
+}
+
 /// [`tiny_parent`] and its library of the search space `space` (a file in `search_spaces/`).
 pub fn tiny_library_in(dir: &Path, tokens: usize, space: &str) -> PathBuf {
     let parent = tiny_parent(dir);
