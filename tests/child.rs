@@ -121,11 +121,11 @@ fn fused_runs_are_scored_profiled_searched_and_assembled_as_multi_layer_candidat
     let chosen: Vec<&str> = best.choice.names();
     assert_eq!(names, chosen);
 
-    // Under a memory limit below their estimates, assembling and exporting are refused before
-    // either reads a weight, and write nothing.
+    // Under a memory limit below their estimates, assembling, exporting and fusing are refused
+    // before they read a weight, and write nothing.
     let refused = dir.path().join("refused");
     let solution = format!("{}#0", path.display());
-    let commands: [(Vec<&std::ffi::OsStr>, &str); 2] = [
+    let commands: [(Vec<&std::ffi::OsStr>, &str, &str); 3] = [
         (
             vec![
                 "assemble".as_ref(),
@@ -135,6 +135,7 @@ fn fused_runs_are_scored_profiled_searched_and_assembled_as_multi_layer_candidat
                 solution.as_ref(),
             ],
             "assemble would need about",
+            "largest tensor",
         ),
         (
             vec![
@@ -147,9 +148,22 @@ fn fused_runs_are_scored_profiled_searched_and_assembled_as_multi_layer_candidat
                 "bf16".as_ref(),
             ],
             "export would need about",
+            "largest tensor",
+        ),
+        (
+            vec![
+                "fuse".as_ref(),
+                "apply".as_ref(),
+                "--model".as_ref(),
+                out.as_os_str(),
+                "--runs".as_ref(),
+                "auto".as_ref(),
+            ],
+            "fuse would need about",
+            "the model as f32 four times",
         ),
     ];
-    for (args, expected) in commands {
+    for (args, expected, detail) in commands {
         let run = common::tessera()
             .env("TESSERA_MEMORY_LIMIT", "16MiB")
             .args(&args)
@@ -161,7 +175,7 @@ fn fused_runs_are_scored_profiled_searched_and_assembled_as_multi_layer_candidat
         let error = String::from_utf8_lossy(&run.stderr);
         for part in [
             expected,
-            "largest tensor",
+            detail,
             "only 0.02 GiB are available (TESSERA_MEMORY_LIMIT=16MiB)",
             "more memory",
         ] {

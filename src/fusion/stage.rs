@@ -12,8 +12,9 @@ use super::FusionError;
 use super::analysis::{FusionAnalysis, analyze, write_analysis};
 use super::apply::fuse_runs;
 use super::runs::parse_runs;
-use crate::checkpoint::TensorSource;
-use crate::checkpoint::{Checkpoint, CheckpointError, LayerSpan, ModelSummary, StoreDtype};
+use crate::checkpoint::{Checkpoint, CheckpointError, LayerSpan, ModelSummary, StoreDtype, TensorSource};
+use crate::memory_budget::Estimate;
+use crate::model::ModelConfig;
 use crate::score::{Reference, Scores};
 use crate::source::{SourceError, WindowSpec};
 
@@ -56,8 +57,35 @@ impl Default for FuseOptions {
     }
 }
 
+/// The peak of fusing a model of `config` measured on `windows`, known before it is read: the
+/// model as f32 four times (the checkpoint, the fused one, and both built to compare them) and,
+/// on every held-out window, the residual stream before each layer (the dependency analysis)
+/// and two models' logits with their log-probabilities.
+pub fn fuse_estimate(config: &ModelConfig, windows: &WindowSpec) -> Estimate {
+    let params = config.num_params() as u64;
+    let tokens = (windows.held_out * windows.seq_len) as u64;
+    let per_token = (config.num_layers() as u64 + 1) * config.hidden_size as u64 + 4 * config.vocab_size as u64;
+    Estimate::new()
+        .with(
+            "the model as f32 four times (checkpoint, fused, both built)",
+            4 * 4 * params,
+        )
+        .with(
+            format!(
+                "{} held-out windows (the stream before each layer, logits)",
+                windows.held_out
+            ),
+            4 * tokens * per_token,
+        )
+}
+
+/// What to change when fusion does not fit.
+pub const FUSE_ADVICE: &str = "fewer held-out windows (--windows) or more memory: fusion holds the model whole";
+
 #[derive(Debug, thiserror::Error)]
 pub enum FuseStageError {
+    #[error(transparent)]
+    Memory(#[from] crate::memory_budget::MemoryError),
     #[error(transparent)]
     Fusion(#[from] FusionError),
     #[error(transparent)]
@@ -138,6 +166,11 @@ pub fn fuse_model(
     options: &FuseOptions,
     device: &Device,
 ) -> Result<FuseReport, FuseStageError> {
+    crate::memory_budget::check(
+        "fuse",
+        &fuse_estimate(&Checkpoint::read_config(model)?, &options.windows),
+        FUSE_ADVICE,
+    )?;
     let (checkpoint, _) = Checkpoint::read(model)?;
     let (runs, analysis) = match &options.runs {
         RunChoice::Given(spans) => (spans.clone(), None),
