@@ -18,10 +18,10 @@ use rand::seq::SliceRandom;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::checkpoint::TensorSource;
-use crate::checkpoint::{Checkpoint, ExportOptions};
+use crate::checkpoint::{Checkpoint, ExportOptions, TensorSource};
 use crate::data::{ShardWriter, TokenWindows};
 use crate::eval::{SwitchAccuracy, SwitchSummary, TaskSet, mean_nll, switch_accuracy, unigram_entropy};
+use crate::memory_budget::Estimate;
 use crate::model::{AttentionConfig, BlockConfig, FfnConfig, Llama, ModelConfig, build_model, random_weights};
 use crate::source::WindowSpec;
 use crate::tokenizer::Tokenizer;
@@ -287,9 +287,32 @@ pub struct ParentEval {
     pub direct: Option<TaskSet>,
 }
 
+/// The peak of measuring a pretrained parent of `config`, known before it is read: the parent
+/// whole as f32 twice (its tensors and the model built from them) and one held-out window's
+/// logits with their log-probabilities. Measured: SmolLM2-135M's parent stage 1.10 GiB.
+pub fn adopt_estimate(config: &ModelConfig, eval: &ParentEval) -> Estimate {
+    let window = (eval.windows.seq_len + 1).min(config.max_position_embeddings) as u64;
+    Estimate::new()
+        .with(
+            "the parent as f32, tensors and model",
+            2 * 4 * config.num_params() as u64,
+        )
+        .with(
+            "one window's logits and log-probabilities",
+            3 * 4 * window * config.vocab_size as u64,
+        )
+}
+
 /// A pretrained parent (a checkpoint directory, GGUF or llama2.c file) taken as it is: measured
-/// like a trained one, its report written into `out`; the model stays where it is.
+/// like a trained one, its report written into `out`; the model stays where it is. Refused
+/// before it is read when it will not fit in memory.
 pub fn adopt_parent(checkpoint: &Path, out: &Path, eval: &ParentEval, device: &Device) -> Result<ParentReport> {
+    let config = Checkpoint::read_config(checkpoint)?;
+    crate::memory_budget::check(
+        "parent",
+        &adopt_estimate(&config, eval),
+        "more memory: a pretrained parent is measured whole as f32",
+    )?;
     let model = crate::checkpoint::load_model(checkpoint, device)?;
     let tokenizer_path = Tokenizer::beside_model(checkpoint)
         .with_context(|| format!("{}: the parent carries no tokenizer", checkpoint.display()))?;

@@ -357,6 +357,30 @@ fn the_smollm2_pipeline_file_reads_a_pretrained_parent_and_real_text() {
     // GRPO asks multi-step tasks with thinking on only (the child solves no one-step sum).
     assert!(!p.rl.direct_tasks);
     assert_eq!(p.rl_prompts().len(), 1);
+    // Its parent stage measures SmolLM2 whole: refused under a limit below its estimate, before
+    // the parent is read, with nothing written.
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let output = common::tessera()
+        .env("TESSERA_MEMORY_LIMIT", "256MiB")
+        .arg("run")
+        .arg(&path)
+        .arg("--runs")
+        .arg(&runs)
+        .arg("--reports")
+        .arg(dir.path().join("reports"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    for part in [
+        "parent would need about",
+        "the parent as f32, tensors and model 1.00",
+        "only 0.25 GiB are available (TESSERA_MEMORY_LIMIT=256MiB)",
+    ] {
+        assert!(error.contains(part), "expected `{part}` in:\n{error}");
+    }
+    assert!(!runs.join("smollm2/parent-run/parent_report.json").exists());
 }
 
 /// The pipeline of the equivalence test: tiny, with block costs from the H100 roofline (no
