@@ -25,6 +25,7 @@ use crate::memory_budget::Estimate;
 use crate::model::{AttentionConfig, BlockConfig, FfnConfig, Llama, ModelConfig, build_model, random_weights};
 use crate::source::WindowSpec;
 use crate::tokenizer::Tokenizer;
+use crate::train::footprint::lm_training_estimate;
 use crate::train::{RunControl, TrainConfig, lm_micro_batch, train};
 use crate::world::tokenizer::{BOS, EOS, VOCAB_SIZE, token_id, write_tokenizer};
 use crate::world::{Split, Task, TaskKind, Thinking, World};
@@ -187,6 +188,18 @@ fn measure(
 /// Trains (or resumes) the default parent into `out` and evaluates it.
 pub fn train_parent(out: &Path, options: &ParentOptions, device: &Device) -> Result<ParentReport> {
     let config = default_parent_config(options.layers);
+    let estimate = lm_training_estimate(
+        &config,
+        options.batch_size,
+        options.micro_batches,
+        options.seq_len + 1,
+        "windows",
+    );
+    crate::memory_budget::check(
+        "parent",
+        &estimate,
+        "a smaller batch (--batch-size), shorter windows (--seq-len) or fewer layers (--layers), or more memory",
+    )?;
     anyhow::ensure!(
         options.seq_len <= config.max_position_embeddings,
         "--seq-len {} is above the model's maximum of {} positions",

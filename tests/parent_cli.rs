@@ -1,7 +1,7 @@
 //! The training-related commands end to end: a tiny `parent train` run, `eval accuracy` on its
 //! output, `data tokenize`, and clear errors for bad input (missing or empty corpus, a sequence
 //! longer than the model's context, resuming a checkpoint of a different model, a broken task
-//! file).
+//! file, a parent that will not fit in memory).
 
 mod common;
 
@@ -119,6 +119,29 @@ fn sequence_longer_than_the_model_context_is_refused() {
         err.contains("--seq-len 300 is above the model's maximum of 256"),
         "{err}"
     );
+}
+
+#[test]
+fn a_parent_that_will_not_fit_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("parent");
+    let run = tessera()
+        .env("TESSERA_MEMORY_LIMIT", "64MiB")
+        .args(["parent", "train", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let error = String::from_utf8_lossy(&run.stderr);
+    for part in [
+        "parent would need about",
+        "activations of a step (16 windows of up to 129 tokens)",
+        "only 0.06 GiB are available (TESSERA_MEMORY_LIMIT=64MiB)",
+        "--batch-size",
+    ] {
+        assert!(error.contains(part), "expected `{part}` in:\n{error}");
+    }
+    assert!(!out.exists(), "a refused parent writes nothing");
 }
 
 #[test]

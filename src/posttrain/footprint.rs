@@ -14,38 +14,15 @@
 
 use super::distill::DistillOptions;
 use super::rl::RlOptions;
-use crate::memory_budget::{Estimate, THREAD_ARENA_BYTES};
-use crate::model::{AttentionConfig, FfnConfig, ModelConfig};
+use crate::memory_budget::Estimate;
+use crate::model::{AttentionConfig, ModelConfig};
+use crate::train::footprint::{TRAINED_COPIES, lm_training_estimate, micro_batch_arenas, saved_per_token};
 
 const F32: u64 = 4;
 
 /// Per token: both models' logits, their log-probabilities, the teacher's probabilities and the
 /// gradient of the student's logits.
 pub const LOGIT_COPIES: u64 = 6;
-
-/// Floats the student keeps per token for its backward pass, over all layers, with windows of
-/// `seq_len` tokens.
-fn saved_per_token(config: &ModelConfig, seq_len: usize) -> u64 {
-    let hidden = config.hidden_size as u64;
-    let scores = 2 * (config.num_attention_heads * seq_len) as u64;
-    config
-        .blocks
-        .iter()
-        .map(|block| {
-            let attention = match block.attention {
-                AttentionConfig::Gqa { kv_heads } => 2 * hidden + 2 * (kv_heads * config.head_dim) as u64 + scores,
-                AttentionConfig::Linear => hidden,
-                AttentionConfig::NoOp => 0,
-            };
-            let ffn = match block.ffn {
-                FfnConfig::SwiGlu { intermediate } => 3 * intermediate as u64 + hidden,
-                FfnConfig::Linear => hidden,
-                FfnConfig::NoOp => 0,
-            };
-            4 * hidden + attention + ffn
-        })
-        .sum()
-}
 
 /// The peak of distilling `student` from `teacher` with `options`.
 pub fn distill_estimate(teacher: &ModelConfig, student: &ModelConfig, options: &DistillOptions) -> Estimate {
@@ -70,28 +47,13 @@ pub fn distill_estimate(teacher: &ModelConfig, student: &ModelConfig, options: &
         .with(arenas, arena_bytes)
 }
 
-/// Per token of a fine-tuning step: the logits, their log-probabilities and their gradient.
-const LM_LOGIT_COPIES: u64 = 3;
-
 /// Per token of a GRPO update: the policy's logits, log-probabilities, probabilities (for the
 /// entropy) and the gradient; the reference's log-probabilities were gathered when sampling.
 const GRPO_LOGIT_COPIES: u64 = 4;
 
-/// The model as f32: the checkpoint it starts from and the trained one, the model, gradients
-/// and AdamW's two moments.
-const TRAINED_COPIES: u64 = 6;
-
-fn micro_batch_arenas(micro_batches: usize) -> (String, u64) {
-    let more = micro_batches.saturating_sub(1);
-    (
-        format!("allocator arenas of {more} more micro-batch threads"),
-        more as u64 * THREAD_ARENA_BYTES,
-    )
-}
-
-/// The peak of SFT on `model` (after its chats are tokenized, before it is built): the model
-/// trained as f32, one step's activations (`batch_size` chats padded to the `longest`, all
-/// micro-batches at once) and the chats themselves, `chat_bytes` of text and tokens.
+/// The peak of SFT on `model` (after its chats are tokenized, before it is built): LM training
+/// on `batch_size` chats padded to the `longest`, and the chats themselves, `chat_bytes` of text
+/// and tokens.
 pub fn sft_estimate(
     model: &ModelConfig,
     batch_size: usize,
@@ -99,20 +61,8 @@ pub fn sft_estimate(
     longest: usize,
     chat_bytes: u64,
 ) -> Estimate {
-    let tokens = (batch_size * longest) as u64;
-    let per_token = saved_per_token(model, longest) + LM_LOGIT_COPIES * model.vocab_size as u64;
-    let (arenas, arena_bytes) = micro_batch_arenas(micro_batches);
-    Estimate::new()
-        .with(
-            "model: start, trained, gradients, AdamW moments (f32)",
-            TRAINED_COPIES * model.num_params() as u64 * F32,
-        )
-        .with(
-            format!("activations of a step ({batch_size} chats of up to {longest} tokens)"),
-            tokens * per_token * F32,
-        )
+    lm_training_estimate(model, batch_size, micro_batches, longest, "chats")
         .with("the chats, as text and tokens", chat_bytes)
-        .with(arenas, arena_bytes)
 }
 
 /// What to change when SFT does not fit.

@@ -5,6 +5,7 @@
 
 pub mod adamw;
 pub mod clip;
+pub mod footprint;
 pub mod loss;
 pub mod params;
 pub mod schedule;
