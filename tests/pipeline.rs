@@ -234,6 +234,28 @@ fn a_run_killed_mid_stage_resumes_without_redoing_finished_stages() {
         .map(|(s, _)| s)
         .collect();
     assert_eq!(ran, ["rl", "export", "report"]);
+
+    // The report holds every model whole: under a limit below its estimate it is refused
+    // before it reads one, and the stages before it stay done.
+    std::fs::remove_file(run.join("stages/report.json")).unwrap();
+    let output = tessera()
+        .env("TESSERA_MEMORY_LIMIT", "64MiB")
+        .args(["run", pipeline.to_str().unwrap(), "--runs"])
+        .arg(dir.path().join("runs"))
+        .arg("--reports")
+        .arg(dir.path().join("reports"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    for part in [
+        "report would need about",
+        "models as f32, checkpoints and built models",
+        "only 0.06 GiB are available (TESSERA_MEMORY_LIMIT=64MiB)",
+    ] {
+        assert!(error.contains(part), "expected `{part}` in:\n{error}");
+    }
+    assert!(run.join("stages/rl.json").is_file(), "the stages before stay done");
 }
 
 fn run_error(pipeline_text: &str) -> (String, PathBuf) {

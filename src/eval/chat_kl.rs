@@ -13,7 +13,7 @@ use crate::tokenizer::Tokenizer;
 use crate::world::{Task, Thinking};
 
 /// Rows scored per forward pass.
-const BATCH: usize = 32;
+pub const BATCH: usize = 32;
 
 /// The parent's greedy replies to a set of prompts, all asked with one switch setting.
 pub struct ParentChats {

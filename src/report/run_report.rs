@@ -13,14 +13,14 @@ use super::pareto::{ParetoFront, ReportError};
 use super::run_page::{Curve, RunPage, write_run_page};
 use super::summary::{FusionSummary, ModelRow, Summary};
 use crate::assemble::AssembleReport;
-use crate::checkpoint::TensorSource;
-use crate::checkpoint::{Checkpoint, ModelSummary};
+use crate::checkpoint::{Checkpoint, ModelSummary, TensorSource};
 use crate::cost::measure::{request_runner, time_interleaved};
 use crate::cost::{Precision, ProfileReport, model_kv_bytes_per_token};
 use crate::eval::{ChatKl, ParentChats, SwitchSummary, TaskSet, switch_accuracy};
 use crate::fusion::FuseReport;
 use crate::library::BuildReport;
-use crate::model::Llama;
+use crate::memory_budget::Estimate;
+use crate::model::{Llama, ModelConfig};
 use crate::parent::ParentReport;
 use crate::posttrain::{ChatStageReport, DistillStageReport, RlReport, RlStepLog, SftReport};
 use crate::score::{Reference, ScoreReport};
@@ -75,8 +75,45 @@ pub struct ReportPage {
     pub notes: Vec<String>,
 }
 
+/// The peak of comparing `models` (the parent first, then each child), known before any is
+/// read: every model whole as f32 twice (its checkpoint and the built model, all held at once),
+/// and the larger of the two measuring phases: KL on the held-out windows (the parent's logits
+/// and log-probabilities, and one child's with their products) and KL on chats (batches of
+/// `eval::chat_kl::BATCH` replies of up to `CHAT_TOKENS` tokens, parent and child, in five
+/// forms).
+pub fn report_estimate(models: &[ModelConfig], eval: &RunEval) -> Estimate {
+    let params: u64 = models.iter().map(|c| c.num_params() as u64).sum();
+    let vocab = models.first().map_or(0, |c| c.vocab_size) as u64;
+    let window_tokens = (eval.windows.held_out * eval.windows.seq_len) as u64;
+    let windows = 6 * window_tokens * vocab * F32;
+    let chats = 5 * (crate::eval::chat_kl::BATCH * CHAT_TOKENS) as u64 * vocab * F32;
+    Estimate::new()
+        .with(
+            format!("{} models as f32, checkpoints and built models", models.len()),
+            2 * params * F32,
+        )
+        .with(
+            format!(
+                "the larger of KL on {} windows and KL on chats (logits and log-probabilities)",
+                eval.windows.held_out
+            ),
+            windows.max(chats),
+        )
+}
+
+const F32: u64 = 4;
+
+/// The tokens a scored chat may hold: a prompt of at most 128 tokens and the reply.
+const CHAT_TOKENS: usize = 128 + crate::eval::SWITCH_REPLY_TOKENS;
+
+/// What to change when the report does not fit.
+pub const REPORT_ADVICE: &str =
+    "fewer held-out windows ([eval] windows) or more memory: the report holds every model whole";
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunReportError {
+    #[error(transparent)]
+    Memory(#[from] crate::memory_budget::MemoryError),
     #[error(transparent)]
     Report(#[from] ReportError),
     #[error(transparent)]
@@ -155,6 +192,11 @@ pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Resul
     }
     labelled.push(("child, distilled", &run.distilled.child.model));
     labelled.push(("child, after SFT + GRPO", &run.reinforced.child.model));
+    let configs = labelled
+        .iter()
+        .map(|(_, dir)| Checkpoint::read_config(dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::memory_budget::check("report", &report_estimate(&configs, eval), REPORT_ADVICE)?;
     let checkpoints = labelled
         .iter()
         .map(|(_, dir)| Ok(Checkpoint::read(dir)?.0))
