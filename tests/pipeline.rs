@@ -238,24 +238,37 @@ fn a_run_killed_mid_stage_resumes_without_redoing_finished_stages() {
     // The report holds every model whole: under a limit below its estimate it is refused
     // before it reads one, and the stages before it stay done.
     std::fs::remove_file(run.join("stages/report.json")).unwrap();
+    run_refused(
+        &pipeline,
+        dir.path(),
+        "64MiB",
+        &[
+            "report would need about",
+            "models as f32, checkpoints and built models",
+            "only 0.06 GiB are available (TESSERA_MEMORY_LIMIT=64MiB)",
+        ],
+    );
+    assert!(run.join("stages/rl.json").is_file(), "the stages before stay done");
+}
+
+/// Runs `pipeline` into `dir` under a memory limit and checks that it fails with `parts` in its
+/// error.
+fn run_refused(pipeline: &Path, dir: &Path, limit: &str, parts: &[&str]) {
     let output = tessera()
-        .env("TESSERA_MEMORY_LIMIT", "64MiB")
-        .args(["run", pipeline.to_str().unwrap(), "--runs"])
-        .arg(dir.path().join("runs"))
+        .env("TESSERA_MEMORY_LIMIT", limit)
+        .arg("run")
+        .arg(pipeline)
+        .arg("--runs")
+        .arg(dir.join("runs"))
         .arg("--reports")
-        .arg(dir.path().join("reports"))
+        .arg(dir.join("reports"))
         .output()
         .unwrap();
     assert!(!output.status.success());
     let error = String::from_utf8_lossy(&output.stderr);
-    for part in [
-        "report would need about",
-        "models as f32, checkpoints and built models",
-        "only 0.06 GiB are available (TESSERA_MEMORY_LIMIT=64MiB)",
-    ] {
+    for part in parts {
         assert!(error.contains(part), "expected `{part}` in:\n{error}");
     }
-    assert!(run.join("stages/rl.json").is_file(), "the stages before stay done");
 }
 
 fn run_error(pipeline_text: &str) -> (String, PathBuf) {
@@ -382,27 +395,17 @@ fn the_smollm2_pipeline_file_reads_a_pretrained_parent_and_real_text() {
     // Its parent stage measures SmolLM2 whole: refused under a limit below its estimate, before
     // the parent is read, with nothing written.
     let dir = tempfile::tempdir().unwrap();
-    let runs = dir.path().join("runs");
-    let output = common::tessera()
-        .env("TESSERA_MEMORY_LIMIT", "256MiB")
-        .arg("run")
-        .arg(&path)
-        .arg("--runs")
-        .arg(&runs)
-        .arg("--reports")
-        .arg(dir.path().join("reports"))
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let error = String::from_utf8_lossy(&output.stderr);
-    for part in [
-        "parent would need about",
-        "the parent as f32, tensors and model 1.00",
-        "only 0.25 GiB are available (TESSERA_MEMORY_LIMIT=256MiB)",
-    ] {
-        assert!(error.contains(part), "expected `{part}` in:\n{error}");
-    }
-    assert!(!runs.join("smollm2/parent-run/parent_report.json").exists());
+    run_refused(
+        &path,
+        dir.path(),
+        "256MiB",
+        &[
+            "parent would need about",
+            "the parent as f32, tensors and model 1.00",
+            "only 0.25 GiB are available (TESSERA_MEMORY_LIMIT=256MiB)",
+        ],
+    );
+    assert!(!dir.path().join("runs/smollm2/parent-run/parent_report.json").exists());
 }
 
 /// The pipeline of the equivalence test: tiny, with block costs from the H100 roofline (no
