@@ -21,8 +21,13 @@ pub struct AssembleOptions {
     pub solution: SolutionRef,
     /// The parent, when it moved since the library was built.
     pub parent: Option<PathBuf>,
-    /// How the child's tensors are stored (f32 for the stages after assembly to train it).
+    /// How the child's tensors are stored ([`AssembleOptions::DTYPE`] unless asked otherwise).
     pub dtype: StoreDtype,
+}
+
+impl AssembleOptions {
+    /// f32: the stages after assembly train the child.
+    pub const DTYPE: StoreDtype = StoreDtype::F32;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -335,7 +335,6 @@ pub fn adopt_parent(checkpoint: &Path, out: &Path, eval: &ParentEval, device: &D
     let direct = TaskSet::tasks_if_any(eval.direct.as_ref())?;
     let (held_out_nll, held_out_tokens, entropy, accuracy) = measure(&model, &tokenizer, &windows, &tasks, &direct)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let config = model.config();
     write_report(
         out,
         ParentReport {

@@ -7,7 +7,7 @@ pub use burn::prelude::Device;
 pub use crate::assemble::{AssembleOptions, AssembleReport, assemble_child};
 pub use crate::checkpoint::{
     Checkpoint, ExportDtype, ExportFormat, ExportOptions, ExportRequest, LayerSpan, ModelSummary, RandomParentOptions,
-    StoreDtype, StoredCheckpoint, TensorSource, export_model, write_random_parent,
+    StoreDtype, StoredCheckpoint, TensorSource, export_model, export_models, write_random_parent,
 };
 pub use crate::cost::measure::{request_runner, time_interleaved};
 pub use crate::cost::{

@@ -244,7 +244,7 @@ fn a_run_killed_mid_stage_resumes_without_redoing_finished_stages() {
         "64MiB",
         &[
             "report would need about",
-            "models as f32, checkpoints and built models",
+            "models built as f32, and one checkpoint while it is built",
             "only 0.06 GiB are available (TESSERA_MEMORY_LIMIT=64MiB)",
         ],
     );
@@ -527,7 +527,7 @@ fn stage_functions_one_by_one_give_what_tessera_run_gives_and_what_it_gave_when_
         &device,
     )
     .unwrap();
-    let exported = export_model(&reinforced.child.model, &p.export_request(), &dirs.export()).unwrap();
+    let exported = export_models(&reinforced.child.model, &p.exports(&dirs)).unwrap();
     let run = RunInputs {
         name: &p.name,
         parent: &parent,
@@ -542,8 +542,8 @@ fn stage_functions_one_by_one_give_what_tessera_run_gives_and_what_it_gave_when_
         distilled_unfused: distilled_unfused.as_ref(),
         tuned: &tuned,
         reinforced: &reinforced,
-        exported: &exported,
-        exported_gguf: None,
+        exported: &exported[0],
+        exported_gguf: exported.get(1),
         stages: &[],
     };
     let page = write_run_report(&dir.path().join("by-hand-report"), &run, &p.run_eval(), &device).unwrap();

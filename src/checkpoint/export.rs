@@ -298,3 +298,22 @@ fn write_export(
     }
     summary(checkpoint, out)
 }
+
+/// Exports the model at `model` once per `(request, out)`, in order, each output replacing what
+/// was there (a file, or a directory) so that a rerun starts clean.
+pub fn export_models(model: &Path, exports: &[(ExportRequest, PathBuf)]) -> Result<Vec<ModelSummary>, CheckpointError> {
+    exports
+        .iter()
+        .map(|(request, out)| {
+            if out.is_dir() {
+                fs::remove_dir_all(out).map_err(CheckpointError::io(out))?;
+            } else if out.exists() {
+                fs::remove_file(out).map_err(CheckpointError::io(out))?;
+            }
+            if let Some(folder) = out.parent().filter(|f| !f.as_os_str().is_empty()) {
+                fs::create_dir_all(folder).map_err(CheckpointError::io(folder))?;
+            }
+            export_model(model, request, out)
+        })
+        .collect()
+}

@@ -23,6 +23,7 @@ use burn::prelude::Device;
 pub use error::CheckpointError;
 pub use export::{
     ExportDtype, ExportFormat, ExportRequest, GGUF_TOKENIZER_FILE, ModelSummary, TOKENIZER_FILE, export_model,
+    export_models,
 };
 pub use hf_config::ConfigFlavor;
 pub use llama2c::Llama2cVersion;

@@ -152,7 +152,7 @@ pub struct AssembleArgs {
     #[arg(long)]
     out: PathBuf,
     /// How the child's tensors are stored: f32, f16 or bf16.
-    #[arg(long, default_value_t = StoreDtype::F32, value_parser = named::<StoreDtype>())]
+    #[arg(long, default_value_t = AssembleOptions::DTYPE, value_parser = named::<StoreDtype>())]
     dtype: StoreDtype,
     #[arg(long)]
     json: bool,

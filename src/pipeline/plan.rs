@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::file::{ParentSource, Pipeline, PipelineError};
 use crate::assemble::AssembleOptions;
-use crate::checkpoint::{ExportDtype, ExportFormat, ExportRequest, StoreDtype};
+use crate::checkpoint::{ExportDtype, ExportFormat, ExportRequest};
 use crate::cost::ProfileOptions;
 use crate::eval::TaskSet;
 use crate::fusion::{FuseOptions, RunChoice};
@@ -71,8 +71,11 @@ impl RunDirs {
     pub fn export(&self) -> PathBuf {
         self.root.join("export")
     }
+    pub fn gguf_dir(&self) -> PathBuf {
+        self.root.join("gguf")
+    }
     pub fn gguf(&self) -> PathBuf {
-        self.root.join("gguf").join("child.gguf")
+        self.gguf_dir().join("child.gguf")
     }
 }
 
@@ -178,7 +181,7 @@ impl Pipeline {
                 .parse()
                 .expect("a path names a solution"),
             parent: None,
-            dtype: StoreDtype::F32,
+            dtype: AssembleOptions::DTYPE,
         }
     }
 
@@ -258,28 +261,21 @@ impl Pipeline {
         }
     }
 
-    pub fn export_request(&self) -> ExportRequest {
-        ExportRequest {
-            format: ExportFormat::Decilm,
-            dtype: ExportDtype::Bf16,
+    /// The exports of a run and where each goes: the DeciLM directory (bf16), then the GGUF
+    /// file `export.gguf` asks for, if any.
+    pub fn exports(&self, dirs: &RunDirs) -> Vec<(ExportRequest, PathBuf)> {
+        let request = |format, dtype| ExportRequest {
+            format,
+            dtype,
             max_shard_bytes: None,
             untie: false,
-        }
-    }
-
-    /// The GGUF export `export.gguf` asks for beside the DeciLM one, and where it goes.
-    pub fn gguf_export(&self, dirs: &RunDirs) -> Option<(ExportRequest, PathBuf)> {
-        self.export_gguf.map(|dtype| {
-            (
-                ExportRequest {
-                    format: ExportFormat::Gguf,
-                    dtype,
-                    max_shard_bytes: None,
-                    untie: false,
-                },
-                dirs.gguf(),
+        };
+        std::iter::once((request(ExportFormat::Decilm, ExportDtype::Bf16), dirs.export()))
+            .chain(
+                self.export_gguf
+                    .map(|dtype| (request(ExportFormat::Gguf, dtype), dirs.gguf())),
             )
-        })
+            .collect()
     }
 
     pub fn run_eval(&self) -> RunEval {

@@ -5,7 +5,7 @@
 //! says (here, or as Slurm array jobs that the run waits for). Outputs go to `<runs>/<name>/` (one folder per stage) and
 //! the report to `<reports>/<name>/`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use burn::prelude::Device;
@@ -15,7 +15,7 @@ use super::file::{ParentSource, Pipeline};
 use super::plan::RunDirs;
 use super::stamp::{Outcome, StageLog, Stages};
 use crate::assemble::assemble_child;
-use crate::checkpoint::export_model;
+use crate::checkpoint::export_models;
 use crate::cluster::Executor;
 use crate::fusion::fuse_model;
 use crate::parent::{adopt_parent, train_parent};
@@ -139,25 +139,12 @@ pub fn run_pipeline(p: &Pipeline, options: &RunOptions, device: &Device) -> Resu
             device,
         )
     });
-    let gguf = p.gguf_export(&dirs);
-    let export_dirs: Vec<PathBuf> = std::iter::once(dirs.export())
-        .chain(gguf.as_ref().and_then(|(_, file)| file.parent().map(PathBuf::from)))
-        .collect();
-    let work_dirs: Vec<&Path> = export_dirs.iter().map(PathBuf::as_path).collect();
-    let (exported, exported_gguf) = stage!("export", &work_dirs, {
-        for dir in export_dirs.iter().filter(|d| d.exists()) {
-            std::fs::remove_dir_all(dir)?;
-        }
-        let decilm = export_model(&reinforced.child.model, &p.export_request(), &dirs.export())?;
-        let gguf = match &gguf {
-            Some((request, file)) => {
-                std::fs::create_dir_all(&export_dirs[1])?;
-                Some(export_model(&reinforced.child.model, request, file)?)
-            }
-            None => None,
-        };
-        anyhow::Ok((decilm, gguf))
-    });
+    let exports = p.exports(&dirs);
+    let exported = stage!(
+        "export",
+        &[&dirs.export(), &dirs.gguf_dir()],
+        export_models(&reinforced.child.model, &exports)
+    );
     let stage_rows: Vec<(String, f64)> = stages.log.iter().map(|l| (l.stage.clone(), l.work_seconds)).collect();
     let run = RunInputs {
         name: &p.name,
@@ -173,8 +160,8 @@ pub fn run_pipeline(p: &Pipeline, options: &RunOptions, device: &Device) -> Resu
         distilled_unfused: distilled_unfused.as_ref(),
         tuned: &tuned,
         reinforced: &reinforced,
-        exported: &exported,
-        exported_gguf: exported_gguf.as_ref(),
+        exported: &exported[0],
+        exported_gguf: exported.get(1),
         stages: &stage_rows,
     };
     let page = stage!(

@@ -13,7 +13,7 @@ use super::pareto::{ParetoFront, ReportError};
 use super::run_page::{Curve, RunPage, write_run_page};
 use super::summary::{FusionSummary, ModelRow, Summary};
 use crate::assemble::AssembleReport;
-use crate::checkpoint::{Checkpoint, ModelSummary, TensorSource};
+use crate::checkpoint::{Checkpoint, ModelSummary, StoredCheckpoint, TensorSource, load_model};
 use crate::cost::measure::{request_runner, time_interleaved};
 use crate::cost::{Precision, ProfileReport, model_kv_bytes_per_token};
 use crate::eval::{ChatKl, ParentChats, SwitchSummary, TaskSet, switch_accuracy};
@@ -76,21 +76,25 @@ pub struct ReportPage {
 }
 
 /// The peak of comparing `models` (the parent first, then each child), known before any is
-/// read: every model whole as f32 twice (its checkpoint and the built model, all held at once),
-/// and the larger of the two measuring phases: KL on the held-out windows (the parent's logits
+/// read: every model built as f32 (all held at once) and the largest one's checkpoint while it
+/// is built, and the larger of the two measuring phases: KL on the held-out windows (the parent's logits
 /// and log-probabilities, and one child's with their products) and KL on chats (batches of
 /// `eval::chat_kl::BATCH` replies of up to `CHAT_TOKENS` tokens, parent and child, in five
 /// forms).
 pub fn report_estimate(models: &[ModelConfig], eval: &RunEval) -> Estimate {
     let params: u64 = models.iter().map(|c| c.num_params() as u64).sum();
+    let largest = models.iter().map(|c| c.num_params() as u64).max().unwrap_or(0);
     let vocab = models.first().map_or(0, |c| c.vocab_size) as u64;
     let window_tokens = (eval.windows.held_out * eval.windows.seq_len) as u64;
     let windows = 6 * window_tokens * vocab * F32;
     let chats = 5 * (crate::eval::chat_kl::BATCH * CHAT_TOKENS) as u64 * vocab * F32;
     Estimate::new()
         .with(
-            format!("{} models as f32, checkpoints and built models", models.len()),
-            2 * params * F32,
+            format!(
+                "{} models built as f32, and one checkpoint while it is built",
+                models.len()
+            ),
+            (params + largest) * F32,
         )
         .with(
             format!(
@@ -143,8 +147,8 @@ pub fn write_run_report(
 ) -> Result<ReportPage, RunReportError> {
     let summary = compare_models(run, eval, device)?;
     let notes = notes(run);
-    let final_checkpoint = Checkpoint::read(&run.reinforced.child.model)?.0;
-    let parent_config = Checkpoint::read(&run.parent.model_dir)?.0.config;
+    let final_child = StoredCheckpoint::open(&run.reinforced.child.model)?;
+    let parent_config = Checkpoint::read_config(&run.parent.model_dir)?;
     let fused_runs: Vec<String> = run.fused.runs.iter().map(ToString::to_string).collect();
     let heatmap = run
         .fused
@@ -159,8 +163,8 @@ pub fn write_run_report(
             summary: &summary,
             stages: run.stages,
             parent: &parent_config,
-            child: &final_checkpoint.config,
-            child_spans: &final_checkpoint.layer_spans(),
+            child: final_child.config(),
+            child_spans: &final_child.layer_spans(),
             fused_runs: &fused_runs,
             pareto_plots: &run.pareto.report.plots,
             heatmap: &heatmap,
@@ -197,13 +201,9 @@ pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Resul
         .map(|(_, dir)| Checkpoint::read_config(dir))
         .collect::<Result<Vec<_>, _>>()?;
     crate::memory_budget::check("report", &report_estimate(&configs, eval), REPORT_ADVICE)?;
-    let checkpoints = labelled
+    let built = labelled
         .iter()
-        .map(|(_, dir)| Ok(Checkpoint::read(dir)?.0))
-        .collect::<Result<Vec<_>, RunReportError>>()?;
-    let built = checkpoints
-        .iter()
-        .map(|c| c.build(device))
+        .map(|(_, dir)| load_model(dir, device))
         .collect::<Result<Vec<_>, _>>()?;
     let timings = time_requests(&built, eval.request_rounds)?;
     let parent = &built[0];
@@ -217,7 +217,7 @@ pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Resul
     let kl_off = ParentChats::generate(parent, &tokenizer, &prompts, Thinking::Off)?.kl(parent, &built)?;
     let last = built.len() - 1;
     let mut rows = Vec::new();
-    for (k, ((label, _), checkpoint)) in labelled.iter().zip(&checkpoints).enumerate() {
+    for (k, ((label, _), config)) in labelled.iter().zip(&configs).enumerate() {
         let scores = reference.score_model(&built[k])?;
         let accuracy = match k {
             0 => run.parent.accuracy.clone(),
@@ -226,9 +226,9 @@ pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Resul
         };
         rows.push(ModelRow {
             model: label.to_string(),
-            layers: checkpoint.config.num_layers(),
-            params: checkpoint.config.num_params(),
-            kv_bytes_per_token: model_kv_bytes_per_token(&checkpoint.config, Precision::Bf16),
+            layers: config.num_layers(),
+            params: config.num_params(),
+            kv_bytes_per_token: model_kv_bytes_per_token(config, Precision::Bf16),
             request_ms: timings[k],
             speedup: timings[0] / timings[k],
             held_out_nll: scores.lm_loss,
@@ -251,7 +251,7 @@ pub fn compare_models(run: &RunInputs, eval: &RunEval, device: &Device) -> Resul
             kl_before_distillation: [rows[1].kl_to_parent, rows[2].kl_to_parent],
             kl_after_distillation: [
                 reference
-                    .score_model(&Checkpoint::read(&unfused.child.model)?.0.build(device)?)?
+                    .score_model(&load_model(&unfused.child.model, device)?)?
                     .kl_div,
                 rows[3].kl_to_parent,
             ],
