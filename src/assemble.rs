@@ -8,10 +8,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, ModelSummary, StoreDtype, TensorSource};
-use crate::library::{Library, LibraryError, block_name};
+use crate::library::{AssembledChild, Library, LibraryError, block_name};
 use crate::memory_budget::{Estimate, MemoryError};
 use crate::model::ModelConfig;
-use crate::model::weights::expected_tensors;
 use crate::search::{SearchError, SolutionRef};
 
 #[derive(Clone, Debug)]
@@ -55,23 +54,14 @@ pub struct AssembleReport {
 }
 
 /// The peak of assembling a child of a parent of `parent` shape, known before either is read:
-/// the child is written one tensor at a time, the block of one span at a time, so the larger of
-/// the widest span's tensors (its parent layers, the block made from them, and the block's file
-/// as read) and the largest tensor written (as f32 and as its bytes).
+/// the child is written one tensor at a time (see [`AssembledChild::making_bytes`]).
 pub fn assemble_estimate(parent: &ModelConfig, widest_span: usize) -> Estimate {
-    let largest_layer = parent.blocks.iter().map(|b| parent.block_params(b)).max().unwrap_or(0) as u64;
-    let largest_tensor = expected_tensors(parent)
-        .iter()
-        .map(|(_, shape)| shape.iter().product::<usize>() as u64)
-        .max()
-        .unwrap_or(0);
-    let span = 4 * largest_layer * (widest_span as u64 + 2);
     Estimate::new().with(
         format!(
             "the larger of one span's parent layers ({widest_span}), its block and the block's file (f32), and the \
              largest tensor (f32, and as written)"
         ),
-        span.max(2 * 4 * largest_tensor),
+        AssembledChild::making_bytes(parent, widest_span),
     )
 }
 

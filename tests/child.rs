@@ -121,6 +121,21 @@ fn fused_runs_are_scored_profiled_searched_and_assembled_as_multi_layer_candidat
     let chosen: Vec<&str> = best.choice.names();
     assert_eq!(names, chosen);
 
+    // Built one layer at a time from the stored parent and the library (what `search --measure`
+    // times), the child and the parent are the written ones, value for value.
+    let stored = library.stored_parent(None).unwrap();
+    let streamed = library.assemble_stored(&stored, &best.choice).unwrap();
+    let built = |model: &tessera::model::Llama| tessera::model::model_weights(model);
+    assert_eq!(
+        built(&streamed.build_model(&device).unwrap()),
+        built(&child.build(&device).unwrap())
+    );
+    let (parent, _) = Checkpoint::read(&library.manifest.parent.source).unwrap();
+    assert_eq!(
+        built(&stored.build_model(&device).unwrap()),
+        built(&parent.build(&device).unwrap())
+    );
+
     // Under a memory limit below their estimates, assembling, exporting and fusing are refused
     // before they read a weight, and write nothing.
     let refused = dir.path().join("refused");

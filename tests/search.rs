@@ -760,6 +760,33 @@ fn a_real_library_is_scored_profiled_searched_and_its_child_timed() {
     let back = SearchReport::read(&out).unwrap();
     assert_eq!(back.closed_loop.len(), rounds.len());
     assert_eq!(back.chosen_round, looped.chosen_round);
+
+    // Timing is refused before a model is built when the parent and the child will not fit.
+    let constraints = dir.path().join("c.toml");
+    std::fs::write(&constraints, CPU_FILE).unwrap();
+    let refused = dir.path().join("refused.json");
+    let output = common::tessera()
+        .env("TESSERA_MEMORY_LIMIT", "64MiB")
+        .args(["search", "--library"])
+        .arg(&lib)
+        .arg("--constraints")
+        .arg(&constraints)
+        .args(["--measure", "5", "--out"])
+        .arg(&refused)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    for part in [
+        "timing the chosen children would need about",
+        "the parent and 1 children (f32)",
+        "one request's KV cache",
+        "only 0.06 GiB are available (TESSERA_MEMORY_LIMIT=64MiB)",
+        "smaller batches",
+    ] {
+        assert!(error.contains(part), "expected `{part}` in:\n{error}");
+    }
+    assert!(!refused.exists(), "a refused search writes no solutions");
 }
 
 /// A library of `layers` layers whose blocks run at a fraction of the parent's time, with

@@ -1,8 +1,8 @@
-//! Where the tensors of a checkpoint being written come from: a checkpoint in memory, a stored
-//! one read tensor by tensor, a child assembled on the way, or any of them with the LM head
-//! untied. Every writer (HF and DeciLM directories, GGUF, llama2.c) asks its source for one
+//! Where the tensors of a checkpoint being written or built come from: a checkpoint in memory,
+//! a stored one read tensor by tensor, a child assembled on the way, or any of them with the LM
+//! head untied. Every writer (HF and DeciLM directories, GGUF, llama2.c) asks its source for one
 //! tensor at a time just before writing it, so writing a model never needs it whole in memory
-//! (llama2.c, small by nature, collects it first). Knows the formats' writers; nothing of where
+//! (llama2.c, small by nature, collects it first); a model is built from it one layer at a time. Knows the formats' writers; nothing of where
 //! a child's blocks come from.
 
 use std::path::Path;
@@ -13,8 +13,10 @@ use super::{
     Checkpoint, CheckpointError, ExportOptions, LayerSpan, Llama2cVersion, ModelSummary, StoreDtype, StoredCheckpoint,
     gguf_model, hf_config, llama2c,
 };
-use crate::model::weights::expected_tensors;
-use crate::model::{HostTensor, ModelConfig, TensorMap};
+use burn::prelude::Device;
+
+use crate::model::weights::{build_model_in_parts, expected_tensors};
+use crate::model::{HostTensor, Llama, ModelConfig, TensorMap, WeightError};
 
 /// A model to write: its config and, one at a time, its tensors.
 pub trait TensorSource {
@@ -103,6 +105,35 @@ pub trait TensorSource {
             .map(|(name, _)| Ok((name.clone(), self.tensor(&name)?)))
             .collect::<Result<_, CheckpointError>>()?;
         llama2c::write(path, self.config(), &tensors, version)
+    }
+
+    /// The model on `device`, built one layer at a time from this source: one layer's host
+    /// tensors are held beside the model, never the whole checkpoint as f32.
+    fn build_model(&self, device: &Device) -> Result<Llama, CheckpointError>
+    where
+        Self: Sized,
+    {
+        enum Failure {
+            Read(CheckpointError),
+            Shape(WeightError),
+        }
+        impl From<WeightError> for Failure {
+            fn from(cause: WeightError) -> Self {
+                Failure::Shape(cause)
+            }
+        }
+        build_model_in_parts(self.config(), device, |part| {
+            part.iter()
+                .map(|(name, _)| Ok((name.clone(), self.tensor(name).map_err(Failure::Read)?)))
+                .collect()
+        })
+        .map_err(|failure| match failure {
+            Failure::Read(error) => error,
+            Failure::Shape(cause) => CheckpointError::Weights {
+                path: Default::default(),
+                cause,
+            },
+        })
     }
 }
 

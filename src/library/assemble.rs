@@ -13,6 +13,7 @@ use crate::checkpoint::{
     Checkpoint, CheckpointError, LayerOrigin, LayerSpan, Replacement, SplicePlan, StoredCheckpoint, TensorSource,
     layer_of, plan_splice,
 };
+use crate::model::weights::expected_tensors;
 use crate::model::{BlockConfig, HostTensor, ModelConfig, TensorMap};
 
 impl Library {
@@ -77,15 +78,30 @@ impl Library {
         Ok(parent.splice(&replacements)?)
     }
 
+    /// The config of the child `choice` makes (nothing read but the manifest).
+    pub fn child_config(&self, choice: &ChildChoice) -> Result<ModelConfig, LibraryError> {
+        Ok(self.plan_child(&self.manifest.parent.config, choice)?.1.config)
+    }
+
+    /// The blocks of `choice` and where each layer of the child comes from in `parent`.
+    fn plan_child(
+        &self,
+        parent: &ModelConfig,
+        choice: &ChildChoice,
+    ) -> Result<(Vec<(LayerSpan, BlockConfig)>, SplicePlan), LibraryError> {
+        let blocks = self.choice_blocks(choice)?;
+        let spans: Vec<LayerSpan> = (0..parent.num_layers()).map(LayerSpan::single).collect();
+        let plan = plan_splice(parent, &spans, &blocks)?;
+        Ok((blocks, plan))
+    }
+
     /// The child made of `choice` from the stored parent, its tensors made when asked for.
     pub fn assemble_stored<'a>(
         &'a self,
         parent: &'a StoredCheckpoint,
         choice: &ChildChoice,
     ) -> Result<AssembledChild<'a>, LibraryError> {
-        let blocks = self.choice_blocks(choice)?;
-        let spans: Vec<LayerSpan> = (0..parent.config().num_layers()).map(LayerSpan::single).collect();
-        let plan = plan_splice(parent.config(), &spans, &blocks)?;
+        let (blocks, plan) = self.plan_child(parent.config(), choice)?;
         Ok(AssembledChild {
             library: self,
             parent,
@@ -105,6 +121,23 @@ pub struct AssembledChild<'a> {
     plan: SplicePlan,
     /// The replacement whose weights were made last, and those weights.
     span: RefCell<Option<(usize, TensorMap)>>,
+}
+
+impl AssembledChild<'_> {
+    /// What making one tensor of a child of a parent of `parent` shape holds, known before
+    /// either is read: the larger of the widest span's tensors (its parent layers, the block
+    /// made from them, and the block's file as read) and the largest tensor twice (as made, and
+    /// as its reader copies or encodes it).
+    pub fn making_bytes(parent: &ModelConfig, widest_span: usize) -> u64 {
+        let largest_layer = parent.blocks.iter().map(|b| parent.block_params(b)).max().unwrap_or(0) as u64;
+        let largest_tensor = expected_tensors(parent)
+            .iter()
+            .map(|(_, shape)| shape.iter().product::<usize>() as u64)
+            .max()
+            .unwrap_or(0);
+        let span = 4 * largest_layer * (widest_span as u64 + 2);
+        span.max(2 * 4 * largest_tensor)
+    }
 }
 
 impl TensorSource for AssembledChild<'_> {

@@ -23,6 +23,7 @@ pub mod variant;
 
 use std::path::{Path, PathBuf};
 
+pub use assemble::AssembledChild;
 pub use bld::BldSettings;
 pub use build::{BuildOptions, BuildPlan, BuildReport, build_library, plan_build};
 pub use init::LinearInit;

@@ -22,5 +22,5 @@ pub use llama::{ForwardError, ForwardOutput, Llama};
 pub use masked_batch::MaskedBatch;
 pub use weights::{
     HostTensor, HostValues, TensorInit, TensorMap, WeightError, block_tensors, block_weights, build_block, build_head,
-    build_model, from_burn, host_tensor, model_weights, random_weights, to_burn, transposed,
+    build_model, from_burn, host_tensor, model_weights, random_model, random_weights, to_burn, transposed,
 };

@@ -83,12 +83,26 @@ pub fn to_host_vec<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
 
 /// Every tensor name a model with `config` has, with its shape, in checkpoint order.
 pub fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let h = config.hidden_size;
-    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![config.vocab_size, h])];
+    let mut out = vec![embedding_tensor(config)];
     for (i, block) in config.blocks.iter().enumerate() {
         out.extend(block_tensors(config, i, block));
     }
-    out.push(("model.norm.weight".to_string(), vec![h]));
+    out.extend(head_tensors(config));
+    out
+}
+
+/// The embedding table's name and shape.
+fn embedding_tensor(config: &ModelConfig) -> (String, Vec<usize>) {
+    (
+        "model.embed_tokens.weight".to_string(),
+        vec![config.vocab_size, config.hidden_size],
+    )
+}
+
+/// The final norm's and (untied) LM head's names and shapes.
+fn head_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let h = config.hidden_size;
+    let mut out = vec![("model.norm.weight".to_string(), vec![h])];
     if !config.tie_word_embeddings {
         out.push(("lm_head.weight".to_string(), vec![config.vocab_size, h]));
     }
@@ -191,19 +205,49 @@ pub fn check_shapes(
 /// Builds the model from checkpoint tensors after checking them against the config.
 pub fn build_model(config: &ModelConfig, weights: &TensorMap, device: &Device) -> Result<Llama, WeightError> {
     check_weights(config, weights)?;
+    build_model_in_parts(config, device, |part| {
+        Ok::<_, WeightError>(
+            part.iter()
+                .map(|(name, _)| (name.clone(), weights[name].clone()))
+                .collect(),
+        )
+    })
+}
+
+/// Builds the model one part at a time: `part` is asked for the tensors (names and shapes) of
+/// the embedding, of each layer in turn, then of the final norm and head, and what it gives is
+/// checked against them, so that a caller reading from disk holds one part's host tensors
+/// beside the model, never the whole checkpoint.
+pub fn build_model_in_parts<E: From<WeightError>>(
+    config: &ModelConfig,
+    device: &Device,
+    mut part: impl FnMut(&[(String, Vec<usize>)]) -> Result<TensorMap, E>,
+) -> Result<Llama, E> {
+    let mut checked = |expected: &[(String, Vec<usize>)]| -> Result<TensorMap, E> {
+        let tensors = part(expected)?;
+        check_tensors(expected, &tensors)?;
+        Ok(tensors)
+    };
+    let embedding = embedding_tensor(config);
+    let mut embed = checked(std::slice::from_ref(&embedding))?;
+    let embed_tokens = Embedding {
+        weight: Param::from_tensor(to_burn(embed.remove(&embedding.0).expect("checked"), device)),
+    };
     let layers = config
         .blocks
         .iter()
         .enumerate()
-        .map(|(i, block)| assemble_block(config, i, block, weights, device))
-        .collect();
+        .map(|(i, block)| {
+            let weights = checked(&block_tensors(config, i, block))?;
+            Ok(assemble_block(config, i, block, &weights, device))
+        })
+        .collect::<Result<Vec<_>, E>>()?;
+    let head = checked(&head_tensors(config))?;
     Ok(Llama {
-        embed_tokens: Embedding {
-            weight: Param::from_tensor(to_burn(weights["model.embed_tokens.weight"].clone(), device)),
-        },
+        embed_tokens,
         layers,
-        norm: norm_module(config, &weights["model.norm.weight"], device),
-        lm_head: (!config.tie_word_embeddings).then(|| linear_module(&weights["lm_head.weight"], None, device)),
+        norm: norm_module(config, &head["model.norm.weight"], device),
+        lm_head: (!config.tie_word_embeddings).then(|| linear_module(&head["lm_head.weight"], None, device)),
         rope: Rope::for_config(config),
         config: config.clone(),
     })
@@ -408,13 +452,31 @@ impl TensorInit {
 /// scaling matters: the default 8-layer parent after 560 steps, seed 1, answered 3.5% of
 /// held-out tasks with plain N(0, 0.02), 33.5% with `o_proj` and `down_proj` scaled by ¼.
 pub fn random_weights(config: &ModelConfig, seed: u64) -> TensorMap {
+    random_part(
+        &expected_tensors(config),
+        config.num_layers(),
+        &mut StdRng::seed_from_u64(seed),
+    )
+}
+
+/// The model of [`random_weights`] (equal values), built one part at a time: one layer's host
+/// tensors beside the model instead of the whole map, for the models profiling times.
+pub fn random_model(config: &ModelConfig, seed: u64, device: &Device) -> Llama {
     let mut rng = StdRng::seed_from_u64(seed);
-    expected_tensors(config)
-        .into_iter()
+    build_model_in_parts(config, device, |part| {
+        Ok::<_, WeightError>(random_part(part, config.num_layers(), &mut rng))
+    })
+    .expect("random parts fit the config")
+}
+
+/// The tensors `part` names, drawn from `rng` in order as [`TensorInit::of`] says for a model of
+/// `layers` layers.
+fn random_part(part: &[(String, Vec<usize>)], layers: usize, rng: &mut StdRng) -> TensorMap {
+    part.iter()
         .map(|(name, shape)| {
             let mut data = vec![0.0; shape.iter().product()];
-            TensorInit::of(&name, &shape, config.num_layers()).fill(&mut rng, &mut data);
-            (name, host_tensor(shape, data))
+            TensorInit::of(name, shape, layers).fill(rng, &mut data);
+            (name.clone(), host_tensor(shape.clone(), data))
         })
         .collect()
 }
@@ -427,6 +489,20 @@ mod tests {
         let data = weights[name].values();
         let mean_square = data.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / data.len() as f64;
         mean_square.sqrt()
+    }
+
+    #[test]
+    fn a_random_model_built_in_parts_has_the_random_weights() {
+        let mut config = ModelConfig::uniform(64, 48, 3, 4, 2, 96, 16);
+        config.blocks[1] = BlockConfig {
+            attention: AttentionConfig::Linear,
+            ffn: FfnConfig::NoOp,
+        };
+        for tied in [true, false] {
+            config.tie_word_embeddings = tied;
+            let model = random_model(&config, 5, &Device::flex());
+            assert_eq!(model_weights(&model), random_weights(&config, 5));
+        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! file's scenario (prefill, then every generated token through the cache), all interleaved in
 //! the same rounds, so measured speedups and latencies stand next to the predicted ones. A
 //! speedup is the median over rounds of the parent's time over the child's in the same round,
-//! with the interval where that median would likely fall in another set of rounds.
+//! with the interval where that median would likely fall in another set of rounds. The models
+//! are built one layer at a time from the stored parent and the library, after an estimate of
+//! what they will hold says they fit.
 
 use std::path::Path;
 
@@ -14,9 +16,15 @@ use super::SearchError;
 use super::constraints::ConstraintFile;
 use super::outside::SearchInput;
 use super::run::SolutionReport;
+use crate::checkpoint::TensorSource;
 use crate::cost::measure::{Runner, Timing, request_runner, summarise, time_rounds};
-use crate::model::{Llama, build_model};
+use crate::cost::{Precision, model_kv_bytes_per_token};
+use crate::library::{AssembledChild, LibraryError};
+use crate::memory_budget::Estimate;
+use crate::model::{Llama, ModelConfig};
 use crate::stats::{median, median_interval};
+
+const F32: usize = 4;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ChildCheck {
@@ -52,8 +60,50 @@ pub struct ChildChecks {
     pub mean_abs_error_pct: f64,
 }
 
+/// What timing `children` (each with its batch size) against `parent` at `parent_batches` holds
+/// at its peak, from their configs alone: every model at once (f32, built one layer at a time
+/// from the stored parent and the library: see [`AssembledChild::making_bytes`]), and one
+/// request at a time: the largest KV cache at `prompt + generated` positions and the prefill's
+/// logits.
+pub fn check_estimate(
+    parent: &ModelConfig,
+    parent_batches: &[usize],
+    children: &[(ModelConfig, usize)],
+    widest_span: usize,
+    prompt: usize,
+    generated: usize,
+) -> Estimate {
+    let params: usize = parent.num_params() + children.iter().map(|(c, _)| c.num_params()).sum::<usize>();
+    let requests = parent_batches
+        .iter()
+        .map(|&b| (parent, b))
+        .chain(children.iter().map(|(c, b)| (c, *b)));
+    let (cache, logits) = requests
+        .map(|(config, batch)| {
+            let cache = model_kv_bytes_per_token(config, Precision::F32) * batch * (prompt + generated);
+            (cache as u64, (batch * prompt * config.vocab_size * F32) as u64)
+        })
+        .fold((0, 0), |(c, l), (c2, l2)| (c.max(c2), l.max(l2)));
+    Estimate::new()
+        .with(
+            format!("the parent and {} children (f32)", children.len()),
+            (params * F32) as u64,
+        )
+        .with(
+            "one tensor being made",
+            AssembledChild::making_bytes(parent, widest_span),
+        )
+        .with("one request's KV cache", cache)
+        .with("its prefill's logits", logits)
+}
+
+/// What to change when timing children does not fit.
+pub const CHECK_ADVICE: &str = "smaller batches in the constraint file's scenario, a search without --measure (then \
+`tessera assemble` and `tessera bench request` the child), or more memory: the parent and the child are whole models while timed";
+
 /// Assembles each solution's child from the library at `dir` and times them all against the
-/// parent over `rounds` interleaved rounds.
+/// parent over `rounds` interleaved rounds; refused before the parent is read when the models
+/// will not fit in memory.
 pub fn check_on_cpu(
     dir: &Path,
     file: &ConstraintFile,
@@ -71,7 +121,6 @@ pub fn check_on_cpu(
         .library
         .as_ref()
         .ok_or_else(|| fail("not a tessera library directory (no manifest.json)".into()))?;
-    let parent = library.parent(None).map_err(|e| fail(e.to_string()))?;
     let target = file.target().map_err(|e| SearchError::Options(e.to_string()))?;
     let outside = input.outside(target.name(), file.target.dtype)?;
     let (prompt, generated) = (file.scenario.prompt_tokens, file.scenario.generated_tokens);
@@ -79,6 +128,21 @@ pub fn check_on_cpu(
     let mut batches: Vec<usize> = solutions.iter().map(|s| s.batch_size.unwrap_or(1)).collect();
     batches.sort_unstable();
     batches.dedup();
+    let child_configs = solutions
+        .iter()
+        .map(|s| Ok((library.child_config(&s.choice)?, s.batch_size.unwrap_or(1))))
+        .collect::<Result<Vec<_>, LibraryError>>()
+        .map_err(|e| fail(e.to_string()))?;
+    let widest_span = solutions
+        .iter()
+        .flat_map(|s| s.choice.iter().map(|(span, _)| span.layers()))
+        .max()
+        .unwrap_or(1);
+    let parent_config = &library.manifest.parent.config;
+    let estimate = check_estimate(parent_config, &batches, &child_configs, widest_span, prompt, generated);
+    crate::memory_budget::check("timing the chosen children", &estimate, CHECK_ADVICE)?;
+
+    let parent = library.stored_parent(None).map_err(|e| fail(e.to_string()))?;
     let mut children = Vec::new();
     for solution in solutions {
         let choice = problem.choice_of(&solution.choice)?;
@@ -87,15 +151,16 @@ pub fn check_on_cpu(
             .iter()
             .map(|(span, name)| format!("layer_{span}: {name}"))
             .collect::<Vec<_>>();
-        let checkpoint = library
-            .assemble_spans(&parent, &solution.choice)
+        let model = library
+            .assemble_stored(&parent, &solution.choice)
+            .map_err(|e| fail(e.to_string()))?
+            .build_model(device)
             .map_err(|e| fail(e.to_string()))?;
-        let model = build_model(&checkpoint.config, &checkpoint.weights, device).map_err(|e| fail(e.to_string()))?;
         let batch = solution.batch_size.unwrap_or(1);
         let predicted = file.request_ms(batch, problem, &outside, &choice)?;
         children.push((names, batch, predicted, model));
     }
-    let parent_model = build_model(&parent.config, &parent.weights, device).map_err(|e| fail(e.to_string()))?;
+    let parent_model = parent.build_model(device).map_err(|e| fail(e.to_string()))?;
     let models: Vec<(&Llama, usize)> = batches
         .iter()
         .map(|&b| (&parent_model, b))

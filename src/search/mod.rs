@@ -76,4 +76,6 @@ pub enum SearchError {
     Solver(String),
     #[error("{0}")]
     Options(String),
+    #[error(transparent)]
+    Memory(#[from] crate::memory_budget::MemoryError),
 }
