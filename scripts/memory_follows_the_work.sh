@@ -8,12 +8,14 @@
 #
 # Runs `library build` at two token budgets four times apart (the peak must not grow: the
 # activations go to disk), `score`, `assemble` of a child that changes the built layers, and
-# `export` of that child; prints one line per command. The parents as f32: Llama-3.1-8B 8.03 B
+# `export` of that child; for SmolLM2 also `profile` on this CPU and `search --measure` (the
+# closed loop, which times the chosen child against the parent: both whole models; an 8B profile
+# builds stacks of the parent's depth, ~30 GiB, and is not run); prints one line per command. The parents as f32: Llama-3.1-8B 8.03 B
 # parameters, 29.9 GiB; SmolLM2-135M 134.5 M, 0.50 GiB. Needs WikiText-2 from ../shared/data (the
 # 8B parent reads it through SmolLM2's tokenizer: random weights, real token ids). Disk: the 8B
 # case writes the parent (16 GB), two libraries (about 9 GB each in f32), the child (16 GB, bf16)
 # and its GGUF (8.6 GB, q8_0); each is removed when the next step no longer needs it. Takes
-# about 30 minutes (8B) or 10 minutes (SmolLM2) on 2 cores.
+# about 30 minutes (8B) or 15 minutes (SmolLM2) on 2 cores.
 set -euo pipefail
 case_name=${1:?usage: $0 llama8b|smollm2 WORK}
 work=${2:?usage: $0 llama8b|smollm2 WORK}
@@ -62,6 +64,7 @@ smollm2)
     child_dtype=f32
     export=(--format decilm --dtype bf16)
     exported=$work/child-decilm
+    timed=yes
     ;;
 *)
     echo "unknown case $case_name (llama8b or smollm2)" >&2
@@ -77,6 +80,13 @@ done
 library=$work/lib-${budgets[1]}
 rm -rf "$work/lib-${budgets[0]}"
 measure score "$tessera" score --library "$library" --data "$test_text" "${score[@]}"
+if [ "${timed:-}" = yes ]; then
+    # The scenarios constraints/cpu-1.5x.toml needs (a request of 128 + 128 tokens).
+    measure profile "$tessera" profile --library "$library" --scenario prefill:b=1,s=128 \
+        --scenario decode:b=1,c=192 --repeats 5 --calibrate 0
+    measure search "$tessera" search --library "$library" --constraints "$repo/constraints/cpu-1.5x.toml" \
+        --measure 10 --re-solves 0
+fi
 
 # The child: per built layer the block of lowest KL that keeps attention (the parent's own
 # elsewhere), written as a solutions file.

@@ -6,7 +6,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{CheckpointError, load_model};
-use crate::model::{ForwardError, KvCache, Llama, ModelConfig, build_model, random_weights};
+use crate::model::{ForwardError, KvCache, Llama, ModelConfig, random_model};
 
 /// A Llama of about 25M parameters (tied 4096-token embeddings, 8 layers of width 512).
 pub fn random_25m_config() -> ModelConfig {
@@ -186,7 +186,7 @@ pub fn bench_models(
     for name in models {
         let model = if name == RANDOM_25M {
             let config = random_25m_config();
-            build_model(&config, &random_weights(&config, 0), device)?
+            random_model(&config, 0, device)
         } else {
             load_model(std::path::Path::new(name), device)?
         };

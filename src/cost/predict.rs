@@ -14,9 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::measure::{Runner, model_runner, time_interleaved, units_per_run};
 use super::scenario::Scenario;
-use crate::model::{
-    AttentionConfig, BlockConfig, FfnConfig, ForwardError, Llama, ModelConfig, build_model, random_weights,
-};
+use crate::model::{AttentionConfig, BlockConfig, FfnConfig, ForwardError, Llama, ModelConfig, random_model};
 
 /// Per-block latencies of one target and scenario, with the outside part and the fitted
 /// correction.
@@ -180,9 +178,7 @@ pub fn measure_and_calibrate(
             distinct.push(*block);
         }
     }
-    let build = |config: &ModelConfig| {
-        build_model(config, &random_weights(config, 0), device).expect("random weights fit the config")
-    };
+    let build = |config: &ModelConfig| random_model(config, 0, device);
     // Each block is timed in context: as every layer of a model of the parent's depth, less that
     // model with every layer removed (the outside part), per layer. Timed alone, one block's
     // weights and cache stay hot in the CPU caches, and a whole model of such blocks ran up to
