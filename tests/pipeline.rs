@@ -264,11 +264,7 @@ fn run_refused(pipeline: &Path, dir: &Path, limit: &str, parts: &[&str]) {
         .arg(dir.join("reports"))
         .output()
         .unwrap();
-    assert!(!output.status.success());
-    let error = String::from_utf8_lossy(&output.stderr);
-    for part in parts {
-        assert!(error.contains(part), "expected `{part}` in:\n{error}");
-    }
+    common::assert_fails_with(&output, parts);
 }
 
 fn run_error(pipeline_text: &str) -> (String, PathBuf) {

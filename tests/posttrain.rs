@@ -256,17 +256,16 @@ fn a_distillation_that_will_not_fit_is_refused_before_either_model_is_loaded() {
             .unwrap()
     };
     let output = distill("64MiB", "4");
-    assert!(!output.status.success());
-    let error = String::from_utf8_lossy(&output.stderr);
-    for part in [
-        "distillation would need about",
-        "activations of a step (64 tokens)",
-        "AdamW moments",
-        "only 0.06 GiB are available (TESSERA_MEMORY_LIMIT=64MiB)",
-        "--batch-size",
-    ] {
-        assert!(error.contains(part), "expected `{part}` in:\n{error}");
-    }
+    common::assert_fails_with(
+        &output,
+        &[
+            "distillation would need about",
+            "activations of a step (64 tokens)",
+            "AdamW moments",
+            "only 0.06 GiB are available (TESSERA_MEMORY_LIMIT=64MiB)",
+            "--batch-size",
+        ],
+    );
     assert!(!out.exists(), "a refused distillation writes nothing");
     // Under a limit above the estimate it runs.
     let output = distill("1GiB", "4");
@@ -302,6 +301,7 @@ fn sft_and_grpo_that_will_not_fit_are_refused_before_the_model_is_built() {
         "--max-tokens",
         "8",
     ];
+    const LIMIT: &str = "only 0.06 GiB are available (TESSERA_MEMORY_LIMIT=64MiB)";
     for (stage, expected) in [
         (
             &sft[..],
@@ -309,23 +309,17 @@ fn sft_and_grpo_that_will_not_fit_are_refused_before_the_model_is_built() {
                 "SFT would need about",
                 "activations of a step (4 chats of up to",
                 "--batch-size",
+                LIMIT,
             ],
         ),
         (
             &rl[..],
-            ["GRPO would need about", "reference model (f32)", "--max-tokens"],
+            ["GRPO would need about", "reference model (f32)", "--max-tokens", LIMIT],
         ),
     ] {
         let out = tmp.path().join(stage[0]);
         let output = run("64MiB", stage, &out);
-        assert!(!output.status.success());
-        let error = String::from_utf8_lossy(&output.stderr);
-        for part in expected
-            .iter()
-            .chain(&["only 0.06 GiB are available (TESSERA_MEMORY_LIMIT=64MiB)"])
-        {
-            assert!(error.contains(part), "expected `{part}` in:\n{error}");
-        }
+        common::assert_fails_with(&output, &expected);
         assert!(!out.join("model").exists(), "a refused {} writes no model", stage[0]);
         // Under a limit above the estimate it runs.
         let output = run("2GiB", stage, &out);

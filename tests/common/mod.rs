@@ -17,6 +17,25 @@ use tessera::model::{ModelConfig, random_weights};
 use tessera::source::TokenSource;
 use tessera::world::tokenizer::{VOCAB_SIZE, write_tokenizer};
 
+/// Asserts that `text` mentions each of `parts`.
+pub fn assert_mentions(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "expected `{part}` in:\n{text}");
+    }
+}
+
+/// Asserts that `output` failed and that its stderr mentions each of `parts`; returns the stderr.
+pub fn assert_fails_with(output: &std::process::Output, parts: &[&str]) -> String {
+    assert!(
+        !output.status.success(),
+        "expected a failure; stdout:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let error = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_mentions(&error, parts);
+    error
+}
+
 /// `../shared/data` beside the repository, or `None` after printing why the test is skipped.
 pub fn shared_data(test: &str) -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
