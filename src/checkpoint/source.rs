@@ -2,10 +2,12 @@
 //! a stored one read tensor by tensor, a child assembled on the way, or any of them with the LM
 //! head untied. Every writer (HF and DeciLM directories, GGUF, llama2.c) asks its source for one
 //! tensor at a time just before writing it, so writing a model never needs it whole in memory
-//! (llama2.c, small by nature, collects it first); a model is built from it one layer at a time. Knows the formats' writers; nothing of where
-//! a child's blocks come from.
+//! (llama2.c, small by nature, collects it first); a model is built from it one layer at a
+//! time. Knows the formats' writers; nothing of where a child's blocks come from.
 
 use std::path::Path;
+
+use burn::prelude::Device;
 
 use super::gguf::{GgmlType, MetaValue};
 use super::safetensors_dir::{self, PendingTensor};
@@ -13,8 +15,6 @@ use super::{
     Checkpoint, CheckpointError, ExportOptions, LayerSpan, Llama2cVersion, ModelSummary, StoreDtype, StoredCheckpoint,
     gguf_model, hf_config, llama2c,
 };
-use burn::prelude::Device;
-
 use crate::model::weights::{build_model_in_parts, expected_tensors};
 use crate::model::{HostTensor, Llama, ModelConfig, TensorMap, WeightError};
 
