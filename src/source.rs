@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use burn::prelude::Device;
 
-use crate::checkpoint::StoredCheckpoint;
+use crate::checkpoint::{StoredCheckpoint, TensorSource};
 use crate::data::{DataError, Split, TokenWindows, read_documents, split_of};
 use crate::model::{ForwardError, Llama, Sampling, generate_batch};
 use crate::tokenizer::{Tokenizer, TokenizerError};
@@ -195,7 +195,8 @@ impl TokenSource {
         self.windows_with(model.config().vocab_size, sample, tokenizer, seq_len, train, held_out)
     }
 
-    /// The same windows for a stored parent, which is built whole only to sample from it.
+    /// The same windows for a stored parent, which is built (one layer at a time) only to sample
+    /// from it.
     pub fn stored_windows(
         &self,
         parent: &StoredCheckpoint,
@@ -206,7 +207,7 @@ impl TokenSource {
         held_out: usize,
     ) -> Result<Windows, SourceError> {
         let sample = |count| {
-            let model = parent.load()?.build(device)?;
+            let model = parent.build_model(device)?;
             sampled_windows(&model, count, seq_len, train, held_out)
         };
         self.windows_with(parent.config().vocab_size, sample, tokenizer, seq_len, train, held_out)
